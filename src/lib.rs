@@ -1,0 +1,32 @@
+//! recordhub: an HL7 v2 interface engine and record indexer.
+//!
+//! A message flows through one module per stage:
+//!
+//! ```text
+//! sender ─MLLP─▶ mllp::codec ─frame─▶ intake (hl7 parse, envelope checks)
+//!        ─▶ pipeline: dedup ─▶ journal (append, one fdatasync per batch)
+//!        ─▶ store (sled index, derived from the journal) ─▶ ack ─MLLP─▶ sender
+//! ```
+//!
+//! - [`mllp`]: framing codec, listener, client, file splitting.
+//! - [`hl7`]: zero-copy HL7 v2 parser, escapes, charsets, NHS numbers.
+//! - [`intake`]: which messages the engine takes (type, version, processing id).
+//! - [`journal`]: the append-only, CRC-checked source of truth.
+//! - [`store`]: the sled index (dedup table), rebuildable from the journal.
+//! - [`ack`]: the one place that renders an outcome as MSH/MSA/ERR.
+//! - [`pipeline`]: `Pipeline::process(batch)`, synchronous, called by the
+//!   server's [`worker`], the CLI, the tests and the benchmarks.
+//! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
+
+pub mod ack;
+pub mod cli;
+pub mod config;
+pub mod hl7;
+pub mod intake;
+pub mod journal;
+pub mod mllp;
+pub mod pipeline;
+pub mod serve;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

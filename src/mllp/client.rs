@@ -1,0 +1,422 @@
+//! An MLLP client: the sending side of the pipeline's first stage, used by
+//! `recordhub send`, the load tool and the tests.
+//!
+//! It frames messages with [`MllpCodec`], can pipeline (call [`MllpClient::send`]
+//! several times, then [`MllpClient::recv_ack`] as many times), and reads just
+//! enough of an ACK to tell a user what happened ([`summarize_ack`]). It does
+//! not retry, reconnect or parse HL7 beyond MSA/ERR: callers decide that.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use super::codec::{Frame, FrameError, MllpCodec};
+
+/// Largest ACK the client accepts. ACKs are a few hundred bytes; this only
+/// bounds memory against a misbehaving peer.
+pub const MAX_ACK_BYTES: usize = 1 << 20;
+
+/// Why a send or an acknowledgement failed.
+#[derive(thiserror::Error, Debug)]
+pub enum ClientError {
+    /// The TCP connection could not be opened (refused, unreachable, or no
+    /// answer within the connect timeout).
+    #[error("could not connect to {addr}; check the address and that the listener is running")]
+    Connect {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+    /// No acknowledgement arrived in time.
+    #[error("no acknowledgement within {after:?}; the server may be busy, or did not recognise the frame")]
+    Timeout { after: Duration },
+    /// The server closed (or reset) the connection before answering.
+    #[error("the server closed the connection before acknowledging")]
+    Closed,
+    /// The server's reply was not a complete MLLP frame.
+    #[error("the server's reply was not a valid MLLP frame")]
+    Frame(#[source] FrameError),
+    /// The server's reply was larger than [`MAX_ACK_BYTES`].
+    #[error("the server's reply was {len} bytes, more than the {MAX_ACK_BYTES} an acknowledgement may have")]
+    AckTooLarge { len: u64 },
+    /// Reading from or writing to the connection failed.
+    #[error("network error while talking to the server")]
+    Io(#[source] io::Error),
+}
+
+impl From<io::Error> for ClientError {
+    fn from(err: io::Error) -> Self {
+        use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+        match err.kind() {
+            BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof => ClientError::Closed,
+            _ => ClientError::Io(err),
+        }
+    }
+}
+
+impl From<FrameError> for ClientError {
+    fn from(err: FrameError) -> Self {
+        match err {
+            FrameError::Io(io) => io.into(),
+            truncated @ FrameError::Truncated(_) => ClientError::Frame(truncated),
+        }
+    }
+}
+
+/// One MLLP connection to a listener.
+#[derive(Debug)]
+pub struct MllpClient {
+    framed: Framed<TcpStream, MllpCodec>,
+}
+
+impl MllpClient {
+    /// Opens a connection to `addr` (`host:port`).
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the connection is refused, the name does
+    /// not resolve, or nothing answers within `timeout`.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<MllpClient, ClientError> {
+        let connect_error = |source| ClientError::Connect {
+            addr: addr.to_owned(),
+            source,
+        };
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(connect_error(source)),
+            Err(_) => {
+                let msg = format!("no answer within {timeout:?}");
+                return Err(connect_error(io::Error::new(io::ErrorKind::TimedOut, msg)));
+            }
+        };
+        // Small request/response frames: do not let Nagle hold them back.
+        stream.set_nodelay(true).map_err(connect_error)?;
+        Ok(MllpClient {
+            framed: Framed::new(stream, MllpCodec::new(MAX_ACK_BYTES)),
+        })
+    }
+
+    /// Writes one framed message and flushes it; does not wait for the ACK,
+    /// so several messages may be sent before reading their ACKs.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] if the server has gone, [`ClientError::Io`]
+    /// for other write failures.
+    pub async fn send(&mut self, message: &[u8]) -> Result<(), ClientError> {
+        self.framed.send(message).await?;
+        Ok(())
+    }
+
+    /// Waits for the next frame from the server and returns its payload.
+    /// Cancel-safe: bytes already read stay buffered for the next call.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when nothing complete arrives within
+    /// `timeout`, [`ClientError::Closed`] when the server closes the
+    /// connection between frames, [`ClientError::Frame`] when it closes in
+    /// the middle of one, [`ClientError::AckTooLarge`] for an oversize reply.
+    pub async fn recv_ack(&mut self, timeout: Duration) -> Result<Bytes, ClientError> {
+        let next = tokio::time::timeout(timeout, self.framed.next()).await;
+        match next.map_err(|_| ClientError::Timeout { after: timeout })? {
+            None => Err(ClientError::Closed),
+            Some(Err(err)) => Err(err.into()),
+            Some(Ok(Frame::Message(payload))) => Ok(payload.freeze()),
+            Some(Ok(Frame::Oversize { len, .. })) => Err(ClientError::AckTooLarge { len }),
+        }
+    }
+
+    /// Sends one message and waits for its acknowledgement.
+    ///
+    /// # Errors
+    /// As [`MllpClient::send`] and [`MllpClient::recv_ack`].
+    pub async fn call(&mut self, message: &[u8], timeout: Duration) -> Result<Bytes, ClientError> {
+        self.send(message).await?;
+        self.recv_ack(timeout).await
+    }
+}
+
+/// What a user needs to know from an ACK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckSummary {
+    /// MSA-1: AA, AE, AR, CA, CE or CR.
+    pub code: String,
+    /// MSA-2: the control ID of the message being acknowledged.
+    pub control_id: String,
+    /// MSA-3 when valued, else ERR-8, ERR-3.2, or the text inside ERR-1
+    /// (`SEG^seq^field^code&text&system`, before v2.5). Escapes not decoded.
+    pub text: String,
+}
+
+/// Reads MSA (and ERR) from an ACK. A standalone reader, so that `send` can
+/// report on replies from any engine: field separator = the byte after
+/// `MSH`, component separator = the next one; segments end at CR or LF.
+/// Returns `None` without an MSH or MSA segment.
+pub fn summarize_ack(ack: &[u8]) -> Option<AckSummary> {
+    let mut segments = ack
+        .split(|&b| b == b'\r' || b == b'\n')
+        .filter(|s| !s.is_empty());
+    let msh = segments
+        .clone()
+        .find(|s| s.starts_with(b"MSH") && s.len() >= 5)?;
+    let seps = Separators {
+        field: msh[3],
+        component: msh[4],
+        // MSH-2 is component, repetition, escape, subcomponent.
+        subcomponent: msh.get(7).copied().filter(|&b| b != msh[3]).unwrap_or(b'&'),
+    };
+    let msa = segments
+        .clone()
+        .find(|s| is_segment(s, b"MSA", seps.field))?;
+    let err = segments.find(|s| is_segment(s, b"ERR", seps.field));
+
+    let msa_field = |n| text(field(msa, seps.field, n));
+    let mut summary = AckSummary {
+        code: msa_field(1),
+        control_id: msa_field(2),
+        text: msa_field(3),
+    };
+    if summary.text.is_empty() {
+        if let Some(err) = err {
+            summary.text = err_text(err, seps);
+        }
+    }
+    Some(summary)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Separators {
+    field: u8,
+    component: u8,
+    subcomponent: u8,
+}
+
+fn is_segment(segment: &[u8], id: &[u8; 3], field_sep: u8) -> bool {
+    segment.starts_with(id) && segment.get(3).map_or(true, |&b| b == field_sep)
+}
+
+/// Field `n` of a (non-MSH) segment; field 0 is the segment ID.
+fn field(segment: &[u8], sep: u8, n: usize) -> &[u8] {
+    segment.split(|&b| b == sep).nth(n).unwrap_or(&[])
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// ERR-8 (user message), else ERR-3.2 (error code text), else the text
+/// subcomponent of ERR-1's code (pre-2.5 layout).
+fn err_text(err: &[u8], seps: Separators) -> String {
+    let user_message = field(err, seps.field, 8);
+    if !user_message.is_empty() {
+        return text(user_message);
+    }
+    // Components count from 1 in HL7 and from 0 here: ERR-3.2 is index 1.
+    let code_text = field(field(err, seps.field, 3), seps.component, 1);
+    if !code_text.is_empty() {
+        return text(code_text);
+    }
+    field(err, seps.field, 1)
+        .split(|&b| b == seps.component)
+        .find(|component| component.contains(&seps.subcomponent))
+        .map(|code| text(field(code, seps.subcomponent, 1)))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const SECOND: Duration = Duration::from_secs(5);
+
+    /// What the test server does with each connection.
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        /// Answer every frame with an AA echoing its MSH-10.
+        Ack,
+        /// Read, never answer.
+        Silent,
+        /// Close right after the first frame arrives.
+        CloseAfterFirst,
+        /// Send half a frame, then close.
+        HalfFrame,
+    }
+
+    /// A tiny MLLP server on 127.0.0.1:0, one connection.
+    async fn server(behaviour: Behaviour) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut framed = Framed::new(socket, MllpCodec::new(MAX_ACK_BYTES));
+            while let Some(Ok(Frame::Message(msg))) = framed.next().await {
+                match behaviour {
+                    Behaviour::Ack => {
+                        let control_id = msg[..].split(|&b| b == b'|').nth(9).unwrap_or(b"");
+                        let mut ack = b"MSH|^~\\&|HUB|X|||20250101||ACK|A1|P|2.5\rMSA|AA|".to_vec();
+                        ack.extend_from_slice(control_id);
+                        ack.push(b'\r');
+                        framed.send(&ack[..]).await.unwrap();
+                    }
+                    Behaviour::Silent => {}
+                    Behaviour::CloseAfterFirst => return,
+                    Behaviour::HalfFrame => {
+                        let mut socket = framed.into_inner();
+                        socket.write_all(b"\x0bMSH|^~\\&|HU").await.unwrap();
+                        return;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    fn message(control_id: &str) -> Vec<u8> {
+        format!("MSH|^~\\&|LAB|H|HUB|X|20250101||ORU^R01|{control_id}|P|2.5\rPID|1\r").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn call_round_trips() {
+        let addr = server(Behaviour::Ack).await;
+        let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
+        let ack = client.call(&message("C1"), SECOND).await.unwrap();
+        assert_eq!(
+            &ack[..],
+            b"MSH|^~\\&|HUB|X|||20250101||ACK|A1|P|2.5\rMSA|AA|C1\r"
+        );
+        let summary = summarize_ack(&ack).unwrap();
+        assert_eq!(
+            (summary.code.as_str(), summary.control_id.as_str()),
+            ("AA", "C1")
+        );
+    }
+
+    #[tokio::test]
+    async fn pipelined_acks_come_back_in_order() {
+        let addr = server(Behaviour::Ack).await;
+        let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
+        for id in ["P1", "P2", "P3"] {
+            client.send(&message(id)).await.unwrap();
+        }
+        for id in ["P1", "P2", "P3"] {
+            let ack = client.recv_ack(SECOND).await.unwrap();
+            assert_eq!(summarize_ack(&ack).unwrap().control_id, id);
+        }
+    }
+
+    #[tokio::test]
+    async fn recv_ack_times_out() {
+        let addr = server(Behaviour::Silent).await;
+        let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
+        let timeout = Duration::from_millis(50);
+        let err = client.call(&message("T1"), timeout).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Timeout { after } if after == timeout),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn closed_is_reported() {
+        let addr = server(Behaviour::CloseAfterFirst).await;
+        let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
+        let err = client.call(&message("X1"), SECOND).await.unwrap_err();
+        assert!(matches!(err, ClientError::Closed), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "the server closed the connection before acknowledging"
+        );
+    }
+
+    #[tokio::test]
+    async fn close_mid_frame_is_a_frame_error() {
+        let addr = server(Behaviour::HalfFrame).await;
+        let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
+        let err = client.call(&message("H1"), SECOND).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Frame(FrameError::Truncated(11))),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_refused_names_the_address() {
+        // Bind then drop, so the port is (almost certainly) closed.
+        let addr = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap().to_string()
+        };
+        let err = MllpClient::connect(&addr, SECOND).await.unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains(&addr));
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_on_the_wire() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut got = vec![0; 9];
+            socket.read_exact(&mut got).await.unwrap();
+            // Junk before the ACK, and FS without CR followed by close: FS at
+            // EOF ends the frame.
+            socket.write_all(b"\r\n\x0bMSA|AA|1\x1c").await.unwrap();
+            got
+        });
+        let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
+        let ack = client.call(b"MSH|x\r", SECOND).await.unwrap();
+        assert_eq!(&ack[..], b"MSA|AA|1");
+        assert_eq!(server.await.unwrap(), b"\x0bMSH|x\r\x1c\r");
+    }
+
+    #[test]
+    fn summary_of_an_original_mode_ack() {
+        let ack =
+            b"MSH|^~\\&|HUB|X|LAB|H|20250101||ACK^R01^ACK|A1|P|2.4\rMSA|AE|C9|PID-3 missing\r";
+        let s = summarize_ack(ack).unwrap();
+        assert_eq!(
+            s,
+            AckSummary {
+                code: "AE".into(),
+                control_id: "C9".into(),
+                text: "PID-3 missing".into()
+            }
+        );
+    }
+
+    #[test]
+    fn summary_prefers_err_8_then_err_3_2() {
+        let ack = b"MSH|^~\\&|H|X\nMSA|AR|C1\nERR||MSH^1^9|200^Unsupported message type^HL70357|E||||no mapping for ZZZ^Z01\n";
+        assert_eq!(summarize_ack(ack).unwrap().text, "no mapping for ZZZ^Z01");
+        let ack =
+            b"MSH|^~\\&|H|X\rMSA|AR|C1\rERR||MSH^1^9|200^Unsupported message type^HL70357|E\r";
+        assert_eq!(summarize_ack(ack).unwrap().text, "Unsupported message type");
+    }
+
+    #[test]
+    fn summary_reads_pre_2_5_err_1() {
+        let ack = b"MSH|^~\\&|H|X\rMSA|AE|C1\rERR|PID^1^3^101&Required field missing&HL70357\r";
+        assert_eq!(summarize_ack(ack).unwrap().text, "Required field missing");
+    }
+
+    #[test]
+    fn summary_with_custom_delimiters() {
+        let ack = b"MSH#@!$%#H#X\rMSA#CE#C7\rERR###207@Application internal error@HL70357\r";
+        let s = summarize_ack(ack).unwrap();
+        assert_eq!((s.code.as_str(), s.control_id.as_str()), ("CE", "C7"));
+        assert_eq!(s.text, "Application internal error");
+    }
+
+    #[test]
+    fn summary_needs_msh_and_msa() {
+        assert_eq!(summarize_ack(b""), None);
+        assert_eq!(summarize_ack(b"MSA|AA|1\r"), None);
+        assert_eq!(summarize_ack(b"MSH|^~\\&|H\rMSAX|AA\r"), None);
+        assert_eq!(summarize_ack(b"MSH|"), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! MLLP (HL7 v2 Minimal Lower Layer Protocol, release 1): `VT message FS CR`.
+//!
+//! - `codec`: the tokio-util framing codec (bounded memory, resync, oversize);
+//! - `server`: accept loop and per-connection handler, ACKs in order;
+//! - `client`: the client behind `recordhub send` and `recordhub load`;
+//! - `split`: turning an analyst's file into messages.
+
+pub mod client;
+pub mod codec;
+pub mod server;
+pub mod split;

@@ -1,0 +1,460 @@
+//! The pipeline: frames in, ACKs out, one batch at a time.
+//!
+//! `Pipeline::process` is synchronous and is the one function the server, the
+//! CLI, the tests and the benchmarks call. For a batch of frames that arrived
+//! together it: inspects each (parse + envelope checks), answers identical
+//! retransmissions from the dedup table, appends every other frame to the
+//! journal with its outcome and ACK, makes them durable with one fdatasync
+//! (group commit), applies the accepted ones to the index, and only then
+//! returns the ACKs. A failed commit turns the whole batch into AR 207: the
+//! sender retries, nothing acknowledged is lost.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::ack::{self, AckCode, Mode, Problem, Verdict};
+use crate::intake::{self, Envelope, Policy};
+use crate::journal::{
+    Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Recovery,
+};
+use crate::store::dedup::Fingerprint;
+use crate::store::{DedupKey, DedupRecord, Store, StoreError};
+
+/// One frame handed to the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    pub frame: Frame<'a>,
+    /// The sender's address, for the journal and logs.
+    pub peer: &'a str,
+    pub received_at_ms: u64,
+}
+
+/// A complete frame, or the head of one that exceeded `max_frame_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame<'a> {
+    Message(&'a [u8]),
+    Oversize { head: &'a [u8], len: u64 },
+}
+
+/// Which stage decided a non-AA outcome (for logs: `stage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Frame,
+    Parse,
+    Map,
+    Store,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Frame => "frame",
+            Stage::Parse => "parse",
+            Stage::Map => "map",
+            Stage::Store => "store",
+        }
+    }
+}
+
+/// What happened to one frame.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// ACK bytes to send (unframed); `None` when MSH-15 asked for none.
+    pub ack: Option<Vec<u8>>,
+    pub code: AckCode,
+    pub envelope: Envelope,
+    /// Journal sequence, when the frame was journaled.
+    pub seq: Option<u64>,
+    /// An identical retransmission answered from the dedup table.
+    pub duplicate: bool,
+    /// Why it was not accepted, for the log line (never message content).
+    pub problem: Option<(Stage, Problem)>,
+    pub bytes: usize,
+}
+
+/// Everything `Pipeline::open` needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub journal_segment_bytes: u64,
+    pub application: String,
+    pub facility: String,
+    pub policy: Policy,
+}
+
+/// Errors that stop the engine from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the journal in {dir}")]
+    Journal { dir: PathBuf, source: JournalError },
+    #[error("cannot open the index in {dir} (is another recordhub using it?)")]
+    Store { dir: PathBuf, source: StoreError },
+    #[error("cannot replay journal entry {seq} into the index")]
+    Replay {
+        seq: u64,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// What start-up found and did.
+#[derive(Debug)]
+pub struct Startup {
+    pub recovery: Recovery,
+    /// Journal entries re-applied to the index (sled had lost them or never had them).
+    pub replayed: u64,
+}
+
+/// The journal and the index, with the policy that decides ACKs.
+pub struct Pipeline {
+    journal: Journal,
+    store: Store,
+    journal_dir: PathBuf,
+    opts: Options,
+}
+
+/// A frame that passed dedup and will be journaled.
+struct Staged {
+    envelope: Envelope,
+    verdict: Verdict,
+    stage: Stage,
+    mode: Mode,
+    dedup: Option<(DedupKey, Fingerprint)>,
+    bytes: usize,
+}
+
+pub fn journal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal")
+}
+
+pub fn index_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("index")
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Pipeline {
+    /// Opens the journal (truncating a torn tail) and the index, then replays
+    /// into the index every journal entry it has not applied.
+    ///
+    /// # Errors
+    /// The journal is corrupt before its tail, or sled cannot be opened.
+    pub fn open(opts: Options) -> Result<(Pipeline, Startup), OpenError> {
+        // The index first: sled's file lock is what keeps a second engine
+        // from recovering (truncating) a journal that a live one is writing.
+        let idir = index_dir(&opts.data_dir);
+        let store = Store::open(&idir).map_err(|source| OpenError::Store {
+            dir: idir.clone(),
+            source,
+        })?;
+        let jdir = journal_dir(&opts.data_dir);
+        let (journal, recovery) = Journal::open(
+            &jdir,
+            JournalOptions {
+                segment_bytes: opts.journal_segment_bytes,
+            },
+        )
+        .map_err(|source| OpenError::Journal {
+            dir: jdir.clone(),
+            source,
+        })?;
+        let mut p = Pipeline {
+            journal,
+            store,
+            journal_dir: jdir,
+            opts,
+        };
+        let replayed = p.replay()?;
+        Ok((p, Startup { recovery, replayed }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Re-applies journal entries after the index's `applied_seq`.
+    fn replay(&mut self) -> Result<u64, OpenError> {
+        let from = self.store.applied_seq().map_err(|e| OpenError::Replay {
+            seq: 0,
+            source: Box::new(e),
+        })? + 1;
+        let reader = JournalReader::open(&self.journal_dir).map_err(|e| OpenError::Replay {
+            seq: from,
+            source: Box::new(e),
+        })?;
+        let mut n = 0;
+        let mut last = None;
+        for entry in reader.iter_from(from) {
+            let entry = entry.map_err(|e| OpenError::Replay {
+                seq: from + n,
+                source: Box::new(e),
+            })?;
+            let seq = entry.seq;
+            self.apply_entry(&entry).map_err(|e| OpenError::Replay {
+                seq,
+                source: Box::new(e),
+            })?;
+            last = Some(seq);
+            n += 1;
+        }
+        if let Some(seq) = last {
+            self.store
+                .set_applied_seq(seq)
+                .map_err(|e| OpenError::Replay {
+                    seq,
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(n)
+    }
+
+    /// The index effects of one journaled, accepted message.
+    fn apply_entry(&mut self, e: &Entry) -> Result<(), StoreError> {
+        if !matches!(e.ack_code.as_str(), "AA" | "CA") {
+            return Ok(());
+        }
+        let key = DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id);
+        let rec = DedupRecord {
+            fingerprint: Fingerprint::of(&e.raw),
+            seq: e.seq,
+            ack: e.ack.clone(),
+        };
+        self.store.dedup_put(&key, &rec)
+    }
+
+    /// Processes a batch of frames that arrived together; one outcome per
+    /// frame, in order. Never panics on frame content.
+    pub fn process(&mut self, batch: &[Inbound<'_>]) -> Vec<Outcome> {
+        let now = now_ms();
+        let stamp = ack::hl7_timestamp(now);
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
+        let mut staged: Vec<(usize, Staged, u64, Vec<u8>)> = Vec::with_capacity(batch.len());
+        // Retransmissions inside one batch: the first copy's ACK is not in sled yet.
+        let mut in_batch: HashMap<DedupKey, (Fingerprint, usize)> = HashMap::new();
+
+        for (i, inbound) in batch.iter().enumerate() {
+            let s = self.stage(inbound);
+            if let Some((key, fp)) = &s.dedup {
+                if let Some(out) = self.answer_duplicate(key, *fp, &s, &in_batch, &staged) {
+                    outcomes.push(Some(out));
+                    continue;
+                }
+            }
+            let seq = self.journal.next_seq();
+            let code = s.mode.code(&s.verdict);
+            let control_id = format!("RH{seq}");
+            let me = ack::Sender {
+                application: &self.opts.application,
+                facility: &self.opts.facility,
+                control_id: &control_id,
+                timestamp: &stamp,
+            };
+            let ack_bytes = ack::build(&s.envelope.inbound, &me, code, &s.verdict);
+            let sent: &[u8] = if s.mode.sends(code) { &ack_bytes } else { b"" };
+            let raw = match inbound.frame {
+                Frame::Message(m) => m,
+                Frame::Oversize { .. } => b"",
+            };
+            let entry = EntryRef {
+                received_at_ms: inbound.received_at_ms,
+                peer: inbound.peer,
+                sending_app: &s.envelope.inbound.sending_app,
+                sending_facility: &s.envelope.inbound.sending_facility,
+                control_id: &s.envelope.inbound.control_id,
+                message_type: &s.envelope.message_type,
+                ack_code: if sent.is_empty() { "" } else { code.as_str() },
+                ack: sent,
+                raw,
+            };
+            let seq = match self.journal.append(&entry) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    outcomes.push(Some(self.store_failure(s, &stamp, &e.to_string())));
+                    continue;
+                }
+            };
+            if let Some((key, fp)) = &s.dedup {
+                if s.verdict == Verdict::Accepted {
+                    in_batch.insert(key.clone(), (*fp, staged.len()));
+                }
+            }
+            let ack_sent = sent.to_vec();
+            staged.push((i, s, seq, ack_sent));
+            outcomes.push(None);
+        }
+
+        if let Err(e) = self.journal.commit() {
+            let text = e.to_string();
+            for (i, s, _, _) in staged {
+                outcomes[i] = Some(self.store_failure(s, &stamp, &text));
+            }
+            return outcomes.into_iter().flatten().collect();
+        }
+        self.apply_batch(&mut outcomes, staged);
+        outcomes.into_iter().flatten().collect()
+    }
+
+    /// Index effects of a committed batch, then the outcomes.
+    fn apply_batch(
+        &mut self,
+        outcomes: &mut [Option<Outcome>],
+        staged: Vec<(usize, Staged, u64, Vec<u8>)>,
+    ) {
+        let mut last = None;
+        for (i, s, seq, ack_sent) in staged {
+            let code = s.mode.code(&s.verdict);
+            if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, &s.dedup) {
+                let rec = DedupRecord {
+                    fingerprint: *fp,
+                    seq,
+                    ack: ack_sent.clone(),
+                };
+                if let Err(e) = self.store.dedup_put(key, &rec) {
+                    // Durable in the journal; replay will apply it. The sender
+                    // is told to retry, and its retry is then a duplicate.
+                    let text = format!("index update failed: {e}");
+                    outcomes[i] = Some(self.store_failure(s, &ack::hl7_timestamp(now_ms()), &text));
+                    continue;
+                }
+            }
+            last = Some(seq);
+            let problem = match &s.verdict {
+                Verdict::Accepted => None,
+                Verdict::Error(p) | Verdict::Rejected(p) => Some((s.stage, p.clone())),
+            };
+            let ack = s.mode.sends(code).then_some(ack_sent);
+            outcomes[i] = Some(Outcome {
+                ack,
+                code,
+                envelope: s.envelope,
+                seq: Some(seq),
+                duplicate: false,
+                problem,
+                bytes: s.bytes,
+            });
+        }
+        if let Some(seq) = last {
+            // Lazily persisted: after a crash, replay re-applies from the old value.
+            let _ = self.store.set_applied_seq(seq);
+        }
+    }
+
+    /// Intake for one frame: its envelope, verdict and dedup identity.
+    fn stage(&self, inbound: &Inbound<'_>) -> Staged {
+        match inbound.frame {
+            Frame::Message(raw) => {
+                let insp = intake::inspect(raw, &self.opts.policy);
+                let dedup = (insp.verdict == Verdict::Accepted).then(|| {
+                    let e = &insp.envelope.inbound;
+                    (
+                        DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id),
+                        Fingerprint::of(raw),
+                    )
+                });
+                Staged {
+                    envelope: insp.envelope,
+                    verdict: insp.verdict,
+                    stage: Stage::Parse,
+                    mode: insp.mode,
+                    dedup,
+                    bytes: raw.len(),
+                }
+            }
+            Frame::Oversize { head, len } => {
+                let insp = intake::inspect(head, &self.opts.policy);
+                let text =
+                    format!("message of {len} bytes exceeds max_frame_bytes; it was discarded");
+                let verdict = Verdict::Rejected(Problem::new(207, text));
+                Staged {
+                    envelope: insp.envelope,
+                    verdict,
+                    stage: Stage::Frame,
+                    mode: insp.mode,
+                    dedup: None,
+                    bytes: len as usize,
+                }
+            }
+        }
+    }
+
+    fn answer_duplicate(
+        &self,
+        key: &DedupKey,
+        fp: Fingerprint,
+        s: &Staged,
+        in_batch: &HashMap<DedupKey, (Fingerprint, usize)>,
+        staged: &[(usize, Staged, u64, Vec<u8>)],
+    ) -> Option<Outcome> {
+        let (seq, ack_sent) = if let Some((bfp, idx)) = in_batch.get(key) {
+            if *bfp != fp {
+                return None;
+            }
+            let (_, _, seq, ack) = &staged[*idx];
+            (*seq, ack.clone())
+        } else {
+            let rec = self.store.dedup_get(key).ok()??;
+            if rec.fingerprint != fp {
+                tracing::warn!(control_id = %s.envelope.inbound.control_id, sending_app = %s.envelope.inbound.sending_app,
+                    "control id reused with different content: sender's counter reset? processing as new");
+                return None;
+            }
+            (rec.seq, rec.ack)
+        };
+        let code = s.mode.code(&Verdict::Accepted);
+        let ack = (!ack_sent.is_empty()).then_some(ack_sent);
+        Some(Outcome {
+            ack,
+            code,
+            envelope: s.envelope.clone(),
+            seq: Some(seq),
+            duplicate: true,
+            problem: None,
+            bytes: s.bytes,
+        })
+    }
+
+    /// AR/CR 207: the engine could not store the message; the sender should retry.
+    fn store_failure(&self, s: Staged, stamp: &str, why: &str) -> Outcome {
+        let verdict = Verdict::Rejected(Problem::new(
+            207,
+            "message could not be stored; retry later",
+        ));
+        let code = s.mode.code(&verdict);
+        let control_id = format!("RHE{}", now_ms());
+        let me = ack::Sender {
+            application: &self.opts.application,
+            facility: &self.opts.facility,
+            control_id: &control_id,
+            timestamp: stamp,
+        };
+        let ack = s
+            .mode
+            .sends(code)
+            .then(|| ack::build(&s.envelope.inbound, &me, code, &verdict));
+        let problem = Some((Stage::Store, Problem::new(207, why)));
+        Outcome {
+            ack,
+            code,
+            envelope: s.envelope,
+            seq: None,
+            duplicate: false,
+            problem,
+            bytes: s.bytes,
+        }
+    }
+
+    /// Flushes the index; the journal is always durable after `process`.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.store.flush()
+    }
+}
+
+/// For timing a batch in logs.
+pub fn elapsed_us(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}

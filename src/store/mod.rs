@@ -1,0 +1,110 @@
+//! The sled index: everything derived from the journal, in one place.
+//!
+//! sled is not the source of truth (see DESIGN.md): it is flushed lazily and
+//! rebuilt from the journal on start-up (`replay`) or on demand (`reindex`).
+//! Its trees:
+//! - `dedup`: (MSH-3, MSH-4, MSH-10) → hash, length, journal seq and the ACK sent;
+//! - `meta`: `applied_seq`, the last journal sequence applied to the index;
+//! - the record trees added by [`crate::store::index`].
+
+pub mod dedup;
+
+use std::path::Path;
+
+pub use dedup::{DedupKey, DedupRecord};
+
+/// Errors from the index store. The pipeline answers AR 207 on any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled could not open or write its files.
+    #[error("index store error")]
+    Sled(#[from] sled::Error),
+    /// A stored value did not decode: the index is damaged and should be rebuilt with `recordhub reindex`.
+    #[error("index store holds a damaged value in tree '{tree}'; run `recordhub reindex`")]
+    Damaged { tree: &'static str },
+}
+
+/// The opened index.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    dedup: sled::Tree,
+    meta: sled::Tree,
+}
+
+const APPLIED_SEQ: &[u8] = b"applied_seq";
+
+impl Store {
+    /// Opens (or creates) the index under `dir`.
+    ///
+    /// # Errors
+    /// sled refuses to open, most often because another process holds it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        // A large cache keeps record reads off the disk; sled's own flushing
+        // is left to its background thread because the journal carries
+        // durability.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .open()?;
+        Ok(Store {
+            dedup: db.open_tree("dedup")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The last journal sequence whose effects are in the index (0 = none).
+    pub fn applied_seq(&self) -> Result<u64, StoreError> {
+        match self.meta.get(APPLIED_SEQ)? {
+            None => Ok(0),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Damaged { tree: "meta" })?;
+                Ok(u64::from_be_bytes(b))
+            }
+        }
+    }
+
+    pub fn set_applied_seq(&self, seq: u64) -> Result<(), StoreError> {
+        self.meta.insert(APPLIED_SEQ, &seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn dedup_get(&self, key: &DedupKey) -> Result<Option<DedupRecord>, StoreError> {
+        match self.dedup.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(v) => DedupRecord::decode(&v)
+                .map(Some)
+                .ok_or(StoreError::Damaged { tree: "dedup" }),
+        }
+    }
+
+    pub fn dedup_put(&self, key: &DedupKey, rec: &DedupRecord) -> Result<(), StoreError> {
+        self.dedup.insert(key.as_bytes(), rec.encode())?;
+        Ok(())
+    }
+
+    /// Drops every derived tree, for `reindex`.
+    pub fn clear(&self) -> Result<(), StoreError> {
+        for name in self.db.tree_names() {
+            if name.as_ref() != b"__sled__default" {
+                self.db.open_tree(&name)?.clear()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes sled's dirty pages; used at shutdown and after `reindex`.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on 127.0.0.1:0 with a temporary data
+//! directory, real MLLP bytes, exact ACK assertions, and what the journal
+//! holds after a restart.
+
+mod common;
+
+mod acks;
+mod connections;
+mod durability;
