@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr2, memchr_iter};
+use memchr::{memchr2, memchr_iter};
 
 use super::charset::{self, Charset, ParseOptions};
 use super::error::{ParseError, ParseErrorKind};
@@ -529,26 +529,22 @@ fn nth(raw: &[u8], sep: Option<u8>, n: usize) -> &[u8] {
         .unwrap_or_default()
 }
 
-/// Splits on a byte with memchr; `None` yields the whole input once.
-#[derive(Clone)]
+/// Splits on a byte; `None` yields the whole input once. One `memchr` iterator per
+/// split, so short pieces do not each pay a search's setup cost.
 struct Pieces<'a> {
-    rest: Option<&'a [u8]>,
-    sep: Option<u8>,
+    hay: &'a [u8],
+    /// Start of the next piece; `None` when done.
+    next: Option<usize>,
+    seps: Option<memchr::Memchr<'a>>,
 }
 
 impl<'a> Pieces<'a> {
-    fn new(raw: &'a [u8], sep: Option<u8>) -> Self {
-        Pieces {
-            rest: Some(raw),
-            sep,
-        }
+    fn new(hay: &'a [u8], sep: Option<u8>) -> Self {
+        Pieces { hay, next: Some(0), seps: sep.map(|s| memchr::Memchr::new(s, hay)) }
     }
 
     fn done() -> Self {
-        Pieces {
-            rest: None,
-            sep: None,
-        }
+        Pieces { hay: b"", next: None, seps: None }
     }
 }
 
@@ -556,13 +552,16 @@ impl<'a> Iterator for Pieces<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let rest = self.rest?;
-        match self.sep.and_then(|s| memchr(s, rest)) {
-            Some(i) => {
-                self.rest = Some(&rest[i + 1..]);
-                Some(&rest[..i])
+        let start = self.next?;
+        match self.seps.as_mut().and_then(Iterator::next) {
+            Some(end) => {
+                self.next = Some(end + 1);
+                self.hay.get(start..end)
             }
-            None => self.rest.take(),
+            None => {
+                self.next = None;
+                self.hay.get(start..)
+            }
         }
     }
 }
