@@ -67,11 +67,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(code: u16, text: impl Into<String>) -> Problem {
-        Problem {
-            code,
-            text: text.into(),
-            location: None,
-        }
+        Problem { code, text: text.into(), location: None }
     }
 
     pub fn at(mut self, location: Location) -> Problem {
@@ -94,12 +90,7 @@ pub struct Location {
 
 impl Location {
     pub fn field(segment: &str, sequence: usize, field: usize) -> Location {
-        Location {
-            segment: segment.to_string(),
-            sequence,
-            field,
-            ..Location::default()
-        }
+        Location { segment: segment.to_string(), sequence, field, ..Location::default() }
     }
 }
 
@@ -209,16 +200,9 @@ const FALLBACK_VERSION: &str = "2.5";
 /// Builds the ACK bytes (without MLLP framing; segments end with CR).
 pub fn build(inbound: &Inbound, me: &Sender<'_>, code: AckCode, verdict: &Verdict) -> Vec<u8> {
     let d = inbound.delimiters.unwrap_or(Delimiters::DEFAULT);
-    let version = if inbound.version.is_empty() {
-        FALLBACK_VERSION
-    } else {
-        inbound.version.as_str()
-    };
+    let version = if inbound.version.is_empty() { FALLBACK_VERSION } else { inbound.version.as_str() };
     let v = VersionNum::parse(version);
-    let mut w = Writer {
-        out: Vec::with_capacity(256),
-        d,
-    };
+    let mut w = Writer { out: Vec::with_capacity(256), d };
 
     w.raw(b"MSH");
     w.out.push(d.field);
@@ -251,11 +235,7 @@ pub fn build(inbound: &Inbound, me: &Sender<'_>, code: AckCode, verdict: &Verdic
     w.sep();
     w.str(me.control_id);
     w.sep();
-    w.str(if inbound.processing_id.is_empty() {
-        "P"
-    } else {
-        &inbound.processing_id
-    });
+    w.str(if inbound.processing_id.is_empty() { "P" } else { &inbound.processing_id });
     w.sep();
     w.str(version);
     if !inbound.charset.is_empty() {
@@ -427,11 +407,7 @@ impl VersionNum {
     /// Unreadable parts count as 0, so a garbled version sorts low.
     pub fn parse(s: &str) -> VersionNum {
         let mut it = s.split('.').map(|p| p.trim().parse::<u8>().unwrap_or(0));
-        VersionNum(
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-        )
+        VersionNum(it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0))
     }
 }
 
@@ -441,12 +417,7 @@ pub fn hl7_timestamp(unix_ms: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000", rem / 3600, (rem / 60) % 60, rem % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
@@ -482,12 +453,8 @@ mod tests {
         }
     }
 
-    const ME: Sender<'static> = Sender {
-        application: "RH",
-        facility: "RHF",
-        control_id: "RH42",
-        timestamp: "20261121083000+0000",
-    };
+    const ME: Sender<'static> =
+        Sender { application: "RH", facility: "RHF", control_id: "RH42", timestamp: "20261121083000+0000" };
 
     fn s(v: Vec<u8>) -> String {
         String::from_utf8(v).unwrap()
@@ -553,7 +520,12 @@ mod tests {
         let mut i = inbound("2.5");
         i.charset = "8859/1".into();
         let ack = s(build(&i, &ME, AckCode::AA, &Verdict::Accepted));
-        assert!(ack.starts_with("MSH|^~\\&|RECORDHUB|LCR|PAS|RJ1|20261121083000+0000||ACK^A01^ACK|RH42|P|2.5||||||8859/1\r"), "{ack}");
+        assert!(
+            ack.starts_with(
+                "MSH|^~\\&|RECORDHUB|LCR|PAS|RJ1|20261121083000+0000||ACK^A01^ACK|RH42|P|2.5||||||8859/1\r"
+            ),
+            "{ack}"
+        );
     }
 
     #[test]
@@ -568,19 +540,13 @@ mod tests {
     #[test]
     fn mode_follows_table_0155() {
         assert_eq!(Mode::from_msh("", ""), Mode::Original);
-        assert_eq!(
-            Mode::from_msh("", "AL"),
-            Mode::Enhanced(AcceptCondition::Always)
-        );
+        assert_eq!(Mode::from_msh("", "AL"), Mode::Enhanced(AcceptCondition::Always));
         let er = Mode::from_msh("ER", "NE");
         assert!(!er.sends(AckCode::CA) && er.sends(AckCode::CE) && er.sends(AckCode::CR));
         let su = Mode::from_msh("SU", "");
         assert!(su.sends(AckCode::CA) && !su.sends(AckCode::CE));
         assert!(!Mode::from_msh("NE", "").sends(AckCode::CR));
-        assert_eq!(
-            Mode::from_msh("AL", "").code(&Verdict::Accepted),
-            AckCode::CA
-        );
+        assert_eq!(Mode::from_msh("AL", "").code(&Verdict::Accepted), AckCode::CA);
     }
 
     #[test]

@@ -21,10 +21,7 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy {
-            processing_ids: vec!["P".into(), "D".into(), "T".into()],
-            parse: ParseOptions::default(),
-        }
+        Policy { processing_ids: vec!["P".into(), "D".into(), "T".into()], parse: ParseOptions::default() }
     }
 }
 
@@ -56,12 +53,7 @@ pub fn inspect<'a>(raw: &'a [u8], policy: &Policy) -> Inspection<'a> {
         Ok(msg) => {
             let (envelope, mode) = read_envelope(msg.header(), &msg);
             let verdict = check_envelope(&envelope, msg.header(), policy);
-            Inspection {
-                envelope,
-                mode,
-                message: Some(msg),
-                verdict,
-            }
+            Inspection { envelope, mode, message: Some(msg), verdict }
         }
         Err(err) => inspect_broken(raw, &err, policy),
     }
@@ -72,7 +64,7 @@ pub fn inspect<'a>(raw: &'a [u8], policy: &Policy) -> Inspection<'a> {
 fn inspect_broken<'a>(raw: &'a [u8], err: &ParseError, policy: &Policy) -> Inspection<'a> {
     let header_only = first_segment(raw).and_then(|h| Message::parse_with(h, &policy.parse).ok());
     let Some(head) = header_only else {
-        let problem = Problem::new(err.kind.hl7_error_code(), err.to_string());
+        let problem = Problem::new(err.kind.hl7_error_code(), err.kind.to_string());
         return Inspection {
             envelope: Envelope::default(),
             mode: Mode::Original,
@@ -82,29 +74,23 @@ fn inspect_broken<'a>(raw: &'a [u8], err: &ParseError, policy: &Policy) -> Inspe
     };
     let (envelope, mode) = read_envelope(head.header(), &head);
     let verdict = match err.kind {
-        ParseErrorKind::MissingMsh
-        | ParseErrorKind::BadEncodingCharacters
-        | ParseErrorKind::Empty => {
-            Verdict::Rejected(Problem::new(err.kind.hl7_error_code(), err.to_string()))
+        ParseErrorKind::MissingMsh | ParseErrorKind::BadEncodingCharacters | ParseErrorKind::Empty => {
+            Verdict::Rejected(Problem::new(err.kind.hl7_error_code(), err.kind.to_string()))
         }
         // A broken segment after a readable MSH is a content error: the
         // sender's message is wrong and resending it will not help.
         _ => {
-            let loc = Location {
-                segment: err.segment_name.clone(),
-                sequence: err.segment,
-                field: err.field,
-                ..Location::default()
-            };
-            Verdict::Error(Problem::new(err.kind.hl7_error_code(), err.to_string()).at(loc))
+            // The name of a broken segment is message bytes: neither the ACK
+            // nor the log repeats it unless it is a well-formed segment id.
+            let name = &err.segment_name;
+            let well_formed = name.len() == 3 && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            let segment = if well_formed { name.clone() } else { String::new() };
+            let loc = Location { segment, sequence: err.segment, field: err.field, ..Location::default() };
+            let text = format!("segment {} at byte {}: {}", err.segment, err.offset, err.kind);
+            Verdict::Error(Problem::new(err.kind.hl7_error_code(), text).at(loc))
         }
     };
-    Inspection {
-        envelope,
-        mode,
-        message: None,
-        verdict,
-    }
+    Inspection { envelope, mode, message: None, verdict }
 }
 
 /// The bytes of the first segment (after an optional BOM), if any.
@@ -137,11 +123,7 @@ fn read_envelope(msh: Segment<'_>, msg: &Message<'_>) -> (Envelope, Mode) {
         charset: String::from_utf8_lossy(msh.field(18).repetition(1).raw()).into_owned(),
     };
     let mode = Mode::from_msh(&text(msh, 15), &text(msh, 16));
-    let envelope = Envelope {
-        message_type: text(msh, 9),
-        message_code: component(msh, 9, 1),
-        inbound,
-    };
+    let envelope = Envelope { message_type: text(msh, 9), message_code: component(msh, 9, 1), inbound };
     (envelope, mode)
 }
 
@@ -151,29 +133,16 @@ fn check_envelope(env: &Envelope, msh: Segment<'_>, policy: &Policy) -> Verdict 
         return Verdict::Error(Problem::new(101, "MSH-9 message type is empty").at(at(9)));
     }
     if !HANDLED_TYPES.contains(&env.message_code.as_str()) {
-        let text = format!(
-            "message type {} is not handled (ADT, ORU and MDM are)",
-            env.message_code
-        );
+        let text = format!("message type {} is not handled (ADT, ORU and MDM are)", env.message_code);
         return Verdict::Rejected(Problem::new(200, text).at(at(9)));
     }
     let v = VersionNum::parse(&env.inbound.version);
     if !(VersionNum(2, 2, 0)..VersionNum(2, 9, 0)).contains(&v) {
-        let text = format!(
-            "version '{}' is not accepted (2.2 to 2.8 are)",
-            env.inbound.version
-        );
+        let text = format!("version '{}' is not accepted (2.2 to 2.8 are)", env.inbound.version);
         return Verdict::Rejected(Problem::new(203, text).at(at(12)));
     }
-    if !policy
-        .processing_ids
-        .iter()
-        .any(|p| p == &env.inbound.processing_id)
-    {
-        let text = format!(
-            "processing id '{}' is not accepted by this listener",
-            env.inbound.processing_id
-        );
+    if !policy.processing_ids.iter().any(|p| p == &env.inbound.processing_id) {
+        let text = format!("processing id '{}' is not accepted by this listener", env.inbound.processing_id);
         return Verdict::Rejected(Problem::new(202, text).at(at(11)));
     }
     if msh.field(10).is_empty() {
@@ -203,34 +172,17 @@ mod tests {
         assert_eq!(verdict(ok), Verdict::Accepted);
         let orm = verdict("MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ORM^O01|1|P|2.4\r");
         assert!(matches!(orm, Verdict::Rejected(_)) && code(&orm) == Some(200));
-        assert_eq!(
-            code(&verdict(
-                "MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|1|P|3.0\r"
-            )),
-            Some(203)
-        );
-        assert_eq!(
-            code(&verdict(
-                "MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|1|X|2.4\r"
-            )),
-            Some(202)
-        );
+        assert_eq!(code(&verdict("MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|1|P|3.0\r")), Some(203));
+        assert_eq!(code(&verdict("MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|1|X|2.4\r")), Some(202));
         let no_id = verdict("MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01||P|2.4\r");
         assert!(matches!(no_id, Verdict::Error(_)) && code(&no_id) == Some(101));
-        assert_eq!(
-            code(&verdict(
-                "MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|1|P|2.8.2\r"
-            )),
-            None
-        );
+        assert_eq!(code(&verdict("MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|1|P|2.8.2\r")), None);
     }
 
     #[test]
     fn broken_segment_after_readable_msh_is_a_content_error_with_location() {
-        let i = inspect(
-            b"MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|C9|P|2.5\rPID|1\rp!d|x\rPV1|1\r",
-            &Policy::default(),
-        );
+        let i =
+            inspect(b"MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|C9|P|2.5\rPID|1\rp!d|x\rPV1|1\r", &Policy::default());
         assert_eq!(i.envelope.inbound.control_id, "C9");
         match i.verdict {
             Verdict::Error(p) => assert_eq!(p.location.map(|l| l.sequence), Some(3)),

@@ -57,6 +57,34 @@ enum Command {
         #[arg(long)]
         show: Option<u64>,
     },
+    /// Print a patient's record as JSON (the read is audited).
+    Record {
+        /// The NHS number (spaces and dashes allowed).
+        nhs_number: String,
+        /// Who is looking: recorded in the audit trail.
+        #[arg(long)]
+        user: String,
+        /// A running server's read API (default: http://<[http] listen>).
+        #[arg(long, conflicts_with = "data")]
+        server: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Rebuild the index from the journal with the current mappings (server stopped).
+    Reindex {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show what mappings make of messages: items, unused fields, errors.
+    Check {
+        /// The mappings directory (default: [mapping] dir).
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -131,6 +159,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = common.load(None, None)?;
             cli::journal(&cfg.store.data_dir, since, show)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Record { nhs_number, user, server, common } => {
+            let cfg = common.load(None, None)?;
+            let source = match (server, &common.data) {
+                (Some(url), _) => cli::RecordSource::Server(url),
+                (None, Some(_)) => cli::RecordSource::Local(cfg),
+                (None, None) => cli::RecordSource::Server(format!("http://{}", cfg.http.listen)),
+            };
+            if cli::record(&nhs_number, &user, source)? {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                let _ = writeln!(std::io::stderr(), "recordhub: no record for NHS number {nhs_number}");
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Reindex { common } => {
+            let cfg = common.load(None, None)?;
+            let n = cli::reindex(&cfg)?;
+            println!("reindexed {n} journal entries");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { mappings, config, files } => {
+            let mut cfg = config::load(config.as_deref(), &Overrides::default())?;
+            if let Some(dir) = mappings {
+                cfg.mapping.dir = dir;
+            }
+            Ok(if cli::check(&cfg.mapping.dir, &files)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }

@@ -11,13 +11,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::ack::{self, AckCode, Mode, Problem, Verdict};
+use crate::hl7::nhs::NhsNumber;
+use crate::hl7::Message;
 use crate::intake::{self, Envelope, Policy};
-use crate::journal::{
-    Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Recovery,
-};
+use crate::mapping::{MapError, MappingSet};
+use crate::record::Mapped;
+use crate::journal::{Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Recovery};
 use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
@@ -81,6 +84,34 @@ pub struct Options {
     pub application: String,
     pub facility: String,
     pub policy: Policy,
+    pub mappings: Mappings,
+}
+
+/// The mapping set in force, shared between the pipeline and whoever reloads
+/// it. A reload swaps the whole set at once; a batch uses one set throughout.
+#[derive(Clone)]
+pub struct Mappings(Arc<RwLock<Arc<MappingSet>>>);
+
+impl Mappings {
+    pub fn new(set: MappingSet) -> Mappings {
+        Mappings(Arc::new(RwLock::new(Arc::new(set))))
+    }
+
+    pub fn current(&self) -> Arc<MappingSet> {
+        // A poisoned lock only means a reloader panicked while swapping an
+        // Arc, which cannot leave a half-written set: keep using it.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, set: MappingSet) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+    }
+}
+
+impl std::fmt::Debug for Mappings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mappings({} files)", self.current().files())
+    }
 }
 
 /// Errors that stop the engine from starting.
@@ -91,10 +122,7 @@ pub enum OpenError {
     #[error("cannot open the index in {dir} (is another recordhub using it?)")]
     Store { dir: PathBuf, source: StoreError },
     #[error("cannot replay journal entry {seq} into the index")]
-    Replay {
-        seq: u64,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    Replay { seq: u64, source: Box<dyn std::error::Error + Send + Sync> },
 }
 
 /// What start-up found and did.
@@ -120,6 +148,7 @@ struct Staged {
     stage: Stage,
     mode: Mode,
     dedup: Option<(DedupKey, Fingerprint)>,
+    mapped: Option<Mapped>,
     bytes: usize,
 }
 
@@ -132,10 +161,7 @@ pub fn index_dir(data_dir: &Path) -> PathBuf {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Pipeline {
@@ -148,27 +174,11 @@ impl Pipeline {
         // The index first: sled's file lock is what keeps a second engine
         // from recovering (truncating) a journal that a live one is writing.
         let idir = index_dir(&opts.data_dir);
-        let store = Store::open(&idir).map_err(|source| OpenError::Store {
-            dir: idir.clone(),
-            source,
-        })?;
+        let store = Store::open(&idir).map_err(|source| OpenError::Store { dir: idir.clone(), source })?;
         let jdir = journal_dir(&opts.data_dir);
-        let (journal, recovery) = Journal::open(
-            &jdir,
-            JournalOptions {
-                segment_bytes: opts.journal_segment_bytes,
-            },
-        )
-        .map_err(|source| OpenError::Journal {
-            dir: jdir.clone(),
-            source,
-        })?;
-        let mut p = Pipeline {
-            journal,
-            store,
-            journal_dir: jdir,
-            opts,
-        };
+        let (journal, recovery) = Journal::open(&jdir, JournalOptions { segment_bytes: opts.journal_segment_bytes })
+            .map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
+        let mut p = Pipeline { journal, store, journal_dir: jdir, opts };
         let replayed = p.replay()?;
         Ok((p, Startup { recovery, replayed }))
     }
@@ -179,52 +189,72 @@ impl Pipeline {
 
     /// Re-applies journal entries after the index's `applied_seq`.
     fn replay(&mut self) -> Result<u64, OpenError> {
-        let from = self.store.applied_seq().map_err(|e| OpenError::Replay {
-            seq: 0,
-            source: Box::new(e),
-        })? + 1;
-        let reader = JournalReader::open(&self.journal_dir).map_err(|e| OpenError::Replay {
-            seq: from,
-            source: Box::new(e),
-        })?;
+        let from = self.store.applied_seq().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })? + 1;
+        let reader =
+            JournalReader::open(&self.journal_dir).map_err(|e| OpenError::Replay { seq: from, source: Box::new(e) })?;
         let mut n = 0;
         let mut last = None;
         for entry in reader.iter_from(from) {
-            let entry = entry.map_err(|e| OpenError::Replay {
-                seq: from + n,
-                source: Box::new(e),
-            })?;
+            let entry = entry.map_err(|e| OpenError::Replay { seq: from + n, source: Box::new(e) })?;
             let seq = entry.seq;
-            self.apply_entry(&entry).map_err(|e| OpenError::Replay {
-                seq,
-                source: Box::new(e),
-            })?;
+            self.apply_entry(&entry).map_err(|e| OpenError::Replay { seq, source: Box::new(e) })?;
             last = Some(seq);
             n += 1;
         }
         if let Some(seq) = last {
-            self.store
-                .set_applied_seq(seq)
-                .map_err(|e| OpenError::Replay {
-                    seq,
-                    source: Box::new(e),
-                })?;
+            self.store.set_applied_seq(seq).map_err(|e| OpenError::Replay { seq, source: Box::new(e) })?;
         }
         Ok(n)
     }
 
-    /// The index effects of one journaled, accepted message.
+    /// The index effects of one journaled, accepted message, derived again
+    /// from its raw bytes with the mappings now in force.
     fn apply_entry(&mut self, e: &Entry) -> Result<(), StoreError> {
         if !matches!(e.ack_code.as_str(), "AA" | "CA") {
             return Ok(());
         }
         let key = DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id);
-        let rec = DedupRecord {
-            fingerprint: Fingerprint::of(&e.raw),
-            seq: e.seq,
-            ack: e.ack.clone(),
-        };
-        self.store.dedup_put(&key, &rec)
+        let rec = DedupRecord { fingerprint: Fingerprint::of(&e.raw), seq: e.seq, ack: e.ack.clone() };
+        self.store.dedup_put(&key, &rec)?;
+        let Ok(msg) = Message::parse_with(&e.raw, &self.opts.policy.parse) else { return Ok(()) };
+        let prov = crate::mapping::check::provenance(&msg, e.seq);
+        match self.opts.mappings.current().apply(&msg, &prov) {
+            Ok(mut mapped) => self.file(e.seq, &mut mapped),
+            // Accepted under older mappings, failing under these: keep it
+            // visible to operators rather than dropping it silently.
+            Err(err) => self.store.note_unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
+        }
+    }
+
+    /// Files mapped items under their NHS number, or records why it cannot.
+    fn file(&self, seq: u64, mapped: &mut Mapped) -> Result<(), StoreError> {
+        for item in &mut mapped.items {
+            item.provenance.seq = seq;
+        }
+        match mapped.identity.nhs_number.as_deref().filter(|n| !n.is_empty()).map(NhsNumber::parse) {
+            Some(Ok(nhs)) => self.store.index(&nhs, mapped),
+            Some(Err(_)) => self.unindexed(seq, "NHS number fails the Modulus 11 check"),
+            None => self.unindexed(seq, "no NHS number"),
+        }
+    }
+
+    /// Accepted (AA: the sender cannot fix it by resending) but not filed.
+    fn unindexed(&self, seq: u64, reason: &str) -> Result<(), StoreError> {
+        tracing::info!(seq, reason, "message kept in the journal but not indexed");
+        self.store.note_unindexed(seq, reason)
+    }
+
+    /// Rebuilds the whole index from the journal with the current mappings
+    /// (`recordhub reindex`): how a fixed mapping reaches old messages.
+    ///
+    /// # Errors
+    /// The journal or the index could not be read or written.
+    pub fn reindex(&mut self) -> Result<u64, OpenError> {
+        let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
+        self.store.clear_derived().map_err(fail)?;
+        let n = self.replay()?;
+        self.store.flush().map_err(fail)?;
+        Ok(n)
     }
 
     /// Processes a batch of frames that arrived together; one outcome per
@@ -300,21 +330,14 @@ impl Pipeline {
     }
 
     /// Index effects of a committed batch, then the outcomes.
-    fn apply_batch(
-        &mut self,
-        outcomes: &mut [Option<Outcome>],
-        staged: Vec<(usize, Staged, u64, Vec<u8>)>,
-    ) {
+    fn apply_batch(&mut self, outcomes: &mut [Option<Outcome>], staged: Vec<(usize, Staged, u64, Vec<u8>)>) {
         let mut last = None;
-        for (i, s, seq, ack_sent) in staged {
+        for (i, mut s, seq, ack_sent) in staged {
             let code = s.mode.code(&s.verdict);
-            if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, &s.dedup) {
-                let rec = DedupRecord {
-                    fingerprint: *fp,
-                    seq,
-                    ack: ack_sent.clone(),
-                };
-                if let Err(e) = self.store.dedup_put(key, &rec) {
+            if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, s.dedup.clone()) {
+                let rec = DedupRecord { fingerprint: fp, seq, ack: ack_sent.clone() };
+                let filed = s.mapped.as_mut().map_or(Ok(()), |m| self.file(seq, m));
+                if let Err(e) = filed.and_then(|()| self.store.dedup_put(&key, &rec)) {
                     // Durable in the journal; replay will apply it. The sender
                     // is told to retry, and its retry is then a duplicate.
                     let text = format!("index update failed: {e}");
@@ -349,26 +372,31 @@ impl Pipeline {
         match inbound.frame {
             Frame::Message(raw) => {
                 let insp = intake::inspect(raw, &self.opts.policy);
-                let dedup = (insp.verdict == Verdict::Accepted).then(|| {
+                let (mut verdict, mut stage, mut mapped) = (insp.verdict, Stage::Parse, None);
+                if let (Verdict::Accepted, Some(msg)) = (&verdict, &insp.message) {
+                    stage = Stage::Map;
+                    match self.map(msg) {
+                        Ok(m) => mapped = Some(m),
+                        Err(v) => verdict = v,
+                    }
+                }
+                let dedup = (verdict == Verdict::Accepted).then(|| {
                     let e = &insp.envelope.inbound;
-                    (
-                        DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id),
-                        Fingerprint::of(raw),
-                    )
+                    (DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id), Fingerprint::of(raw))
                 });
                 Staged {
                     envelope: insp.envelope,
-                    verdict: insp.verdict,
-                    stage: Stage::Parse,
+                    verdict,
+                    stage,
                     mode: insp.mode,
                     dedup,
+                    mapped,
                     bytes: raw.len(),
                 }
             }
             Frame::Oversize { head, len } => {
                 let insp = intake::inspect(head, &self.opts.policy);
-                let text =
-                    format!("message of {len} bytes exceeds max_frame_bytes; it was discarded");
+                let text = format!("message of {len} bytes exceeds max_frame_bytes; it was discarded");
                 let verdict = Verdict::Rejected(Problem::new(207, text));
                 Staged {
                     envelope: insp.envelope,
@@ -376,9 +404,24 @@ impl Pipeline {
                     stage: Stage::Frame,
                     mode: insp.mode,
                     dedup: None,
+                    mapped: None,
                     bytes: len as usize,
                 }
             }
+        }
+    }
+
+    /// The mapping stage: AR 201 when no mapping handles the event, AE with
+    /// the rule's code (101/102/103) when content breaks a `required` rule.
+    fn map(&self, msg: &Message<'_>) -> Result<Mapped, Verdict> {
+        let prov = crate::mapping::check::provenance(msg, 0);
+        match self.opts.mappings.current().apply(msg, &prov) {
+            Ok(m) => Ok(m),
+            Err(MapError::NoMapping { message_type }) => {
+                let text = format!("no mapping handles {message_type}");
+                Err(Verdict::Rejected(Problem::new(201, text).at(ack::Location::field("MSH", 1, 9))))
+            }
+            Err(MapError::Content(p)) => Err(Verdict::Error(p)),
         }
     }
 
@@ -420,10 +463,7 @@ impl Pipeline {
 
     /// AR/CR 207: the engine could not store the message; the sender should retry.
     fn store_failure(&self, s: Staged, stamp: &str, why: &str) -> Outcome {
-        let verdict = Verdict::Rejected(Problem::new(
-            207,
-            "message could not be stored; retry later",
-        ));
+        let verdict = Verdict::Rejected(Problem::new(207, "message could not be stored; retry later"));
         let code = s.mode.code(&verdict);
         let control_id = format!("RHE{}", now_ms());
         let me = ack::Sender {
@@ -432,20 +472,9 @@ impl Pipeline {
             control_id: &control_id,
             timestamp: stamp,
         };
-        let ack = s
-            .mode
-            .sends(code)
-            .then(|| ack::build(&s.envelope.inbound, &me, code, &verdict));
+        let ack = s.mode.sends(code).then(|| ack::build(&s.envelope.inbound, &me, code, &verdict));
         let problem = Some((Stage::Store, Problem::new(207, why)));
-        Outcome {
-            ack,
-            code,
-            envelope: s.envelope,
-            seq: None,
-            duplicate: false,
-            problem,
-            bytes: s.bytes,
-        }
+        Outcome { ack, code, envelope: s.envelope, seq: None, duplicate: false, problem, bytes: s.bytes }
     }
 
     /// Flushes the index; the journal is always durable after `process`.
@@ -457,4 +486,11 @@ impl Pipeline {
 /// For timing a batch in logs.
 pub fn elapsed_us(start: Instant) -> u64 {
     start.elapsed().as_micros() as u64
+}
+
+fn map_error_text(e: &MapError) -> String {
+    match e {
+        MapError::NoMapping { message_type } => format!("no mapping handles {message_type}"),
+        MapError::Content(p) => p.text.clone(),
+    }
 }

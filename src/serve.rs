@@ -5,9 +5,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::http::{self, Api};
 use crate::intake::Policy;
+use crate::mapping::MappingSet;
 use crate::mllp::server::{self, ServerConfig};
-use crate::pipeline::{self, Options, Pipeline};
+use crate::pipeline::{self, Mappings, Options, Pipeline};
 use crate::worker;
 
 /// Errors that stop the engine.
@@ -16,20 +18,27 @@ pub enum ServeError {
     #[error(transparent)]
     Open(#[from] pipeline::OpenError),
     #[error("cannot listen on {addr}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("the mappings in {dir} have errors; fix them and start again:\n{errors}")]
+    Mappings { dir: std::path::PathBuf, errors: String },
     #[error("cannot start the pipeline thread")]
     Thread(#[source] std::io::Error),
-    #[error(
-        "the index could not be flushed at shutdown (the journal is intact; it will be replayed)"
-    )]
+    #[error("the index could not be flushed at shutdown (the journal is intact; it will be replayed)")]
     Flush(#[source] crate::store::StoreError),
 }
 
 /// The pipeline options a config describes.
-pub fn pipeline_options(cfg: &Config) -> Options {
+/// Loads every mapping file, or says what is wrong with each (file:line:col).
+///
+/// # Errors
+/// Any mapping or table file is broken.
+pub fn load_mappings(cfg: &Config) -> Result<Mappings, ServeError> {
+    MappingSet::load_dir(&cfg.mapping.dir)
+        .map(Mappings::new)
+        .map_err(|e| ServeError::Mappings { dir: cfg.mapping.dir.clone(), errors: e.to_string() })
+}
+
+pub fn pipeline_options(cfg: &Config, mappings: Mappings) -> Options {
     let mut parse = crate::hl7::ParseOptions::default();
     if let Some(cs) = crate::hl7::Charset::from_config_name(&cfg.hl7.fallback_charset) {
         parse.fallback_charset = cs;
@@ -39,10 +48,8 @@ pub fn pipeline_options(cfg: &Config) -> Options {
         journal_segment_bytes: cfg.store.journal_segment_bytes,
         application: cfg.ack.application.clone(),
         facility: cfg.ack.facility.clone(),
-        policy: Policy {
-            processing_ids: cfg.ack.processing_ids.clone(),
-            parse,
-        },
+        policy: Policy { processing_ids: cfg.ack.processing_ids.clone(), parse },
+        mappings,
     }
 }
 
@@ -58,6 +65,8 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
 
 /// A running engine: the listener, its worker thread and the pipeline.
 pub struct Running {
+    /// Where the read API listens (useful when configured with port 0).
+    pub http_addr: std::net::SocketAddr,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -92,7 +101,8 @@ impl Running {
 /// # Errors
 /// Journal corrupt before its tail, index locked or unreadable.
 pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, ServeError> {
-    let opts = pipeline_options(cfg);
+    let mappings = load_mappings(cfg)?;
+    let opts = pipeline_options(cfg, mappings.clone());
     let opened = tokio::task::spawn_blocking(move || Pipeline::open(opts))
         .await
         .map_err(|e| ServeError::Thread(std::io::Error::other(e.to_string())))?;
@@ -103,9 +113,15 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
     }
     tracing::info!(entries = startup.recovery.entries, last_seq = startup.recovery.last_seq, replayed = startup.replayed,
         data_dir = %cfg.store.data_dir.display(), "journal opened");
-    let (handle, thread) =
-        worker::spawn(pipeline, cfg.store.max_batch).map_err(ServeError::Thread)?;
+    let http_listener =
+        http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
+    let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
+    let api = Api { store: pipeline.store().clone(), mappings: mappings.clone(), mapping_dir: cfg.mapping.dir.clone() };
+    let (handle, thread) = worker::spawn(pipeline, cfg.store.max_batch).map_err(ServeError::Thread)?;
     let cancel = CancellationToken::new();
+    let http_task = tokio::spawn(http::run(http_listener, api, cancel.clone()));
+    tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
+    tracing::info!(listen = %http_addr, "read API started");
     let server_cfg = server_config(cfg);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "MLLP listener started");
@@ -113,6 +129,7 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
     let token = cancel.clone();
     let task = tokio::spawn(async move {
         server::run(listener, server_cfg, handle, token).await;
+        let _ = http_task.await;
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -122,7 +139,7 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { cancel, task })
+    Ok(Running { http_addr, cancel, task })
 }
 
 /// `recordhub serve`: runs until SIGTERM/ctrl-c.
@@ -132,10 +149,7 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let listener = TcpListener::bind(cfg.mllp.listen)
         .await
-        .map_err(|source| ServeError::Bind {
-            addr: cfg.mllp.listen,
-            source,
-        })?;
+        .map_err(|source| ServeError::Bind { addr: cfg.mllp.listen, source })?;
     let running = start(&cfg, listener).await?;
     tokio::spawn(shutdown_on_signal(running.cancel_token()));
     running.wait().await
@@ -159,4 +173,23 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutdown requested: no new connections; finishing messages in hand");
     cancel.cancel();
+}
+
+/// SIGHUP reloads the mappings atomically; a broken set keeps the old one.
+async fn reload_on_sighup(mappings: Mappings, dir: std::path::PathBuf, cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = hup.recv() => if r.is_none() { return },
+            }
+            let (m, d) = (mappings.clone(), dir.clone());
+            let _ = tokio::task::spawn_blocking(move || http::reload_mappings(&m, &d)).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (mappings, dir, cancel);
 }

@@ -49,28 +49,23 @@ impl Handle {
 
 /// Starts the worker thread. Join it after dropping every `Handle` to get the
 /// pipeline back (for a clean shutdown flush).
-pub fn spawn(
-    mut pipeline: Pipeline,
-    max_batch: usize,
-) -> std::io::Result<(Handle, JoinHandle<Pipeline>)> {
+pub fn spawn(mut pipeline: Pipeline, max_batch: usize) -> std::io::Result<(Handle, JoinHandle<Pipeline>)> {
     let (tx, mut rx) = mpsc::channel::<Job>(max_batch.max(1) * 4);
     let max_batch = max_batch.max(1);
-    let thread = std::thread::Builder::new()
-        .name("pipeline".into())
-        .spawn(move || {
-            let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-            while let Some(first) = rx.blocking_recv() {
-                jobs.push(first);
-                while jobs.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(j) => jobs.push(j),
-                        Err(_) => break,
-                    }
+    let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || {
+        let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            jobs.push(first);
+            while jobs.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
                 }
-                run_batch(&mut pipeline, &mut jobs);
             }
-            pipeline
-        })?;
+            run_batch(&mut pipeline, &mut jobs);
+        }
+        pipeline
+    })?;
     Ok((Handle { tx }, thread))
 }
 

@@ -10,8 +10,7 @@ pub struct DedupKey(Vec<u8>);
 
 impl DedupKey {
     pub fn new(sending_app: &str, sending_facility: &str, control_id: &str) -> DedupKey {
-        let mut k =
-            Vec::with_capacity(sending_app.len() + sending_facility.len() + control_id.len() + 2);
+        let mut k = Vec::with_capacity(sending_app.len() + sending_facility.len() + control_id.len() + 2);
         k.extend_from_slice(sending_app.as_bytes());
         k.push(0x1f);
         k.extend_from_slice(sending_facility.as_bytes());
@@ -36,10 +35,7 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     pub fn of(raw: &[u8]) -> Fingerprint {
-        Fingerprint {
-            crc: crc32c::crc32c(raw),
-            len: raw.len() as u32,
-        }
+        Fingerprint { crc: crc32c::crc32c(raw), len: raw.len() as u32 }
     }
 }
 
@@ -69,11 +65,7 @@ impl DedupRecord {
         let crc = u32::from_be_bytes(b[0..4].try_into().ok()?);
         let len = u32::from_be_bytes(b[4..8].try_into().ok()?);
         let seq = u64::from_be_bytes(b[8..16].try_into().ok()?);
-        Some(DedupRecord {
-            fingerprint: Fingerprint { crc, len },
-            seq,
-            ack: b[16..].to_vec(),
-        })
+        Some(DedupRecord { fingerprint: Fingerprint { crc, len }, seq, ack: b[16..].to_vec() })
     }
 }
 
@@ -83,11 +75,7 @@ mod tests {
 
     #[test]
     fn record_roundtrip_and_damage() {
-        let r = DedupRecord {
-            fingerprint: Fingerprint::of(b"MSH|x"),
-            seq: 7,
-            ack: b"MSH|ack\r".to_vec(),
-        };
+        let r = DedupRecord { fingerprint: Fingerprint::of(b"MSH|x"), seq: 7, ack: b"MSH|ack\r".to_vec() };
         assert_eq!(DedupRecord::decode(&r.encode()), Some(r));
         assert_eq!(DedupRecord::decode(b"short"), None);
     }

@@ -5,13 +5,15 @@
 //! Its trees:
 //! - `dedup`: (MSH-3, MSH-4, MSH-10) → hash, length, journal seq and the ACK sent;
 //! - `meta`: `applied_seq`, the last journal sequence applied to the index;
-//! - the record trees added by [`crate::store::index`].
+//! - `items`, `xref`, `unindexed`, `audit`: the record index, in [`index`].
 
 pub mod dedup;
+pub mod index;
 
 use std::path::Path;
 
 pub use dedup::{DedupKey, DedupRecord};
+pub use index::AuditEvent;
 
 /// Errors from the index store. The pipeline answers AR 207 on any of them.
 #[derive(Debug, thiserror::Error)]
@@ -89,16 +91,6 @@ impl Store {
 
     pub fn dedup_put(&self, key: &DedupKey, rec: &DedupRecord) -> Result<(), StoreError> {
         self.dedup.insert(key.as_bytes(), rec.encode())?;
-        Ok(())
-    }
-
-    /// Drops every derived tree, for `reindex`.
-    pub fn clear(&self) -> Result<(), StoreError> {
-        for name in self.db.tree_names() {
-            if name.as_ref() != b"__sled__default" {
-                self.db.open_tree(&name)?.clear()?;
-            }
-        }
         Ok(())
     }
 

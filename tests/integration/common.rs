@@ -18,6 +18,7 @@ pub struct Engine {
 pub fn config(data: &Path) -> Config {
     let mut cfg = Config::default();
     cfg.store.data_dir = data.to_path_buf();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.mapping.dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mappings");
     cfg
 }

@@ -7,3 +7,4 @@ mod common;
 mod acks;
 mod connections;
 mod durability;
+mod records;

@@ -1,0 +1,44 @@
+//! Inputs shared by the benches: the fixtures, and a 1 MB-document MDM.
+
+#![allow(dead_code)]
+
+pub const ADT: &[u8] = include_bytes!("../fixtures/adt-a01.hl7");
+pub const ORU: &[u8] = include_bytes!("../fixtures/oru-r01.hl7");
+pub const MDM: &[u8] = include_bytes!("../fixtures/mdm-t02.hl7");
+
+/// The MDM fixture with a 1 MB base64 document in an ED OBX.
+pub fn mdm_1mb() -> Vec<u8> {
+    let mut m = MDM.to_vec();
+    if !m.ends_with(b"\r") {
+        m.push(b'\r');
+    }
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let body: Vec<u8> = (0..1_048_576).map(|i| alphabet[(i * 7 + i / 64) % 64]).collect();
+    m.extend_from_slice(b"OBX|99|ED|PDF^Document^L||^application^pdf^Base64^");
+    m.extend_from_slice(&body);
+    m.extend_from_slice(b"||||||F\r");
+    m
+}
+
+/// Rewrites MSH-10 so that each message is new to the dedup table.
+pub fn with_control_id(msg: &[u8], id: u64) -> Vec<u8> {
+    let sep = msg[3];
+    let mut seen = 0;
+    let mut out = Vec::with_capacity(msg.len() + 20);
+    let mut i = 0;
+    while i < msg.len() {
+        let b = msg[i];
+        out.push(b);
+        if b == sep {
+            seen += 1;
+            if seen == 9 {
+                out.extend_from_slice(format!("B{id}").as_bytes());
+                while i + 1 < msg.len() && msg[i + 1] != sep {
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}

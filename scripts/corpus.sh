@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Conformance over the public corpus: every message of every file gets an
+# ACK from the real binary, and the engine survives it all.
+#
+#   bash scripts/corpus.sh [CORPUS_DIR]     (default ../shared/corpus/public)
+#
+# Each *.hl7 file goes through `recordhub send` (one connection per file,
+# lockstep) to an engine started here on free loopback ports with a
+# temporary data dir. AA, AE and AR (and CA/CE/CR) are all fine: the corpus
+# holds real-world oddities the engine is right to reject. A file fails on a
+# timeout, a missing or unreadable ACK (`recordhub send` prints `--` or `??`),
+# fewer ACK lines than the file holds messages (counted by scripts/frame.py,
+# which splits as src/mllp/split.rs does), or the engine dying or panicking.
+# Assumes control ids without spaces (the code is the word after the first space).
+#
+# Environment: RECORDHUB_BIN uses an already built binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CORPUS="${1:-../shared/corpus/public}"
+[ -d "$CORPUS" ] || { echo "corpus.sh: no corpus at $CORPUS"; exit 2; }
+
+if [ -z "${RECORDHUB_BIN:-}" ]; then
+  timeout 1800 cargo build --release --locked --quiet
+  RECORDHUB_BIN=target/release/recordhub
+fi
+BIN="$RECORDHUB_BIN"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/recordhub-corpus.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Free loopback ports can be taken between choosing and binding them (other
+# processes' outgoing connections use the same range): try a few times.
+start_engine() {
+  read -r MLLP_PORT HTTP_PORT < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
+  RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve --listen "127.0.0.1:$MLLP_PORT" \
+    --http "127.0.0.1:$HTTP_PORT" --data "$TMP/data" 2>"$TMP/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$MLLP_PORT") 2>/dev/null; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  return 1
+}
+STARTED=""
+for _ in 1 2 3 4 5; do
+  if start_engine; then STARTED=1; break; fi
+done
+if [ -z "$STARTED" ]; then
+  echo "the engine did not start; its log:"
+  cat "$TMP/server.log"
+  echo "corpus: 0 passed, 1 failed"
+  exit 1
+fi
+ADDR="127.0.0.1:$MLLP_PORT"
+
+CODES=(AA CA AE AR CE CR)
+PASSED=0
+FAILED=0
+declare -A TOTAL=()
+for c in "${CODES[@]}"; do TOTAL[$c]=0; done
+ALL_MSGS=0
+
+# One row per file: file, messages, then a count per code, then the verdict.
+printf '%-72s %5s' file msgs
+printf ' %4s' "${CODES[@]}"
+printf '  %s\n' result
+while IFS= read -r -d '' file; do
+  rel="${file#"$CORPUS"/}"
+  expected=$(python3 scripts/frame.py --split "$file" | tr -cd '\013' | wc -c)
+  status=0
+  timeout 180 "$BIN" send --to "$ADDR" --timeout 30 "$file" >"$TMP/out" 2>"$TMP/err" || status=$?
+  declare -A n=()
+  for c in "${CODES[@]}"; do n[$c]=0; done
+  lines=0
+  bad=""
+  while IFS= read -r line; do
+    lines=$((lines + 1))
+    rest="${line#* }"
+    code="${rest%% *}"
+    if [ -n "${n[$code]+x}" ]; then
+      n[$code]=$((n[$code] + 1))
+    else
+      bad="$line"
+    fi
+  done <"$TMP/out"
+  problem=""
+  case "$status" in
+    0 | 1) ;;
+    124) problem="timeout (no end within 180 s)" ;;
+    *) problem="recordhub send exited $status: $(head -c 200 "$TMP/err")" ;;
+  esac
+  [ -z "$problem" ] && [ -n "$bad" ] && problem="no ACK: $bad"
+  [ -z "$problem" ] && [ "$lines" -ne "$expected" ] && problem="$lines ACKs for $expected messages"
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then problem="${problem:+$problem; }the engine died"; fi
+  if grep -q panicked "$TMP/server.log"; then problem="${problem:+$problem; }the engine logged a panic"; fi
+  printf '%-72s %5s' "$rel" "$expected"
+  for c in "${CODES[@]}"; do
+    printf ' %4s' "${n[$c]}"
+    TOTAL[$c]=$((TOTAL[$c] + n[$c]))
+  done
+  ALL_MSGS=$((ALL_MSGS + expected))
+  if [ -z "$problem" ]; then
+    PASSED=$((PASSED + 1))
+    printf '  ok\n'
+  else
+    FAILED=$((FAILED + 1))
+    printf '  FAIL %s\n' "$problem"
+  fi
+  unset n
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+done < <(find "$CORPUS" -type f -name '*.hl7' -print0 | sort -z)
+
+printf '%-72s %5s' TOTAL "$ALL_MSGS"
+for c in "${CODES[@]}"; do printf ' %4s' "${TOTAL[$c]}"; done
+printf '\n'
+
+if kill -0 "$SERVER_PID" 2>/dev/null; then
+  echo "the engine is still running after the corpus"
+else
+  echo "FAIL the engine is not running at the end; last log lines:"
+  FAILED=$((FAILED + 1))
+fi
+if [ "$FAILED" -gt 0 ]; then
+  tail -n 40 "$TMP/server.log" || true
+fi
+echo "corpus: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]

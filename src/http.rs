@@ -1,0 +1,130 @@
+//! The read API: `GET /patients/{nhs}` (audited), `POST /admin/reload`,
+//! `GET /health`.
+//!
+//! Every record view names its user (`X-User`, required) and is written to the
+//! audit tree, flushed, before the record is returned: who, when, which NHS
+//! number, how many items. This listener is meant for loopback or a trusted
+//! network behind the EPR that launches it; it does no authentication of its
+//! own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::hl7::nhs::NhsNumber;
+use crate::mapping::MappingSet;
+use crate::pipeline::{now_ms, Mappings};
+use crate::store::{AuditEvent, Store};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub store: Store,
+    pub mappings: Mappings,
+    pub mapping_dir: PathBuf,
+}
+
+/// Serves until `cancel` fires.
+pub async fn run(listener: TcpListener, api: Api, cancel: CancellationToken) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/patients/{nhs}", get(patient))
+        .route("/admin/reload", post(reload))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(api);
+    axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+}
+
+fn error(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": text.into() }))).into_response()
+}
+
+async fn patient(State(api): State<Api>, Path(nhs): Path<String>, headers: HeaderMap) -> Response {
+    let user = headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+    if user.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the X-User header is required: every view of a record is audited");
+    }
+    let Ok(nhs) = NhsNumber::parse(&nhs) else {
+        return error(StatusCode::BAD_REQUEST, "not a valid NHS number (10 digits passing the Modulus 11 check)");
+    };
+    let user = user.to_string();
+    let result = tokio::task::spawn_blocking(move || read_audited(&api.store, &nhs, &user, "http")).await;
+    match result {
+        Ok(Ok(Some(body))) => Json(body).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no record for this NHS number"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "record read failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the index could not be read")
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the read was interrupted"),
+    }
+}
+
+/// Reads a record and audits the view (also a view of an unknown patient).
+/// `None` when no item is held.
+///
+/// # Errors
+/// The index could not be read or the audit event not written; then nothing
+/// is returned, because an unaudited view must not happen.
+pub fn read_audited(
+    store: &Store,
+    nhs: &NhsNumber,
+    user: &str,
+    via: &str,
+) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
+    let items = store.record(nhs)?;
+    let event = AuditEvent {
+        at_ms: now_ms(),
+        user: user.to_string(),
+        nhs_number: nhs.as_str().to_string(),
+        action: "read".into(),
+        via: via.into(),
+        items: items.len(),
+    };
+    store.audit(&event)?;
+    tracing::info!(user, via, items = items.len(), "record viewed");
+    if items.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(json!({ "nhs_number": nhs.as_str(), "items": items })))
+}
+
+async fn reload(State(api): State<Api>) -> Response {
+    match reload_mappings(&api.mappings, &api.mapping_dir) {
+        Ok(files) => Json(json!({ "reloaded": true, "files": files })).into_response(),
+        Err(text) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "reloaded": false, "errors": text }))).into_response(),
+    }
+}
+
+/// Loads the mapping directory and swaps it in; a broken set keeps the old
+/// one in force. Returns the number of files, or every error, one per line.
+pub fn reload_mappings(mappings: &Mappings, dir: &std::path::Path) -> Result<usize, String> {
+    match MappingSet::load_dir(dir) {
+        Ok(set) => {
+            let files = set.files();
+            mappings.replace(set);
+            tracing::info!(files, dir = %dir.display(), "mappings reloaded");
+            Ok(files)
+        }
+        Err(errors) => {
+            let text = errors.to_string();
+            tracing::warn!(dir = %dir.display(), errors = %text, "mapping reload failed; the previous mappings stay in force");
+            Err(text)
+        }
+    }
+}
+
+/// Binds the read API.
+///
+/// # Errors
+/// The address is in use or not local.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

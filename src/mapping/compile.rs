@@ -1,0 +1,405 @@
+//! Mapping spec -> plan: every path parsed into indices, every table resolved, every
+//! literal converted, once at load time. Every problem is collected (not just the
+//! first) as a [`LoadError`] with the file, line and column it comes from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::apply::convert;
+use super::path::{self, check_segment, Path};
+use super::spec::{FieldSpec, FileSpec, IdentitySpec, ItemSpec, Paths, Target, TypeName, WhenSpec};
+use super::{LoadError, LoadErrorKind};
+use crate::record::Kind;
+
+/// A compiled mapping file: which messages it takes, its default plan, per-sender plans.
+#[derive(Debug)]
+pub struct FilePlan {
+    pub file: std::path::PathBuf,
+    pub selectors: Vec<Selector>,
+    pub base: Plan,
+    pub senders: Vec<SenderPlan>,
+}
+
+/// `ADT^A01` (event `Some`) or `ADT^*` (event `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    pub code: String,
+    pub event: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct SenderPlan {
+    pub app: Option<String>,
+    pub facility: Option<String>,
+    pub plan: Plan,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub identity: IdentityPlan,
+    pub items: Vec<ItemPlan>,
+}
+
+#[derive(Debug, Default)]
+pub struct IdentityPlan {
+    pub nhs_number: Vec<Path>,
+    pub nhs_status: Vec<Path>,
+    pub local_ids: Option<Path>,
+}
+
+#[derive(Debug)]
+pub struct ItemPlan {
+    pub name: String,
+    pub kind: Kind,
+    pub for_each: Option<[u8; 3]>,
+    pub id: Template,
+    pub when: Option<Cond>,
+    pub fields: Vec<FieldPlan>,
+    pub lists: Vec<ListPlan>,
+}
+
+#[derive(Debug)]
+pub struct ListPlan {
+    pub name: String,
+    pub for_each: [u8; 3],
+    pub fields: Vec<FieldPlan>,
+}
+
+#[derive(Debug)]
+pub struct FieldPlan {
+    pub name: String,
+    pub source: Source,
+    pub ty: Ty,
+    pub required: bool,
+    pub when: Option<Cond>,
+}
+
+#[derive(Debug)]
+pub enum Source {
+    /// The first path with a value.
+    Paths(Vec<Path>),
+    /// Already converted to its type.
+    Literal(serde_json::Value),
+    Template(Template),
+}
+
+#[derive(Debug)]
+pub enum Ty {
+    String,
+    Date,
+    Timestamp,
+    Number,
+    Code { table: Arc<Table>, strict: bool },
+}
+
+/// A code table from `tables/NAME.toml`.
+#[derive(Debug)]
+pub struct Table {
+    pub name: String,
+    pub values: HashMap<String, String>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Template(pub Vec<Part>);
+
+#[derive(Debug)]
+pub enum Part {
+    Text(String),
+    Path(Path),
+    Prov(ProvField),
+}
+
+/// Provenance values a template may use: `{seq}`, `{control_id}` ….
+#[derive(Debug, Clone, Copy)]
+pub enum ProvField {
+    Seq,
+    ControlId,
+    SendingApp,
+    SendingFacility,
+    MessageType,
+}
+
+const PROV_FIELDS: [(&str, ProvField); 5] = [
+    ("seq", ProvField::Seq),
+    ("control_id", ProvField::ControlId),
+    ("sending_app", ProvField::SendingApp),
+    ("sending_facility", ProvField::SendingFacility),
+    ("message_type", ProvField::MessageType),
+];
+
+#[derive(Debug, Default)]
+pub struct Cond {
+    pub events: Vec<String>,
+    pub field: Option<(Path, Vec<String>)>,
+}
+
+/// Collects errors for one file while compiling it.
+pub struct Compiler<'a> {
+    pub file: &'a FsPath,
+    pub src: &'a str,
+    pub tables: &'a BTreeMap<String, Arc<Table>>,
+    pub errors: Vec<LoadError>,
+}
+
+impl Compiler<'_> {
+    /// Records an error at byte `offset` of the file.
+    pub fn error(&mut self, offset: usize, kind: LoadErrorKind) {
+        let (line, col) = line_col(self.src, offset);
+        self.errors.push(LoadError { file: self.file.to_path_buf(), line, col, kind });
+    }
+
+    fn invalid(&mut self, span: Range<usize>, msg: String) {
+        self.error(span.start, LoadErrorKind::Invalid(msg));
+    }
+
+    /// Compiles the file's default plan and one plan per `[[sender]]`.
+    pub fn file(&mut self, spec: &FileSpec) -> FilePlan {
+        let selectors = spec.messages.get_ref().iter().filter_map(|m| self.selector(m)).collect();
+        if spec.messages.get_ref().is_empty() {
+            self.invalid(spec.messages.span(), "messages is empty: list the MSH-9 types this file maps, e.g. [\"ADT^A01\"]".into());
+        }
+        let base = self.plan(&spec.identity, &spec.items.0);
+        let mut senders = Vec::new();
+        for sender in &spec.senders {
+            let (app, facility) = (sender.app.as_ref(), sender.facility.as_ref());
+            if app.is_none() && facility.is_none() {
+                self.error(0, LoadErrorKind::Invalid("a [[sender]] needs app (MSH-3) or facility (MSH-4) to say whom it is for".into()));
+            }
+            let mut identity = spec.identity.clone();
+            if let Some(over) = &sender.identity {
+                identity.nhs_number = over.nhs_number.clone().or(identity.nhs_number);
+                identity.nhs_status = over.nhs_status.clone().or(identity.nhs_status);
+                identity.local_ids = over.local_ids.clone().or(identity.local_ids);
+            }
+            let items = merge_items(&spec.items.0, &sender.items.0);
+            let plan = self.plan(&identity, &items);
+            let text = |s: Option<&Spanned<String>>| s.map(|s| s.get_ref().clone());
+            senders.push(SenderPlan { app: text(app), facility: text(facility), plan });
+        }
+        FilePlan { file: self.file.to_path_buf(), selectors, base, senders }
+    }
+
+    fn selector(&mut self, m: &Spanned<String>) -> Option<Selector> {
+        let text = m.get_ref();
+        let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        match text.split_once('^') {
+            Some((code, "*")) if ok(code, 3) => Some(Selector { code: code.into(), event: None }),
+            Some((code, event)) if ok(code, 3) && ok(event, 3) => Some(Selector { code: code.into(), event: Some(event.into()) }),
+            _ => {
+                self.invalid(m.span(), format!("'{text}' is not a message type: write MSH-9 as CODE^EVENT, e.g. ADT^A01, or ADT^* for every event"));
+                None
+            }
+        }
+    }
+
+    fn plan(&mut self, identity: &IdentitySpec, items: &[(Spanned<String>, ItemSpec)]) -> Plan {
+        let identity = IdentityPlan {
+            nhs_number: identity.nhs_number.as_ref().map(|p| self.paths(p)).unwrap_or_default(),
+            nhs_status: identity.nhs_status.as_ref().map(|p| self.paths(p)).unwrap_or_default(),
+            local_ids: identity.local_ids.as_ref().and_then(|p| self.path(p)),
+        };
+        let items = items.iter().filter_map(|(name, item)| self.item(name, item)).collect();
+        Plan { identity, items }
+    }
+
+    fn item(&mut self, name: &Spanned<String>, spec: &ItemSpec) -> Option<ItemPlan> {
+        let Some(kind) = &spec.kind else {
+            let kinds: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            self.invalid(name.span(), format!("item '{}' needs a kind: one of {}", name.get_ref(), kinds.join(", ")));
+            return None;
+        };
+        let Some(id) = &spec.id else {
+            self.invalid(name.span(), format!("item '{}' needs an id template, e.g. id = \"{{PV1-19.1}}\"", name.get_ref()));
+            return None;
+        };
+        let for_each = spec.for_each.as_ref().and_then(|s| self.segment(s));
+        let mut lists = Vec::new();
+        for (lname, l) in &spec.lists.0 {
+            if let Some(for_each) = self.segment(&l.for_each) {
+                lists.push(ListPlan { name: lname.get_ref().clone(), for_each, fields: self.fields(&l.fields.0) });
+            }
+        }
+        Some(ItemPlan {
+            name: name.get_ref().clone(),
+            kind: *kind.get_ref(),
+            for_each,
+            id: self.template(id),
+            when: spec.when.as_ref().and_then(|w| self.cond(w)),
+            lists,
+            fields: self.fields(&spec.fields.0),
+        })
+    }
+
+    fn fields(&mut self, specs: &[(Spanned<String>, super::spec::TargetSpec)]) -> Vec<FieldPlan> {
+        specs.iter().filter_map(|(name, t)| self.field(name.get_ref(), &t.0)).collect()
+    }
+
+    fn field(&mut self, name: &str, target: &Spanned<Target>) -> Option<FieldPlan> {
+        let spec = match target.get_ref() {
+            Target::Path(p) => {
+                let path = self.path(&Spanned::new(target.span(), p.clone()))?;
+                return Some(FieldPlan { name: name.into(), source: Source::Paths(vec![path]), ty: Ty::String, required: false, when: None });
+            }
+            Target::Paths(list) => {
+                let paths = self.paths(&Paths(list.clone()));
+                return Some(FieldPlan { name: name.into(), source: Source::Paths(paths), ty: Ty::String, required: false, when: None });
+            }
+            Target::Full(spec) => spec,
+        };
+        let ty = self.ty(name, target.span(), spec)?;
+        let source = match (&spec.path, &spec.value, &spec.template) {
+            (Some(p), None, None) => Source::Paths(self.paths(p)),
+            (None, Some(v), None) => match convert(&ty, v.get_ref()) {
+                Ok(value) => Source::Literal(value),
+                Err(bad) => {
+                    self.invalid(v.span(), format!("value {:?} of '{name}' {}: fix the value or the type", v.get_ref(), bad.why));
+                    return None;
+                }
+            },
+            (None, None, Some(t)) => Source::Template(self.template(t)),
+            _ => {
+                self.invalid(target.span(), format!("field '{name}' needs exactly one of path, value or template"));
+                return None;
+            }
+        };
+        Some(FieldPlan {
+            name: name.into(),
+            source,
+            ty,
+            required: spec.required.unwrap_or(false),
+            when: spec.when.as_ref().and_then(|w| self.cond(w)),
+        })
+    }
+
+    fn ty(&mut self, name: &str, span: Range<usize>, spec: &FieldSpec) -> Option<Ty> {
+        let given = spec.ty.as_ref().map(|t| *t.get_ref());
+        let ty = match (given, &spec.table) {
+            (None | Some(TypeName::Code), Some(table)) => {
+                let Some(t) = self.tables.get(table.get_ref()) else {
+                    let known: Vec<_> = self.tables.keys().map(String::as_str).collect();
+                    self.error(table.span().start, LoadErrorKind::UnknownTable { name: table.get_ref().clone(), known: known.join(", ") });
+                    return None;
+                };
+                Ty::Code { table: t.clone(), strict: spec.strict.unwrap_or(false) }
+            }
+            (Some(TypeName::Code), None) => {
+                self.invalid(span, format!("field '{name}' has type = \"code\" but no table = \"NAME\" (a file in tables/)"));
+                return None;
+            }
+            (Some(other), Some(table)) => {
+                self.invalid(table.span(), format!("field '{name}' has a table but type = \"{other:?}\": a table needs type = \"code\"").to_lowercase());
+                return None;
+            }
+            (None | Some(TypeName::String), None) => Ty::String,
+            (Some(TypeName::Date), None) => Ty::Date,
+            (Some(TypeName::Timestamp), None) => Ty::Timestamp,
+            (Some(TypeName::Number), None) => Ty::Number,
+        };
+        if spec.strict.is_some() && !matches!(ty, Ty::Code { .. }) {
+            self.invalid(span, format!("field '{name}' has strict but no table: strict only applies to code tables"));
+        }
+        Some(ty)
+    }
+
+    fn cond(&mut self, w: &WhenSpec) -> Option<Cond> {
+        let mut cond = Cond::default();
+        for e in w.event.iter().flatten() {
+            if e.get_ref().len() != 3 {
+                self.invalid(e.span(), format!("event '{}' is not a trigger event: use MSH-9.2, e.g. A01", e.get_ref()));
+            }
+            cond.events.push(e.get_ref().clone());
+        }
+        if let Some(f) = &w.field {
+            cond.field = Some((self.path(f)?, w.is.clone().unwrap_or_default()));
+        } else if w.is.is_some() {
+            self.error(0, LoadErrorKind::Invalid("when has 'is' without 'field': say which field, e.g. when = { field = \"PV1-2\", is = [\"I\"] }".into()));
+        }
+        Some(cond)
+    }
+
+    fn segment(&mut self, s: &Spanned<String>) -> Option<[u8; 3]> {
+        check_segment(s.get_ref()).map_err(|m| self.error(s.span().start + 1, LoadErrorKind::Path(m))).ok()
+    }
+
+    fn paths(&mut self, p: &Paths) -> Vec<Path> {
+        p.0.iter().filter_map(|s| self.path(s)).collect()
+    }
+
+    /// Parses a path held in a TOML string; errors point into the string (after its quote).
+    fn path(&mut self, s: &Spanned<String>) -> Option<Path> {
+        self.path_at(s.get_ref(), s.span().start + 1)
+    }
+
+    fn path_at(&mut self, text: &str, offset: usize) -> Option<Path> {
+        path::parse(text).map_err(|e| self.error(offset + e.offset, LoadErrorKind::Path(e.message))).ok()
+    }
+
+    /// `"{PID-5.2} {PID-5.1}"`: text with paths and provenance values in braces.
+    fn template(&mut self, t: &Spanned<String>) -> Template {
+        let (text, base) = (t.get_ref().as_str(), t.span().start + 1);
+        let mut parts = Vec::new();
+        let mut pos = 0;
+        while let Some(open) = text[pos..].find('{').map(|i| pos + i) {
+            if open > pos {
+                parts.push(Part::Text(text[pos..open].to_string()));
+            }
+            let Some(close) = text[open..].find('}').map(|i| open + i) else {
+                self.invalid(base + open..base + open, format!("missing '}}' in template {text:?}: write {{PID-5.1}}"));
+                return Template(parts);
+            };
+            let inner = &text[open + 1..close];
+            if let Some((_, f)) = PROV_FIELDS.iter().find(|(n, _)| *n == inner) {
+                parts.push(Part::Prov(*f));
+            } else if let Some(p) = self.path_at(inner, base + open + 1) {
+                parts.push(Part::Path(p));
+            }
+            pos = close + 1;
+        }
+        if pos < text.len() {
+            parts.push(Part::Text(text[pos..].to_string()));
+        }
+        Template(parts)
+    }
+}
+
+/// Layers a sender's items over the defaults: same-named items have their given keys
+/// replaced and their fields/lists replaced or added by name; new names are appended.
+fn merge_items(base: &[(Spanned<String>, ItemSpec)], over: &[(Spanned<String>, ItemSpec)]) -> Vec<(Spanned<String>, ItemSpec)> {
+    let mut out = base.to_vec();
+    for (name, o) in over {
+        let Some((_, item)) = out.iter_mut().find(|(n, _)| n.get_ref() == name.get_ref()) else {
+            out.push((name.clone(), o.clone()));
+            continue;
+        };
+        item.kind = o.kind.clone().or(item.kind.take());
+        item.for_each = o.for_each.clone().or(item.for_each.take());
+        item.id = o.id.clone().or(item.id.take());
+        item.when = o.when.clone().or(item.when.take());
+        upsert(&mut item.fields.0, &o.fields.0);
+        upsert(&mut item.lists.0, &o.lists.0);
+    }
+    out
+}
+
+fn upsert<T: Clone>(into: &mut Vec<(Spanned<String>, T)>, from: &[(Spanned<String>, T)]) {
+    for (k, v) in from {
+        match into.iter_mut().find(|(n, _)| n.get_ref() == k.get_ref()) {
+            Some(slot) => slot.1 = v.clone(),
+            None => into.push((k.clone(), v.clone())),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `src`.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = src.get(..offset).unwrap_or(src);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}

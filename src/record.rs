@@ -1,0 +1,136 @@
+//! The canonical record: what the mapping stage (`… → parse → **map** → record → store`)
+//! produces from one HL7 message, and what the index stores.
+//!
+//! A message becomes an [`Identity`] (whose record it belongs to: NHS number as found,
+//! its PID-32 verification status, local hospital numbers) and a list of [`Item`]s, one
+//! per record entry (the patient's demographics, an encounter, an allergy, a result …).
+//! Each item has a natural id that is stable across replays, so the index can key it as
+//! `nhs | kind | id` and a resent message overwrites instead of duplicating.
+//!
+//! Deliberately not here: validating the NHS number (see [`crate::hl7::nhs`]), merging
+//! items into a patient record, or any storage concern.
+
+use serde::{Deserialize, Serialize};
+
+/// What a record item is about (the leaflet categories of the shared care record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Patient,
+    Identifier,
+    GpRegistration,
+    Contact,
+    Encounter,
+    Allergy,
+    Diagnosis,
+    Procedure,
+    Result,
+    Document,
+}
+
+impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 10] = [
+        Kind::Patient,
+        Kind::Identifier,
+        Kind::GpRegistration,
+        Kind::Contact,
+        Kind::Encounter,
+        Kind::Allergy,
+        Kind::Diagnosis,
+        Kind::Procedure,
+        Kind::Result,
+        Kind::Document,
+    ];
+
+    /// The snake_case name used in mapping files, JSON and index keys.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Patient => "patient",
+            Kind::Identifier => "identifier",
+            Kind::GpRegistration => "gp_registration",
+            Kind::Contact => "contact",
+            Kind::Encounter => "encounter",
+            Kind::Allergy => "allergy",
+            Kind::Diagnosis => "diagnosis",
+            Kind::Procedure => "procedure",
+            Kind::Result => "result",
+            Kind::Document => "document",
+        }
+    }
+
+    /// The kind called `s` (as [`Kind::as_str`] spells it).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where an item came from: copied onto every item a message produces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// MSH-3.
+    pub sending_app: String,
+    /// MSH-4 (UK: the trust's ODS code).
+    pub sending_facility: String,
+    /// MSH-10.
+    pub control_id: String,
+    /// MSH-9.1^MSH-9.2, e.g. `ADT^A01`.
+    pub message_type: String,
+    /// ISO 8601 from EVN-2, else MSH-7.
+    pub event_time: Option<String>,
+    /// Journal sequence number of the message; 0 in `recordhub check`.
+    pub seq: u64,
+}
+
+/// One entry of a patient's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub kind: Kind,
+    /// Natural id (visit number, filler order number + test code, document number …):
+    /// stable across replays of the same message.
+    pub id: String,
+    /// The mapped values; `null` means HL7 `""` ("delete the stored value").
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub provenance: Provenance,
+}
+
+/// Whose record a message belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Identity {
+    /// As found in the message; not yet checked (see [`crate::hl7::nhs`]).
+    pub nhs_number: Option<String>,
+    /// PID-32 as sent, e.g. `NSTS01` or `01`.
+    pub nhs_status: Option<String>,
+    /// Local (hospital) identifiers: every other PID-3 repetition.
+    pub local_ids: Vec<LocalId>,
+}
+
+/// A local identifier: CX.4 assigning organisation and CX.1 id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalId {
+    pub organisation: String,
+    pub id: String,
+}
+
+/// Everything one message maps to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mapped {
+    pub identity: Identity,
+    pub items: Vec<Item>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_str(k.as_str()), Some(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+        assert_eq!(Kind::from_str("nope"), None);
+    }
+}

@@ -1,0 +1,141 @@
+//! The record index: canonical items keyed by NHS number, in sled.
+//!
+//! One key per item, never one growing document per patient, so indexing the
+//! 10,000th result for a patient costs what the first did (DESIGN.md, "The
+//! index"). Keys:
+//! - `items`:  `nhs \0 kind \0 sending facility \0 natural id` → item JSON.
+//!   The natural id is scoped by the sending facility (a visit number is only
+//!   unique within its trust), and writing it again is an upsert, so a
+//!   replayed message changes nothing.
+//! - `xref`:   `organisation \0 local id` → NHS number.
+//! - `unindexed`: journal seq → why the message could not be filed (no NHS
+//!   number, or one failing Modulus 11): kept for operators and `reindex`.
+//! - `audit`:  time-ordered record views (who, when, which NHS number).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::hl7::nhs::NhsNumber;
+use crate::record::{Item, Mapped};
+
+const SEP: u8 = 0;
+
+fn item_key(nhs: &str, item: &Item) -> Vec<u8> {
+    let kind = item.kind.as_str();
+    let fac = &item.provenance.sending_facility;
+    let mut k = Vec::with_capacity(nhs.len() + kind.len() + fac.len() + item.id.len() + 3);
+    for (i, part) in [nhs, kind, fac.as_str(), item.id.as_str()].into_iter().enumerate() {
+        if i > 0 {
+            k.push(SEP);
+        }
+        k.extend_from_slice(part.as_bytes());
+    }
+    k
+}
+
+fn prefix(nhs: &str) -> Vec<u8> {
+    let mut p = nhs.as_bytes().to_vec();
+    p.push(SEP);
+    p
+}
+
+/// One view of a record, as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub user: String,
+    pub nhs_number: String,
+    /// `read` for a record view.
+    pub action: String,
+    /// `http` or `cli`.
+    pub via: String,
+    /// How many items were shown (0 when the patient is unknown).
+    pub items: usize,
+}
+
+impl Store {
+    fn tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Upserts every item of a mapped message under `nhs`, and its local
+    /// identifiers into the cross-reference.
+    pub fn index(&self, nhs: &NhsNumber, mapped: &Mapped) -> Result<(), StoreError> {
+        let items = self.tree("items")?;
+        let xref = self.tree("xref")?;
+        let n = nhs.as_str();
+        for item in &mapped.items {
+            let value = serde_json::to_vec(item).map_err(|_| StoreError::Damaged { tree: "items" })?;
+            items.insert(item_key(n, item), value)?;
+        }
+        for id in &mapped.identity.local_ids {
+            let mut k = id.organisation.as_bytes().to_vec();
+            k.push(SEP);
+            k.extend_from_slice(id.id.as_bytes());
+            xref.insert(k, n.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Every item held for `nhs`, in key order (kind, source, id).
+    pub fn record(&self, nhs: &NhsNumber) -> Result<Vec<Item>, StoreError> {
+        let items = self.tree("items")?;
+        let mut out = Vec::new();
+        for kv in items.scan_prefix(prefix(nhs.as_str())) {
+            let (_, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(|_| StoreError::Damaged { tree: "items" })?);
+        }
+        Ok(out)
+    }
+
+    /// The NHS number filed for a local identifier (organisation, id).
+    pub fn lookup_local(&self, organisation: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let mut k = organisation.as_bytes().to_vec();
+        k.push(SEP);
+        k.extend_from_slice(id.as_bytes());
+        Ok(self.tree("xref")?.get(k)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Remembers that journal entry `seq` was accepted but not indexed.
+    pub fn note_unindexed(&self, seq: u64, reason: &str) -> Result<(), StoreError> {
+        self.tree("unindexed")?.insert(seq.to_be_bytes(), reason.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn unindexed_count(&self) -> Result<usize, StoreError> {
+        Ok(self.tree("unindexed")?.len())
+    }
+
+    /// Appends an audit event and flushes it: a view is recorded durably
+    /// before the record is returned.
+    pub fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let tree = self.tree("audit")?;
+        let id = self.db.generate_id()?;
+        let mut k = event.at_ms.to_be_bytes().to_vec();
+        k.extend_from_slice(&id.to_be_bytes());
+        let v = serde_json::to_vec(event).map_err(|_| StoreError::Damaged { tree: "audit" })?;
+        tree.insert(k, v)?;
+        tree.flush()?;
+        Ok(())
+    }
+
+    /// Every audit event, oldest first.
+    pub fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree("audit")?.iter() {
+            let (_, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(|_| StoreError::Damaged { tree: "audit" })?);
+        }
+        Ok(out)
+    }
+
+    /// Drops what `reindex` rebuilds (items, xref, unindexed, dedup, meta),
+    /// keeping the audit trail, which is not derived from the journal.
+    pub fn clear_derived(&self) -> Result<(), StoreError> {
+        for name in ["items", "xref", "unindexed", "dedup", "meta"] {
+            self.tree(name)?.clear()?;
+        }
+        Ok(())
+    }
+}
