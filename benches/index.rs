@@ -19,7 +19,10 @@ fn result(i: u64) -> Mapped {
         event_time: None,
         seq: i,
     };
-    Mapped { identity: Identity::default(), items: vec![Item { kind: Kind::Result, id: format!("ACC{i}|FBC"), fields, provenance }] }
+    Mapped {
+        identity: Identity::default(),
+        items: vec![Item { kind: Kind::Result, id: format!("ACC{i}|FBC"), fields, provenance }],
+    }
 }
 
 fn bench(c: &mut Criterion) {

@@ -8,7 +8,8 @@ use recordhub::record::Provenance;
 mod common;
 
 fn bench(c: &mut Criterion) {
-    let set = MappingSet::load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings"))).expect("shipped mappings load");
+    let set = MappingSet::load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings")))
+        .expect("shipped mappings load");
     let prov = Provenance {
         sending_app: "PAS".into(),
         sending_facility: "RJ1".into(),
@@ -19,7 +20,8 @@ fn bench(c: &mut Criterion) {
     };
     let mdm = common::mdm_1mb();
     let mut g = c.benchmark_group("mapping");
-    for (name, input) in [("adt", common::ADT), ("oru_30obx", common::ORU), ("mdm", common::MDM), ("mdm_1mb", &mdm[..])] {
+    for (name, input) in [("adt", common::ADT), ("oru_30obx", common::ORU), ("mdm", common::MDM), ("mdm_1mb", &mdm[..])]
+    {
         let msg = Message::parse(input).expect("fixture parses");
         let mapped = set.apply(&msg, &prov).expect("fixture maps");
         assert!(!mapped.items.is_empty(), "{name} produces items");

@@ -9,10 +9,8 @@ use std::hint::black_box;
 
 use recordhub::hl7::Message;
 
-const INPUTS: [(&str, &[u8]); 2] = [
-    ("adt-a01", include_bytes!("../fixtures/adt-a01.hl7")),
-    ("oru-r01", include_bytes!("../fixtures/oru-r01.hl7")),
-];
+const INPUTS: [(&str, &[u8]); 2] =
+    [("adt-a01", include_bytes!("../fixtures/adt-a01.hl7")), ("oru-r01", include_bytes!("../fixtures/oru-r01.hl7"))];
 
 fn ours(input: &[u8]) -> usize {
     let Ok(m) = Message::parse(input) else { return 0 };
@@ -36,7 +34,9 @@ fn parse(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("parse/{name}"));
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_with_input(BenchmarkId::new("recordhub", bytes.len()), bytes, |b, i| b.iter(|| ours(black_box(i))));
-        group.bench_with_input(BenchmarkId::new("hl7-parser", bytes.len()), text, |b, i| b.iter(|| theirs(black_box(i))));
+        group.bench_with_input(BenchmarkId::new("hl7-parser", bytes.len()), text, |b, i| {
+            b.iter(|| theirs(black_box(i)))
+        });
         group.finish();
     }
 }

@@ -11,8 +11,11 @@ mod common;
 const BATCH: usize = 256;
 
 fn open(dir: &std::path::Path) -> Pipeline {
-    let set = recordhub::mapping::MappingSet::load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings")))
-        .expect("shipped mappings load");
+    let set = recordhub::mapping::MappingSet::load_dir(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/mappings"
+    )))
+    .expect("shipped mappings load");
     let opts = Options {
         data_dir: dir.to_path_buf(),
         journal_segment_bytes: 1 << 30,
@@ -28,7 +31,9 @@ fn bench(c: &mut Criterion) {
     let mdm = common::mdm_1mb();
     let mut g = c.benchmark_group("pipeline_durable");
     g.sample_size(10);
-    for (name, input, batch) in [("adt", common::ADT, BATCH), ("oru_30obx", common::ORU, BATCH), ("mdm_1mb", &mdm[..], 8)] {
+    for (name, input, batch) in
+        [("adt", common::ADT, BATCH), ("oru_30obx", common::ORU, BATCH), ("mdm_1mb", &mdm[..], 8)]
+    {
         let dir = tempfile::tempdir().unwrap();
         let mut p = open(dir.path());
         let mut next = 0u64;
@@ -41,7 +46,8 @@ fn bench(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         };
         let check = make();
-        let frames: Vec<Inbound> = check.iter().map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 }).collect();
+        let frames: Vec<Inbound> =
+            check.iter().map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 }).collect();
         let out = p.process(&frames);
         assert!(out.iter().all(|o| o.code.as_str() == "AA"), "{name}: every message accepted: {:?}", out[0].problem);
         g.throughput(Throughput::Elements(batch as u64));
@@ -49,8 +55,10 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 &mut make,
                 |msgs| {
-                    let frames: Vec<Inbound> =
-                        msgs.iter().map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 }).collect();
+                    let frames: Vec<Inbound> = msgs
+                        .iter()
+                        .map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 })
+                        .collect();
                     p.process(&frames).len()
                 },
                 BatchSize::LargeInput,

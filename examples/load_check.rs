@@ -28,10 +28,7 @@ fn main() {
         files: args[5..].iter().map(Into::into).collect(),
         timeout: Duration::from_secs(30),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime starts");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime starts");
     match rt.block_on(load::run(opts)) {
         Ok(summary) => println!("{}", serde_json::to_string_pretty(&summary).expect("serialises")),
         Err(e) => {

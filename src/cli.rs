@@ -116,14 +116,19 @@ pub fn record(nhs: &str, user: &str, source: RecordSource) -> Result<bool, Recor
             // a crash), so a local read is as complete as the journal.
             let (p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
                 .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
-            let body = crate::http::read_audited(p.store(), &nhs, user, "cli").map_err(|e| RecordError::Open(e.to_string()))?;
+            let body = crate::http::read_audited(p.store(), &nhs, user, "cli")
+                .map_err(|e| RecordError::Open(e.to_string()))?;
             p.shutdown().map_err(|e| RecordError::Open(e.to_string()))?;
             body
         }
         RecordSource::Server(base) => {
             let url = format!("{}/patients/{}", base.trim_end_matches('/'), nhs.as_str());
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-            let mut resp = agent.get(&url).header("X-User", user).call().map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
+            let mut resp = agent
+                .get(&url)
+                .header("X-User", user)
+                .call()
+                .map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
             let status = resp.status().as_u16();
             let text = resp.body_mut().read_to_string().map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
             match status {

@@ -144,19 +144,13 @@ impl Default for RawMllp {
 
 impl Default for RawHttp {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-        }
+        Self { listen: "127.0.0.1:8080".into() }
     }
 }
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self {
-            data_dir: "./data".into(),
-            journal_segment_bytes: 64 * 1024 * 1024,
-            max_batch: 512,
-        }
+        Self { data_dir: "./data".into(), journal_segment_bytes: 64 * 1024 * 1024, max_batch: 512 }
     }
 }
 
@@ -172,26 +166,19 @@ impl Default for RawAck {
 
 impl Default for RawHl7 {
     fn default() -> Self {
-        Self {
-            fallback_charset: "windows-1252".into(),
-        }
+        Self { fallback_charset: "windows-1252".into() }
     }
 }
 
 impl Default for RawMapping {
     fn default() -> Self {
-        Self {
-            dir: "mappings".into(),
-        }
+        Self { dir: "mappings".into() }
     }
 }
 
 impl Default for RawLog {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: "json".into(),
-        }
+        Self { level: "info".into(), format: "json".into() }
     }
 }
 
@@ -303,13 +290,7 @@ pub enum ConfigError {
     },
     /// The file is not valid TOML, has an unknown key or a value of the wrong type.
     #[error("{}:{line}:{col}: {}{message}", file.display(), key_prefix(key))]
-    File {
-        file: PathBuf,
-        line: usize,
-        col: usize,
-        key: Option<String>,
-        message: String,
-    },
+    File { file: PathBuf, line: usize, col: usize, key: Option<String>, message: String },
     /// A `RECORDHUB__*` environment variable is unknown or has a value of the wrong type.
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
@@ -333,11 +314,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} = {}: {}",
-            self.origin, self.key, self.value, self.reason
-        )
+        write!(f, "{}: {} = {}: {}", self.origin, self.key, self.value, self.reason)
     }
 }
 
@@ -346,11 +323,7 @@ fn key_prefix(key: &Option<String>) -> String {
 }
 
 fn display_lines(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(Problem::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n")
 }
 
 /// Loads the configuration: defaults < file < `RECORDHUB__SECTION__KEY` variables < `overrides`.
@@ -368,11 +341,7 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
     };
     let mut raw = merge(file.as_ref())?;
     apply(&mut raw, overrides);
-    let origins = Origins {
-        positions,
-        env: env_vars(),
-        overrides: overrides.clone(),
-    };
+    let origins = Origins { positions, env: env_vars(), overrides: overrides.clone() };
     validate(raw, &origins)
 }
 
@@ -401,11 +370,7 @@ impl SourceFile {
     fn check(&self) -> Result<Positions, ConfigError> {
         let parsed = toml::from_str::<RawConfig>(&self.text);
         let keys = key_spans(&self.text);
-        let positions = Positions {
-            path: self.path.clone(),
-            text: self.text.clone(),
-            keys,
-        };
+        let positions = Positions { path: self.path.clone(), text: self.text.clone(), keys };
         match parsed {
             Ok(_) => Ok(positions),
             Err(e) => Err(positions.file_error(&e)),
@@ -437,19 +402,11 @@ fn key_spans(text: &str) -> Vec<KeySpan> {
         if let Some(table) = value.get_ref().as_table() {
             for (key, inner) in table {
                 let path = format!("{}.{}", section.get_ref(), key.get_ref());
-                spans.push(KeySpan {
-                    path,
-                    key: key.span(),
-                    value: inner.span(),
-                });
+                spans.push(KeySpan { path, key: key.span(), value: inner.span() });
             }
         }
         let path = section.get_ref().to_string();
-        spans.push(KeySpan {
-            path,
-            key: section.span(),
-            value: value.span(),
-        });
+        spans.push(KeySpan { path, key: section.span(), value: value.span() });
     }
     spans
 }
@@ -459,19 +416,10 @@ impl Positions {
         let offset = e.span().map_or(0, |span| span.start);
         let (line, col) = line_col(&self.text, offset);
         // Nested keys come before their section in `keys`, so the first hit is the innermost.
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.key.contains(&offset) || k.value.contains(&offset))
-            .map(|k| k.path.clone());
+        let key =
+            self.keys.iter().find(|k| k.key.contains(&offset) || k.value.contains(&offset)).map(|k| k.path.clone());
         let message = e.message().to_string();
-        ConfigError::File {
-            file: self.path.clone(),
-            line,
-            col,
-            key,
-            message,
-        }
+        ConfigError::File { file: self.path.clone(), line, col, key, message }
     }
 
     fn locate(&self, key: &str) -> Option<String> {
@@ -504,25 +452,16 @@ fn merge(file: Option<&SourceFile>) -> Result<RawConfig, ConfigError> {
         builder = builder.add_source(config::File::from_str(&file.text, config::FileFormat::Toml));
     }
     // The file alone deserialized in `check`, so failures from here on are the environment's.
-    let merged = builder
-        .add_source(env_source())
-        .build()
-        .map_err(env_error)?;
+    let merged = builder.add_source(env_source()).build().map_err(env_error)?;
     merged.try_deserialize().map_err(env_error)
 }
 
 /// Names the variable behind a `config` crate error when the error carries its key.
 fn env_error(e: config::ConfigError) -> ConfigError {
     let (key, message) = match &e {
-        config::ConfigError::Type {
-            key: Some(key),
-            unexpected,
-            expected,
-            ..
-        } => (
-            Some(key.clone()),
-            format!("invalid type: {unexpected}, expected {expected}"),
-        ),
+        config::ConfigError::Type { key: Some(key), unexpected, expected, .. } => {
+            (Some(key.clone()), format!("invalid type: {unexpected}, expected {expected}"))
+        }
         config::ConfigError::At { key, error, .. } => (key.clone(), error.to_string()),
         other => (None, other.to_string()),
     };
@@ -546,14 +485,8 @@ fn unknown_field(message: &str) -> Option<&str> {
 
 /// The variable that sets `section.key`, as spelled in the environment if it is set.
 fn env_var_name(key: &str) -> String {
-    let expected = format!(
-        "{ENV_PREFIX}{ENV_SEPARATOR}{}",
-        key.replace('.', ENV_SEPARATOR)
-    );
-    env_vars()
-        .into_iter()
-        .find(|var| var.eq_ignore_ascii_case(&expected))
-        .unwrap_or(expected.to_uppercase())
+    let expected = format!("{ENV_PREFIX}{ENV_SEPARATOR}{}", key.replace('.', ENV_SEPARATOR));
+    env_vars().into_iter().find(|var| var.eq_ignore_ascii_case(&expected)).unwrap_or(expected.to_uppercase())
 }
 
 /// Names of the `RECORDHUB__*` variables currently set (matched case-insensitively, like the `config` crate).
@@ -594,10 +527,7 @@ impl Origins {
             "store.data_dir" => o.data_dir.is_some(),
             _ => false,
         };
-        let var = format!(
-            "{ENV_PREFIX}{ENV_SEPARATOR}{}",
-            key.replace('.', ENV_SEPARATOR)
-        );
+        let var = format!("{ENV_PREFIX}{ENV_SEPARATOR}{}", key.replace('.', ENV_SEPARATOR));
         if overridden {
             "command line".into()
         } else if let Some(name) = self.env.iter().find(|name| name.eq_ignore_ascii_case(&var)) {
@@ -619,21 +549,12 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn report(&mut self, key: &str, value: String, reason: impl Into<String>) {
         let origin = self.origins.describe(key);
-        self.problems.push(Problem {
-            origin,
-            key: key.into(),
-            value,
-            reason: reason.into(),
-        });
+        self.problems.push(Problem { origin, key: key.into(), value, reason: reason.into() });
     }
 
     fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse().unwrap_or_else(|_| {
-            self.report(
-                key,
-                format!("{value:?}"),
-                "not an IP socket address like 127.0.0.1:2575",
-            );
+            self.report(key, format!("{value:?}"), "not an IP socket address like 127.0.0.1:2575");
             SocketAddr::from(([0, 0, 0, 0], 0))
         })
     }
@@ -666,41 +587,25 @@ impl Validator<'_> {
 
     fn hl7_name(&mut self, key: &str, value: String) -> String {
         if value.is_empty() || value.contains(HL7_DELIMITERS) {
-            self.report(
-                key,
-                format!("{value:?}"),
-                "must be non-empty text without HL7 delimiters | ^ ~ \\ &",
-            );
+            self.report(key, format!("{value:?}"), "must be non-empty text without HL7 delimiters | ^ ~ \\ &");
         }
         value
     }
 }
 
 fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, ConfigError> {
-    let mut v = Validator {
-        origins,
-        problems: Vec::new(),
-    };
+    let mut v = Validator { origins, problems: Vec::new() };
     let config = Config {
         mllp: validate_mllp(&raw.mllp, &mut v),
-        http: HttpConfig {
-            listen: v.addr("http.listen", &raw.http.listen),
-        },
+        http: HttpConfig { listen: v.addr("http.listen", &raw.http.listen) },
         store: StoreConfig {
             data_dir: v.non_empty_path("store.data_dir", raw.store.data_dir),
-            journal_segment_bytes: v.positive(
-                "store.journal_segment_bytes",
-                raw.store.journal_segment_bytes,
-            ),
+            journal_segment_bytes: v.positive("store.journal_segment_bytes", raw.store.journal_segment_bytes),
             max_batch: v.count("store.max_batch", raw.store.max_batch),
         },
         ack: validate_ack(raw.ack, &mut v),
-        hl7: Hl7Config {
-            fallback_charset: validate_charset(&raw.hl7.fallback_charset, &mut v),
-        },
-        mapping: MappingConfig {
-            dir: v.non_empty_path("mapping.dir", raw.mapping.dir),
-        },
+        hl7: Hl7Config { fallback_charset: validate_charset(&raw.hl7.fallback_charset, &mut v) },
+        mapping: MappingConfig { dir: v.non_empty_path("mapping.dir", raw.mapping.dir) },
         log: validate_log(raw.log, &mut v),
     };
     if v.problems.is_empty() {
@@ -723,18 +628,10 @@ fn validate_mllp(raw: &RawMllp, v: &mut Validator<'_>) -> MllpConfig {
 }
 
 fn validate_ack(raw: RawAck, v: &mut Validator<'_>) -> AckConfig {
-    let ids: Vec<String> = raw
-        .processing_ids
-        .iter()
-        .map(|id| id.trim().to_string())
-        .collect();
+    let ids: Vec<String> = raw.processing_ids.iter().map(|id| id.trim().to_string()).collect();
     if ids.is_empty() || ids.iter().any(|id| !PROCESSING_IDS.contains(&id.as_str())) {
         let value = format!("{:?}", raw.processing_ids);
-        v.report(
-            "ack.processing_ids",
-            value,
-            "must list one or more of \"P\", \"D\", \"T\" (HL7 table 0103)",
-        );
+        v.report("ack.processing_ids", value, "must list one or more of \"P\", \"D\", \"T\" (HL7 table 0103)");
     }
     AckConfig {
         application: v.hl7_name("ack.application", raw.application),
@@ -758,11 +655,7 @@ fn validate_charset(raw: &str, v: &mut Validator<'_>) -> String {
 fn validate_log(raw: RawLog, v: &mut Validator<'_>) -> LogConfig {
     let parsed = tracing_subscriber::EnvFilter::builder().parse(&raw.level);
     if raw.level.trim().is_empty() {
-        v.report(
-            "log.level",
-            "\"\"".into(),
-            "must be a log filter like \"info\"",
-        );
+        v.report("log.level", "\"\"".into(), "must be a log filter like \"info\"");
     } else if let Err(e) = parsed {
         v.report(
             "log.level",
@@ -774,18 +667,11 @@ fn validate_log(raw: RawLog, v: &mut Validator<'_>) -> LogConfig {
         "json" => LogFormat::Json,
         "pretty" => LogFormat::Pretty,
         _ => {
-            v.report(
-                "log.format",
-                format!("{:?}", raw.format),
-                "unknown log format; expected json or pretty",
-            );
+            v.report("log.format", format!("{:?}", raw.format), "unknown log format; expected json or pretty");
             LogFormat::Json
         }
     };
-    LogConfig {
-        level: raw.level,
-        format,
-    }
+    LogConfig { level: raw.level, format }
 }
 
 #[cfg(test)]

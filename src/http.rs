@@ -99,7 +99,9 @@ pub fn read_audited(
 async fn reload(State(api): State<Api>) -> Response {
     match reload_mappings(&api.mappings, &api.mapping_dir) {
         Ok(files) => Json(json!({ "reloaded": true, "files": files })).into_response(),
-        Err(text) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "reloaded": false, "errors": text }))).into_response(),
+        Err(text) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "reloaded": false, "errors": text }))).into_response()
+        }
     }
 }
 

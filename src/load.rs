@@ -103,7 +103,9 @@ pub enum LoadError {
     #[error("the files hold no HL7 message to send")]
     NoMessages,
     /// A message whose MSH-10 cannot be located, so it cannot be made unique.
-    #[error("message {index} of {path} has no MSH segment with an MSH-10 field; load needs one to make each message unique")]
+    #[error(
+        "message {index} of {path} has no MSH segment with an MSH-10 field; load needs one to make each message unique"
+    )]
     NoControlId { path: PathBuf, index: usize },
     /// Options that cannot work (zero connections, pipeline 0, rate <= 0).
     #[error("invalid load options: {0}")]
@@ -138,9 +140,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadSummary, LoadError> {
         timeout: opts.timeout,
         // Each connection offers rate/connections msgs/s. interval() panics
         // on a zero period, hence the floor.
-        period: opts.rate.map(|r| {
-            Duration::from_secs_f64(opts.connections as f64 / r).max(Duration::from_nanos(1))
-        }),
+        period: opts.rate.map(|r| Duration::from_secs_f64(opts.connections as f64 / r).max(Duration::from_nanos(1))),
     });
     let mut streams = Vec::with_capacity(opts.connections);
     for conn in 0..opts.connections {
@@ -190,9 +190,7 @@ async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, LoadError> 
 /// A short tag that differs between runs (hex of the wall clock in ms), so
 /// control ids do not repeat across runs against the same store.
 fn run_tag() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     format!("{:x}", ms & 0xfff_ffff)
 }
 
@@ -220,11 +218,7 @@ impl Template {
         let mut seps = memchr::memchr_iter(sep, &message[..segment_end]);
         let id_start = seps.nth(8)? + 1;
         let id_end = seps.next().unwrap_or(segment_end);
-        Some(Template {
-            head: message[..id_end].to_vec(),
-            id_start,
-            tail: message[id_end..].to_vec(),
-        })
+        Some(Template { head: message[..id_end].to_vec(), id_start, tail: message[id_end..].to_vec() })
     }
 
     /// Appends the unique control id of message `n` of connection `conn`.
@@ -247,15 +241,10 @@ impl Template {
 fn load_templates(files: &[PathBuf]) -> Result<Vec<Template>, LoadError> {
     let mut templates = Vec::new();
     for path in files {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.clone(), source })?;
         for (index, message) in split_messages(&bytes).iter().enumerate() {
-            let template = Template::new(message).ok_or_else(|| LoadError::NoControlId {
-                path: path.clone(),
-                index: index + 1,
-            })?;
+            let template = Template::new(message)
+                .ok_or_else(|| LoadError::NoControlId { path: path.clone(), index: index + 1 })?;
             templates.push(template);
         }
     }
@@ -352,12 +341,7 @@ fn percentiles(sorted: &[u64]) -> Latency {
     if sorted.is_empty() {
         return Latency::default();
     }
-    Latency {
-        p50: rank(0.50),
-        p90: rank(0.90),
-        p99: rank(0.99),
-        max: sorted[sorted.len() - 1],
-    }
+    Latency { p50: rank(0.50), p90: rank(0.90), p99: rank(0.99), max: sorted[sorted.len() - 1] }
 }
 
 /// One connection's state while it runs.
@@ -388,10 +372,7 @@ async fn drive(stream: TcpStream, plan: Plan) -> Tally {
         rbuf: BytesMut::with_capacity(64 * 1024),
         expected: Vec::with_capacity(128),
         outstanding: VecDeque::with_capacity(pipeline),
-        tally: Tally {
-            latencies_us: Vec::with_capacity(usize::try_from(plan.quota).unwrap_or(0)),
-            ..Tally::default()
-        },
+        tally: Tally { latencies_us: Vec::with_capacity(usize::try_from(plan.quota).unwrap_or(0)), ..Tally::default() },
         plan,
     };
     if let Err(stop) = c.run().await {
@@ -543,9 +524,7 @@ fn msa_code_and_id(ack: &[u8]) -> Option<(&[u8], &[u8])> {
         [b'M', b'S', b'H', sep, ..] => *sep,
         _ => b'|',
     };
-    let msa = ack
-        .split(|&b| b == b'\r' || b == b'\n')
-        .find(|s| s.starts_with(b"MSA") && s.get(3) == Some(&sep))?;
+    let msa = ack.split(|&b| b == b'\r' || b == b'\n').find(|s| s.starts_with(b"MSA") && s.get(3) == Some(&sep))?;
     let mut fields = msa.split(|&b| b == sep).skip(1);
     let code = fields.next().filter(|c| !c.is_empty())?;
     Some((code, fields.next().unwrap_or(b"")))
@@ -644,12 +623,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = fixture(&dir, ADT);
         let (addr, _) = ack_server(Mode::Ack).await;
-        let opts = LoadOptions {
-            messages: 20,
-            pipeline: 1,
-            rate: Some(200.0),
-            ..options(addr, file)
-        };
+        let opts = LoadOptions { messages: 20, pipeline: 1, rate: Some(200.0), ..options(addr, file) };
         let s = run(opts).await.unwrap();
         assert_eq!(s.acked_by_code.get("AA"), Some(&20));
         // 10 per connection, 10 ms apart, the first at once: at least 90 ms.
@@ -661,10 +635,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = fixture(&dir, ADT);
         let (addr, _) = ack_server(Mode::Silent).await;
-        let opts = LoadOptions {
-            timeout: Duration::from_millis(100),
-            ..options(addr, file)
-        };
+        let opts = LoadOptions { timeout: Duration::from_millis(100), ..options(addr, file) };
         let s = run(opts).await.unwrap();
         // Each connection writes its window of 4, then times out.
         assert_eq!((s.sent, s.timeouts, s.errors), (8, 8, 0), "{s:?}");
@@ -694,10 +665,7 @@ mod tests {
         let t = Template::new(ADT).unwrap();
         let mut out = Vec::new();
         t.write_framed(&mut out, "r1", 3, 42);
-        assert_eq!(
-            out,
-            b"\x0bMSH|^~\\&|PAS|RJ1|HUB|X|20250101||ADT^A01|C1-r1-L3-42|P|2.4\rPID|1\r\x1c\r"
-        );
+        assert_eq!(out, b"\x0bMSH|^~\\&|PAS|RJ1|HUB|X|20250101||ADT^A01|C1-r1-L3-42|P|2.4\rPID|1\r\x1c\r");
     }
 
     #[test]
@@ -716,10 +684,7 @@ mod tests {
 
     #[test]
     fn msa_fields() {
-        assert_eq!(
-            msa_code_and_id(b"MSH|^~\\&|H\rMSA|CA|X-1|text\r"),
-            Some((&b"CA"[..], &b"X-1"[..]))
-        );
+        assert_eq!(msa_code_and_id(b"MSH|^~\\&|H\rMSA|CA|X-1|text\r"), Some((&b"CA"[..], &b"X-1"[..])));
         assert_eq!(msa_code_and_id(b"MSH#@!$%#H\rMSA#AE#9\r"), Some((&b"AE"[..], &b"9"[..])));
         assert_eq!(msa_code_and_id(b"MSH|^~\\&|H\rMSA||1\r"), None);
         assert_eq!(msa_code_and_id(b"junk"), None);

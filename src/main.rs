@@ -12,11 +12,7 @@ use recordhub::cli;
 use recordhub::config::{self, Config, Overrides};
 
 #[derive(Parser)]
-#[command(
-    name = "recordhub",
-    version,
-    about = "HL7 v2 interface engine and record indexer"
-)]
+#[command(name = "recordhub", version, about = "HL7 v2 interface engine and record indexer")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -99,11 +95,7 @@ struct Common {
 
 impl Common {
     fn load(&self, listen: Option<SocketAddr>, http: Option<SocketAddr>) -> anyhow::Result<Config> {
-        let overrides = Overrides {
-            listen,
-            data_dir: self.data.clone(),
-            http_listen: http,
-        };
+        let overrides = Overrides { listen, data_dir: self.data.clone(), http_listen: http };
         Ok(config::load(self.config.as_deref(), &overrides)?)
     }
 }
@@ -121,41 +113,21 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            common,
-            listen,
-            http,
-        } => {
+        Command::Serve { common, listen, http } => {
             let cfg = common.load(listen, http)?;
             recordhub::telemetry::init(&cfg.log.level, cfg.log.format)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
             rt.block_on(recordhub::serve::serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send { to, timeout, files } => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            let ok = rt.block_on(cli::send(
-                &to,
-                std::time::Duration::from_secs(timeout),
-                &files,
-            ))?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+            let ok = rt.block_on(cli::send(&to, std::time::Duration::from_secs(timeout), &files))?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Journal {
-            common,
-            since,
-            show,
-        } => {
+        Command::Journal { common, since, show } => {
             let cfg = common.load(None, None)?;
             cli::journal(&cfg.store.data_dir, since, show)?;
             Ok(ExitCode::SUCCESS)

@@ -18,9 +18,9 @@ use crate::ack::{self, AckCode, Mode, Problem, Verdict};
 use crate::hl7::nhs::NhsNumber;
 use crate::hl7::Message;
 use crate::intake::{self, Envelope, Policy};
+use crate::journal::{Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Recovery};
 use crate::mapping::{MapError, MappingSet};
 use crate::record::Mapped;
-use crate::journal::{Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Recovery};
 use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
@@ -231,6 +231,10 @@ impl Pipeline {
         for item in &mut mapped.items {
             item.provenance.seq = seq;
         }
+        if !mapped.warnings.is_empty() {
+            // Field names and rules only, never the values.
+            tracing::warn!(seq, warnings = ?mapped.warnings, "optional values did not fit their type and were left out");
+        }
         match mapped.identity.nhs_number.as_deref().filter(|n| !n.is_empty()).map(NhsNumber::parse) {
             Some(Ok(nhs)) => self.store.index(&nhs, mapped),
             Some(Err(_)) => self.unindexed(seq, "NHS number fails the Modulus 11 check"),
@@ -384,15 +388,7 @@ impl Pipeline {
                     let e = &insp.envelope.inbound;
                     (DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id), Fingerprint::of(raw))
                 });
-                Staged {
-                    envelope: insp.envelope,
-                    verdict,
-                    stage,
-                    mode: insp.mode,
-                    dedup,
-                    mapped,
-                    bytes: raw.len(),
-                }
+                Staged { envelope: insp.envelope, verdict, stage, mode: insp.mode, dedup, mapped, bytes: raw.len() }
             }
             Frame::Oversize { head, len } => {
                 let insp = intake::inspect(head, &self.opts.policy);

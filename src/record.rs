@@ -118,6 +118,11 @@ pub struct LocalId {
 pub struct Mapped {
     pub identity: Identity,
     pub items: Vec<Item>,
+    /// Optional fields whose value did not fit their type and were left out
+    /// (e.g. `birth_date (PID-7): is not a valid HL7 date`). The message is
+    /// still accepted: a bad optional value must not block a sender's queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[cfg(test)]

@@ -46,7 +46,9 @@ pub mod fields {
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// The filter from `RUST_LOG` or `log.level` does not parse.
-    #[error("invalid log filter {directive:?} from {origin}: use a directive like \"info\" or \"recordhub=debug,info\"")]
+    #[error(
+        "invalid log filter {directive:?} from {origin}: use a directive like \"info\" or \"recordhub=debug,info\""
+    )]
     Filter {
         directive: String,
         /// `RUST_LOG` or `log.level`.
@@ -66,23 +68,14 @@ pub enum TelemetryError {
 /// when called again in the same process (callers in tests may ignore it).
 pub fn init(level: &str, format: LogFormat) -> Result<(), TelemetryError> {
     let filter = filter(level)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
         // Span fields (`conn{peer, conn_id}` → `msg{control_id, ..}`) ride along on
         // every line so a message's outcome can be tied to its connection.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_target(true)
-            .try_init(),
-        LogFormat::Pretty => builder
-            .pretty()
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(true).with_target(true).try_init()
+        }
+        LogFormat::Pretty => builder.pretty().with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadyInitialized)
 }
@@ -92,11 +85,5 @@ fn filter(level: &str) -> Result<EnvFilter, TelemetryError> {
         Ok(env) if !env.trim().is_empty() => (env, "RUST_LOG"),
         _ => (level.to_string(), "log.level"),
     };
-    EnvFilter::builder()
-        .parse(&directive)
-        .map_err(|source| TelemetryError::Filter {
-            directive,
-            origin,
-            source,
-        })
+    EnvFilter::builder().parse(&directive).map_err(|source| TelemetryError::Filter { directive, origin, source })
 }

@@ -77,10 +77,7 @@ fn shipped_engine_toml_lists_every_key_with_its_default() {
 #[test]
 fn defaults_have_the_documented_types_and_values() {
     let config = Config::default();
-    assert_eq!(
-        config.mllp.listen,
-        "127.0.0.1:2575".parse::<SocketAddr>().unwrap()
-    );
+    assert_eq!(config.mllp.listen, "127.0.0.1:2575".parse::<SocketAddr>().unwrap());
     assert_eq!(config.mllp.max_frame_bytes, 16_777_216);
     assert_eq!(config.mllp.idle_timeout, Duration::from_secs(300));
     assert_eq!(config.mllp.frame_timeout, Duration::from_secs(30));
@@ -135,10 +132,7 @@ fn wrong_type_names_file_position_and_key() {
     let file = fixture("wrong-type.toml");
     assert_eq!(
         load_err(&file),
-        format!(
-            "{}:3:13: store.max_batch: invalid type: string \"64\", expected u64",
-            file.display()
-        )
+        format!("{}:3:13: store.max_batch: invalid type: string \"64\", expected u64", file.display())
     );
 }
 
@@ -147,10 +141,7 @@ fn toml_syntax_error_has_a_position() {
     let _lock = lock();
     let file = fixture("syntax-error.toml");
     let message = load_err(&file);
-    assert!(
-        message.starts_with(&format!("{}:2:", file.display())),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("{}:2:", file.display())), "{message}");
 }
 
 #[test]
@@ -191,11 +182,7 @@ fn explicit_missing_file_is_an_error_naming_it() {
     let file = fixture("does-not-exist.toml");
     let err = load(&file).unwrap_err();
     assert!(matches!(err, ConfigError::NotFound { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("fixtures/config/does-not-exist.toml"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("fixtures/config/does-not-exist.toml"), "{err}");
 }
 
 #[test]
@@ -213,19 +200,13 @@ fn precedence_defaults_file_environment_command_line() {
     let _lock = lock();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("engine.toml");
-    std::fs::write(
-        &file,
-        "[mllp]\nlisten = \"127.0.0.1:2000\"\nmax_in_flight = 8\n[store]\nmax_batch = 100\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "[mllp]\nlisten = \"127.0.0.1:2000\"\nmax_in_flight = 8\n[store]\nmax_batch = 100\n")
+        .unwrap();
     let mut env = EnvGuard(Vec::new());
 
     // File over defaults.
     let loaded = load(&file).unwrap();
-    assert_eq!(
-        loaded.mllp.listen,
-        "127.0.0.1:2000".parse::<SocketAddr>().unwrap()
-    );
+    assert_eq!(loaded.mllp.listen, "127.0.0.1:2000".parse::<SocketAddr>().unwrap());
     assert_eq!(loaded.store.max_batch, 100);
     assert_eq!(loaded.mllp.max_connections, 1024);
 
@@ -235,15 +216,9 @@ fn precedence_defaults_file_environment_command_line() {
     env.set("RECORDHUB__ACK__PROCESSING_IDS", "P,T");
     env.set("RECORDHUB__LOG__FORMAT", "pretty");
     let loaded = load(&file).unwrap();
-    assert_eq!(
-        loaded.mllp.listen,
-        "127.0.0.1:3000".parse::<SocketAddr>().unwrap()
-    );
+    assert_eq!(loaded.mllp.listen, "127.0.0.1:3000".parse::<SocketAddr>().unwrap());
     assert_eq!(loaded.store.max_batch, 64);
-    assert_eq!(
-        loaded.mllp.max_in_flight, 8,
-        "file value kept where env is silent"
-    );
+    assert_eq!(loaded.mllp.max_in_flight, 8, "file value kept where env is silent");
     assert_eq!(loaded.ack.processing_ids, ["P", "T"]);
     assert_eq!(loaded.log.format, LogFormat::Pretty);
 
@@ -254,14 +229,8 @@ fn precedence_defaults_file_environment_command_line() {
         http_listen: Some("127.0.0.1:9000".parse().unwrap()),
     };
     let loaded = config::load(Some(&file), &overrides).unwrap();
-    assert_eq!(
-        loaded.mllp.listen,
-        "127.0.0.1:4000".parse::<SocketAddr>().unwrap()
-    );
-    assert_eq!(
-        loaded.http.listen,
-        "127.0.0.1:9000".parse::<SocketAddr>().unwrap()
-    );
+    assert_eq!(loaded.mllp.listen, "127.0.0.1:4000".parse::<SocketAddr>().unwrap());
+    assert_eq!(loaded.http.listen, "127.0.0.1:9000".parse::<SocketAddr>().unwrap());
     assert_eq!(loaded.store.data_dir, PathBuf::from("/srv/recordhub"));
     assert_eq!(loaded.store.max_batch, 64);
 
@@ -277,10 +246,7 @@ fn precedence_defaults_file_environment_command_line() {
     // A wrong type from the environment names the variable.
     env.set("RECORDHUB__STORE__MAX_BATCH", "lots");
     let message = load(&file).unwrap_err().to_string();
-    assert!(
-        message.starts_with("environment variable RECORDHUB__STORE__MAX_BATCH: "),
-        "{message}"
-    );
+    assert!(message.starts_with("environment variable RECORDHUB__STORE__MAX_BATCH: "), "{message}");
     env.set("RECORDHUB__STORE__MAX_BATCH", "64");
 
     // A misspelt variable is an unknown key, not silently ignored.

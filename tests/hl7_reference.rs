@@ -44,10 +44,7 @@ struct Tally {
 
 #[test]
 fn agrees_with_hl7_parser() {
-    let mut files = hl7_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
-        false,
-    );
+    let mut files = hl7_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"), false);
     assert!(files.len() >= 4, "fixtures/*.hl7 missing");
     if let Some(dir) = std::env::var_os("RECORDHUB_CORPUS") {
         files.extend(hl7_files(Path::new(&dir), true));
@@ -76,10 +73,7 @@ fn agrees_with_hl7_parser() {
 
 fn hl7_files(dir: &Path, all: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -97,17 +91,13 @@ fn hl7_files(dir: &Path, all: bool) -> Vec<PathBuf> {
 fn split_messages(bytes: &[u8]) -> Vec<&[u8]> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let line_starts: Vec<usize> = std::iter::once(0)
-        .chain((1..bytes.len()).filter(|&i| {
-            matches!(bytes[i - 1], b'\r' | b'\n') && !matches!(bytes[i], b'\r' | b'\n')
-        }))
+        .chain(
+            (1..bytes.len()).filter(|&i| matches!(bytes[i - 1], b'\r' | b'\n') && !matches!(bytes[i], b'\r' | b'\n')),
+        )
         .collect();
     let is = |i: usize, names: &[&[u8]]| names.iter().any(|n| bytes[i..].starts_with(n));
     let mut out = Vec::new();
-    for (k, &start) in line_starts
-        .iter()
-        .enumerate()
-        .filter(|&(_, &s)| is(s, &[b"MSH"]))
-    {
+    for (k, &start) in line_starts.iter().enumerate().filter(|&(_, &s)| is(s, &[b"MSH"])) {
         let end = line_starts[k + 1..]
             .iter()
             .copied()
@@ -133,19 +123,13 @@ fn compare_message(file: &str, msg: &[u8], tally: &mut Tally) {
     let theirs = match hl7_parser::Message::parse_with_lenient_newlines(text, true) {
         Ok(t) => t,
         Err(e) => {
-            tally.disagreements.push(format!(
-                "{file}: hl7-parser rejects ({e}), we say {:?}",
-                ours.as_ref().err()
-            ));
+            tally.disagreements.push(format!("{file}: hl7-parser rejects ({e}), we say {:?}", ours.as_ref().err()));
             return;
         }
     };
     let ours = match ours {
         Ok(m) => m,
-        Err(e)
-            if e.kind == ParseErrorKind::BadSegmentName
-                && theirs.segments.len() == e.segment - 1 =>
-        {
+        Err(e) if e.kind == ParseErrorKind::BadSegmentName && theirs.segments.len() == e.segment - 1 => {
             *tally.skipped.entry(Skip::UnparsableSegment).or_default() += 1;
             return;
         }
@@ -154,10 +138,9 @@ fn compare_message(file: &str, msg: &[u8], tally: &mut Tally) {
             return;
         }
         Err(e) => {
-            tally.disagreements.push(format!(
-                "{file}: we reject ({e}), hl7-parser reads {} segments",
-                theirs.segments.len()
-            ));
+            tally
+                .disagreements
+                .push(format!("{file}: we reject ({e}), hl7-parser reads {} segments", theirs.segments.len()));
             return;
         }
     };
@@ -166,16 +149,12 @@ fn compare_message(file: &str, msg: &[u8], tally: &mut Tally) {
         if truncation_explained(&ours, n) {
             *tally.skipped.entry(Skip::TruncatedAfter).or_default() += 1;
         } else {
-            tally.disagreements.push(format!(
-                "{file}: hl7-parser stops after {n} of {} segments",
-                ours.segment_count()
-            ));
+            tally
+                .disagreements
+                .push(format!("{file}: hl7-parser stops after {n} of {} segments", ours.segment_count()));
         }
     } else if n > ours.segment_count() {
-        tally.disagreements.push(format!(
-            "{file}: hl7-parser reads {n} segments, we read {}",
-            ours.segment_count()
-        ));
+        tally.disagreements.push(format!("{file}: hl7-parser reads {n} segments, we read {}", ours.segment_count()));
     }
     for (seg, their) in ours.segments().zip(&theirs.segments) {
         tally.segments += 1;
@@ -195,19 +174,8 @@ fn truncation_explained(ours: &Message<'_>, n: usize) -> bool {
     blank_line || next.raw().len() == 3
 }
 
-fn compare_segment(
-    file: &str,
-    ours: Segment<'_>,
-    theirs: &hl7_parser::message::Segment<'_>,
-    tally: &mut Tally,
-) {
-    let at = |what: String| {
-        format!(
-            "{file}: segment {} {}: {what}",
-            ours.index() + 1,
-            ours.name()
-        )
-    };
+fn compare_segment(file: &str, ours: Segment<'_>, theirs: &hl7_parser::message::Segment<'_>, tally: &mut Tally) {
+    let at = |what: String| format!("{file}: segment {} {}: {what}", ours.index() + 1, ours.name());
     if ours.name() != theirs.name || ours.raw() != theirs.raw_value().as_bytes() {
         tally.disagreements.push(at(format!(
             "segment differs: {:?} vs {:?}",
@@ -217,11 +185,7 @@ fn compare_segment(
         return;
     }
     if ours.field_count() != theirs.fields.len() {
-        tally.disagreements.push(at(format!(
-            "{} fields vs {}",
-            ours.field_count(),
-            theirs.fields.len()
-        )));
+        tally.disagreements.push(at(format!("{} fields vs {}", ours.field_count(), theirs.fields.len())));
     }
     for (i, their) in theirs.fields.iter().enumerate() {
         let n = i + 1;
@@ -231,49 +195,23 @@ fn compare_segment(
         let mut check = |path: String, a: &[u8], b: &str| {
             tally.values += 1;
             if a != b.as_bytes() {
-                diffs.push(format!(
-                    "{}-{n}{path}: {:?} vs {b:?}",
-                    ours.name(),
-                    a.escape_ascii().to_string()
-                ));
+                diffs.push(format!("{}-{n}{path}: {:?} vs {b:?}", ours.name(), a.escape_ascii().to_string()));
             }
         };
         check(String::new(), field.raw(), their.raw_value());
         let literal = ours.name() == "MSH" && n <= 2;
-        let reps = if literal {
-            0
-        } else {
-            their.repeats.len().max(field.repetition_count())
-        };
+        let reps = if literal { 0 } else { their.repeats.len().max(field.repetition_count()) };
         for r in 1..=reps {
             let (rep, their_rep) = (field.repetition(r), their.repeat(r));
-            check(
-                format!("[{r}]"),
-                rep.raw(),
-                their_rep.map_or("", |x| x.raw_value()),
-            );
-            let comps = their_rep
-                .map_or(0, |x| x.components.len())
-                .max(rep.component_count());
+            check(format!("[{r}]"), rep.raw(), their_rep.map_or("", |x| x.raw_value()));
+            let comps = their_rep.map_or(0, |x| x.components.len()).max(rep.component_count());
             for c in 1..=comps {
                 let (comp, their_comp) = (rep.component(c), their_rep.and_then(|x| x.component(c)));
-                check(
-                    format!("[{r}].{c}"),
-                    comp.raw(),
-                    their_comp.map_or("", |x| x.raw_value()),
-                );
-                let subs = their_comp
-                    .map_or(0, |x| x.subcomponents.len())
-                    .max(comp.subcomponent_count());
+                check(format!("[{r}].{c}"), comp.raw(), their_comp.map_or("", |x| x.raw_value()));
+                let subs = their_comp.map_or(0, |x| x.subcomponents.len()).max(comp.subcomponent_count());
                 for s in 1..=subs {
-                    let their_sub = their_comp
-                        .and_then(|x| x.subcomponent(s))
-                        .map_or("", |x| x.raw_value());
-                    check(
-                        format!("[{r}].{c}.{s}"),
-                        comp.subcomponent(s).raw(),
-                        their_sub,
-                    );
+                    let their_sub = their_comp.and_then(|x| x.subcomponent(s)).map_or("", |x| x.raw_value());
+                    check(format!("[{r}].{c}.{s}"), comp.subcomponent(s).raw(), their_sub);
                 }
             }
         }

@@ -33,7 +33,8 @@ fn compare(expected_file: &Path, actual: &str) -> Option<String> {
         return None;
     }
     let expected = fs::read_to_string(expected_file).unwrap_or_default();
-    (expected != actual).then(|| format!("{}:\n--- expected\n{expected}\n--- actual\n{actual}", expected_file.display()))
+    (expected != actual)
+        .then(|| format!("{}:\n--- expected\n{expected}\n--- actual\n{actual}", expected_file.display()))
 }
 
 #[test]

@@ -37,10 +37,7 @@ impl Charset {
             (b"WINDOWS-1252", Charset::Windows1252),
             (b"CP1252", Charset::Windows1252),
         ];
-        known
-            .iter()
-            .find(|(name, _)| v.eq_ignore_ascii_case(name))
-            .map(|&(_, c)| c)
+        known.iter().find(|(name, _)| v.eq_ignore_ascii_case(name)).map(|&(_, c)| c)
     }
 
     /// The name used in configuration files and logs.
@@ -77,9 +74,7 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions {
-            fallback_charset: Charset::Windows1252,
-        }
+        ParseOptions { fallback_charset: Charset::Windows1252 }
     }
 }
 
@@ -136,10 +131,7 @@ mod tests {
         assert_eq!(Charset::from_msh18(b"utf-8"), Some(Charset::Utf8));
         assert_eq!(Charset::from_msh18(b"8859/1"), Some(Charset::Latin1));
         assert_eq!(Charset::from_msh18(b"8859/15"), Some(Charset::Latin9));
-        assert_eq!(
-            Charset::from_msh18(b"WINDOWS-1252"),
-            Some(Charset::Windows1252)
-        );
+        assert_eq!(Charset::from_msh18(b"WINDOWS-1252"), Some(Charset::Windows1252));
         assert_eq!(Charset::from_msh18(b"CP1252"), Some(Charset::Windows1252));
         assert_eq!(Charset::from_msh18(b""), None);
         assert_eq!(Charset::from_msh18(b"ISO IR87"), None);
@@ -147,13 +139,7 @@ mod tests {
 
     #[test]
     fn config_names_round_trip() {
-        for c in [
-            Charset::Ascii,
-            Charset::Utf8,
-            Charset::Latin1,
-            Charset::Latin9,
-            Charset::Windows1252,
-        ] {
+        for c in [Charset::Ascii, Charset::Utf8, Charset::Latin1, Charset::Latin9, Charset::Windows1252] {
             assert_eq!(Charset::from_config_name(c.name()), Some(c));
         }
         assert_eq!(Charset::from_config_name("Latin1"), Some(Charset::Latin1));
@@ -163,23 +149,11 @@ mod tests {
     #[test]
     fn decoding() {
         let b = |s: &'static [u8]| Cow::Borrowed(s);
-        assert!(matches!(
-            decode(b(b"abc"), Charset::Latin1),
-            Cow::Borrowed("abc")
-        ));
-        assert!(matches!(
-            decode(b("Müller".as_bytes()), Charset::Utf8),
-            Cow::Borrowed("Müller")
-        ));
-        assert_eq!(
-            decode(b(b"M\xfcller \x80"), Charset::Windows1252),
-            "Müller €"
-        );
+        assert!(matches!(decode(b(b"abc"), Charset::Latin1), Cow::Borrowed("abc")));
+        assert!(matches!(decode(b("Müller".as_bytes()), Charset::Utf8), Cow::Borrowed("Müller")));
+        assert_eq!(decode(b(b"M\xfcller \x80"), Charset::Windows1252), "Müller €");
         assert_eq!(decode(b(b"M\xfcller \xa4"), Charset::Latin9), "Müller €");
-        assert_eq!(
-            decode(b(b"M\xfcller \x80"), Charset::Latin1),
-            "Müller \u{80}"
-        );
+        assert_eq!(decode(b(b"M\xfcller \x80"), Charset::Latin1), "Müller \u{80}");
         assert_eq!(decode(b(b"M\xfcller"), Charset::Utf8), "M\u{fffd}ller");
         assert_eq!(decode(b("Müller".as_bytes()), Charset::Ascii), "Müller");
         assert_eq!(decode(b(b"M\xfcller"), Charset::Ascii), "Müller");
@@ -191,9 +165,7 @@ mod tests {
         assert_eq!(effective(b"8859/1", "é".as_bytes(), &o), Charset::Latin1);
         assert_eq!(effective(b"", "é".as_bytes(), &o), Charset::Utf8);
         assert_eq!(effective(b"", b"\xe9", &o), Charset::Windows1252);
-        let o = ParseOptions {
-            fallback_charset: Charset::Latin1,
-        };
+        let o = ParseOptions { fallback_charset: Charset::Latin1 };
         assert_eq!(effective(b"BOGUS", b"\xe9", &o), Charset::Latin1);
     }
 }

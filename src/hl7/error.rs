@@ -46,9 +46,7 @@ impl ParseErrorKind {
     pub fn hl7_error_code(&self) -> u16 {
         match self {
             // 100: segment sequence error (missing MSH, a line that is not a segment).
-            ParseErrorKind::Empty | ParseErrorKind::MissingMsh | ParseErrorKind::BadSegmentName => {
-                100
-            }
+            ParseErrorKind::Empty | ParseErrorKind::MissingMsh | ParseErrorKind::BadSegmentName => 100,
             // 102: data type error (MSH-2 is not a valid ST of encoding characters).
             ParseErrorKind::BadEncodingCharacters => 102,
             // 207: application internal error (we cannot index it).
@@ -60,13 +58,7 @@ impl ParseErrorKind {
 impl ParseError {
     pub(crate) fn new(kind: ParseErrorKind, segment: usize, name: &[u8], offset: usize) -> Self {
         let name = &name[..name.len().min(3)];
-        ParseError {
-            segment,
-            segment_name: name.escape_ascii().to_string(),
-            field: 0,
-            offset,
-            kind,
-        }
+        ParseError { segment, segment_name: name.escape_ascii().to_string(), field: 0, offset, kind }
     }
 
     pub(crate) fn with_field(mut self, field: usize) -> Self {
@@ -103,14 +95,9 @@ mod tests {
             "segment 4 ('P|D') at byte 120: segment name must be 3 upper-case letters or digits followed by the field separator"
         );
         let e = ParseError::new(ParseErrorKind::BadEncodingCharacters, 1, b"MSH", 4).with_field(2);
-        assert!(e
-            .to_string()
-            .starts_with("segment 1 ('MSH') field 2 at byte 4: MSH-1/MSH-2"));
+        assert!(e.to_string().starts_with("segment 1 ('MSH') field 2 at byte 4: MSH-1/MSH-2"));
         let e = ParseError::new(ParseErrorKind::MissingMsh, 0, b"", 0);
-        assert_eq!(
-            e.to_string(),
-            "message at byte 0: message must begin with an MSH segment"
-        );
+        assert_eq!(e.to_string(), "message at byte 0: message must begin with an MSH segment");
     }
 
     #[test]

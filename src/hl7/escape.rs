@@ -74,10 +74,7 @@ fn decode_hex(hex: &[u8], out: &mut Vec<u8>) -> bool {
         return false;
     }
     let nibble = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    out.extend(
-        hex.chunks_exact(2)
-            .map(|p| nibble(p[0]) << 4 | nibble(p[1])),
-    );
+    out.extend(hex.chunks_exact(2).map(|p| nibble(p[0]) << 4 | nibble(p[1])));
     true
 }
 
@@ -117,10 +114,7 @@ mod tests {
         assert_eq!(dec(r"abc\"), r"abc\");
         assert_eq!(dec(r"a\S\b\"), r"a^b\");
         assert_eq!(dec(r"ü€\S\y"), "ü€^y");
-        assert!(matches!(
-            decode(b"plain", &Delimiters::DEFAULT),
-            Cow::Borrowed(b"plain")
-        ));
+        assert!(matches!(decode(b"plain", &Delimiters::DEFAULT), Cow::Borrowed(b"plain")));
     }
 
     #[test]
@@ -135,10 +129,7 @@ mod tests {
         };
         let s = decode(b"a$F$b$S$c$R$d$T$e$E$f", &d);
         assert_eq!(&*s, b"a#b@c!d%e$f");
-        let no_sub = Delimiters {
-            subcomponent: None,
-            ..d
-        };
+        let no_sub = Delimiters { subcomponent: None, ..d };
         assert_eq!(&*decode(b"$T$", &no_sub), b"$T$");
     }
 }

@@ -63,13 +63,7 @@ impl Delimiters {
     pub fn msh2(&self) -> ([u8; 5], usize) {
         let mut out = [0u8; 5];
         let mut n = 0;
-        let chars = [
-            Some(self.component),
-            Some(self.repetition),
-            self.escape,
-            self.subcomponent,
-            self.truncation,
-        ];
+        let chars = [Some(self.component), Some(self.repetition), self.escape, self.subcomponent, self.truncation];
         for c in chars.into_iter().flatten() {
             out[n] = c;
             n += 1;
@@ -79,23 +73,16 @@ impl Delimiters {
 
     /// Reads MSH-1/MSH-2 from a frame that begins with `MSH`.
     fn from_msh(raw: &[u8]) -> Result<Delimiters, ParseError> {
-        let bad =
-            |offset| ParseError::new(ParseErrorKind::BadEncodingCharacters, 1, b"MSH", offset);
+        let bad = |offset| ParseError::new(ParseErrorKind::BadEncodingCharacters, 1, b"MSH", offset);
         let field = *raw.get(3).ok_or_else(|| bad(3).with_field(1))?;
         let rest = &raw[4..];
-        let end = rest
-            .iter()
-            .position(|&b| b == field || b == b'\r' || b == b'\n')
-            .unwrap_or(rest.len());
+        let end = rest.iter().position(|&b| b == field || b == b'\r' || b == b'\n').unwrap_or(rest.len());
         let enc = &rest[..end];
         let usable = |b: &u8| b.is_ascii_graphic() && !b.is_ascii_alphanumeric();
         if !usable(&field) {
             return Err(bad(3).with_field(1));
         }
-        let distinct = enc
-            .iter()
-            .enumerate()
-            .all(|(i, b)| *b != field && !enc[..i].contains(b));
+        let distinct = enc.iter().enumerate().all(|(i, b)| *b != field && !enc[..i].contains(b));
         if !(3..=5).contains(&enc.len()) || !enc.iter().all(usable) || !distinct {
             return Err(bad(4).with_field(2));
         }
@@ -155,14 +142,7 @@ impl<'a> Message<'a> {
         }
         let delims = Delimiters::from_msh(raw)?;
         let segments = index_segments(raw, delims.field)?;
-        let mut msg = Message {
-            raw,
-            ctx: Ctx {
-                delims,
-                charset: Charset::Utf8,
-            },
-            segments,
-        };
+        let mut msg = Message { raw, ctx: Ctx { delims, charset: Charset::Utf8 }, segments };
         let msh18 = msg.header().field(18).repetition(1).raw();
         msg.ctx.charset = charset::effective(msh18, raw, opts);
         Ok(msg)
@@ -192,12 +172,7 @@ impl<'a> Message<'a> {
     pub fn segment(&self, index: usize) -> Option<Segment<'a>> {
         let &(start, end) = self.segments.get(index)?;
         let (start, end) = (start as usize, end as usize);
-        Some(Segment {
-            raw: &self.raw[start..end],
-            before: &self.raw[..start],
-            index: index as u32,
-            ctx: self.ctx,
-        })
+        Some(Segment { raw: &self.raw[start..end], before: &self.raw[..start], index: index as u32, ctx: self.ctx })
     }
 
     /// All segments in order.
@@ -214,12 +189,7 @@ impl<'a> Message<'a> {
     pub fn header(&self) -> Segment<'a> {
         // parse_with checked that the input begins with MSH, so segment 0 exists;
         // the fallback only keeps this panic-free.
-        self.segment(0).unwrap_or(Segment {
-            raw: b"MSH",
-            before: b"",
-            index: 0,
-            ctx: self.ctx,
-        })
+        self.segment(0).unwrap_or(Segment { raw: b"MSH", before: b"", index: 0, ctx: self.ctx })
     }
 }
 
@@ -233,18 +203,10 @@ fn index_segments(raw: &[u8], field: u8) -> Result<Vec<(u32, u32)>, ParseError> 
         let seg = &raw[start..end];
         // A line of only spaces or tabs (seen after the last segment of text files) holds nothing.
         if !seg.iter().all(|&b| b == b' ' || b == b'\t') {
-            let name_ok = seg.len() >= 3
-                && seg[..3]
-                    .iter()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            let name_ok = seg.len() >= 3 && seg[..3].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
             if !name_ok || seg.get(3).is_some_and(|&b| b != field) {
                 let n = segments.len() + 1;
-                return Err(ParseError::new(
-                    ParseErrorKind::BadSegmentName,
-                    n,
-                    seg,
-                    start,
-                ));
+                return Err(ParseError::new(ParseErrorKind::BadSegmentName, n, seg, start));
             }
             // The caller checked raw.len() fits in u32.
             segments.push((start as u32, end as u32));
@@ -279,11 +241,7 @@ impl<'a> Segment<'a> {
     /// 1-based count among the segments with the same name (ERR-2.2 segment sequence).
     pub fn occurrence(&self) -> usize {
         let name = &self.raw[..3];
-        1 + self
-            .before
-            .split(|&b| b == b'\r' || b == b'\n')
-            .filter(|l| l.starts_with(name))
-            .count()
+        1 + self.before.split(|&b| b == b'\r' || b == b'\n').filter(|l| l.starts_with(name)).count()
     }
 
     /// The segment's bytes, without its terminator.
@@ -301,8 +259,7 @@ impl<'a> Segment<'a> {
         let Some(body) = self.raw.get(3..) else {
             return 0;
         };
-        memchr_iter(self.ctx.delims.field, body).count()
-            + usize::from(self.is_header() && !body.is_empty())
+        memchr_iter(self.ctx.delims.field, body).count() + usize::from(self.is_header() && !body.is_empty())
     }
 
     /// Field `n` (from 1); MSH-1 and MSH-2 are returned literally, never split.
@@ -314,14 +271,7 @@ impl<'a> Segment<'a> {
             (1, true) => self.make_field(self.raw.get(3..4).unwrap_or_default(), true),
             (2, true) => self.make_field(Pieces::new(body, fs).next().unwrap_or_default(), true),
             (n, true) => self.make_field(nth(body, fs, n - 1), false),
-            (n, false) => self.make_field(
-                if self.raw.len() > 3 {
-                    nth(body, fs, n)
-                } else {
-                    b""
-                },
-                false,
-            ),
+            (n, false) => self.make_field(if self.raw.len() > 3 { nth(body, fs, n) } else { b"" }, false),
         }
     }
 
@@ -330,28 +280,14 @@ impl<'a> Segment<'a> {
         let this = *self;
         let header = self.is_header() && self.raw.len() > 3;
         let sep = self.raw.get(3..4).unwrap_or_default();
-        let body = Pieces::new(
-            self.raw.get(4..).unwrap_or_default(),
-            Some(self.ctx.delims.field),
-        );
-        let body = if self.raw.len() > 3 {
-            body
-        } else {
-            Pieces::done()
-        };
+        let body = Pieces::new(self.raw.get(4..).unwrap_or_default(), Some(self.ctx.delims.field));
+        let body = if self.raw.len() > 3 { body } else { Pieces::done() };
         let lead = header.then(|| this.make_field(sep, true));
-        lead.into_iter().chain(
-            body.enumerate()
-                .map(move |(i, raw)| this.make_field(raw, header && i == 0)),
-        )
+        lead.into_iter().chain(body.enumerate().map(move |(i, raw)| this.make_field(raw, header && i == 0)))
     }
 
     fn make_field(&self, raw: &'a [u8], literal: bool) -> Field<'a> {
-        Field {
-            raw,
-            ctx: self.ctx,
-            literal,
-        }
+        Field { raw, ctx: self.ctx, literal }
     }
 }
 
@@ -402,11 +338,7 @@ impl<'a> Field<'a> {
 
     /// The whole field as one value, repetition separators and all.
     pub fn as_value(&self) -> Value<'a> {
-        Value {
-            raw: self.raw,
-            ctx: self.ctx,
-            literal: self.literal,
-        }
+        Value { raw: self.raw, ctx: self.ctx, literal: self.literal }
     }
 
     /// The whole field, escapes and charset decoded.
@@ -475,11 +407,7 @@ impl<'a> Value<'a> {
 
     /// The value with escapes decoded, then the charset; borrowed when nothing changes.
     pub fn text(&self) -> Cow<'a, str> {
-        let bytes = if self.literal {
-            Cow::Borrowed(self.raw)
-        } else {
-            escape::decode(self.raw, &self.ctx.delims)
-        };
+        let bytes = if self.literal { Cow::Borrowed(self.raw) } else { escape::decode(self.raw, &self.ctx.delims) };
         charset::decode(bytes, self.ctx.charset)
     }
 
@@ -492,11 +420,7 @@ impl<'a> Value<'a> {
     }
 
     fn with_raw(&self, raw: &'a [u8]) -> Value<'a> {
-        Value {
-            raw,
-            ctx: self.ctx,
-            literal: self.literal,
-        }
+        Value { raw, ctx: self.ctx, literal: self.literal }
     }
 
     fn piece(&self, sep: Option<u8>, n: usize) -> Value<'a> {
@@ -513,20 +437,14 @@ impl<'a> Value<'a> {
 
     fn pieces(&self, sep: Option<u8>) -> impl Iterator<Item = Value<'a>> + 'a {
         let this = *self;
-        let pieces = if self.raw.is_empty() {
-            Pieces::done()
-        } else {
-            Pieces::new(self.raw, sep)
-        };
+        let pieces = if self.raw.is_empty() { Pieces::done() } else { Pieces::new(self.raw, sep) };
         pieces.map(move |raw| this.with_raw(raw))
     }
 }
 
 /// Piece `n` (from 1) of `raw` split by `sep`; empty if absent.
 fn nth(raw: &[u8], sep: Option<u8>, n: usize) -> &[u8] {
-    Pieces::new(raw, sep)
-        .nth(n.saturating_sub(1))
-        .unwrap_or_default()
+    Pieces::new(raw, sep).nth(n.saturating_sub(1)).unwrap_or_default()
 }
 
 /// Splits on a byte; `None` yields the whole input once. One `memchr` iterator per
@@ -612,24 +530,11 @@ mod tests {
         assert_eq!(pid.field(3).repetition(2).component(4).raw(), b"RJ1");
         assert_eq!(pid.field(5).component(1).text(), "SMITH#JONES");
         let obx = m.segment(3).unwrap();
-        assert_eq!(
-            obx.field(5).text(),
-            "Hash # at @ bang ! dollar $ pct % end\r\nnext\nlast"
-        );
+        assert_eq!(obx.field(5).text(), "Hash # at @ bang ! dollar $ pct % end\r\nnext\nlast");
         let obx2 = m.segment(4).unwrap();
-        assert_eq!(
-            obx2.field(5)
-                .repetition(1)
-                .component(1)
-                .subcomponent(2)
-                .raw(),
-            b"ESBL"
-        );
+        assert_eq!(obx2.field(5).repetition(1).component(1).subcomponent(2).raw(), b"ESBL");
         assert!(obx2.field(6).is_null());
-        assert_eq!(
-            m.first("NTE").unwrap().field(3).text(),
-            "C:$temp$x $Zunknown$ kept$"
-        );
+        assert_eq!(m.first("NTE").unwrap().field(3).text(), "C:$temp$x $Zunknown$ kept$");
     }
 
     #[test]
@@ -647,15 +552,7 @@ mod tests {
         let m = parse("MSH|^~\\|APP|FAC\rPID|1||a&b^c");
         assert_eq!(m.delimiters().subcomponent, None);
         assert_eq!(m.delimiters().encoding_chars(), ([b'^', b'~', b'\\', 0], 3));
-        assert_eq!(
-            m.first("PID")
-                .unwrap()
-                .field(3)
-                .component(1)
-                .subcomponent(1)
-                .raw(),
-            b"a&b"
-        );
+        assert_eq!(m.first("PID").unwrap().field(3).component(1).subcomponent(1).raw(), b"a&b");
         // v2.7: the fifth character is the truncation character, not a separator,
         // and MSH-3 is still the sending application.
         let m = parse("MSH|^~\\&#|APP|FAC||||||||2.7\rOBX|1|ST|||a#b\\P\\");
@@ -669,16 +566,9 @@ mod tests {
 
     #[test]
     fn bad_encoding_characters() {
-        for bad in [
-            "MSH|^~|A",
-            "MSH|^^\\&|A",
-            "MSH|^~\\&$%|A",
-            "MSH|A~\\&|x",
-            "MSH|^~|&|x",
-            "MSH",
-            "MSHA^~\\&",
-            "MSH|^ \\&|",
-        ] {
+        for bad in
+            ["MSH|^~|A", "MSH|^^\\&|A", "MSH|^~\\&$%|A", "MSH|A~\\&|x", "MSH|^~|&|x", "MSH", "MSHA^~\\&", "MSH|^ \\&|"]
+        {
             let e = err(bad.as_bytes());
             assert_eq!(e.kind, ParseErrorKind::BadEncodingCharacters, "{bad}");
             assert_eq!(e.segment, 1);
@@ -725,19 +615,11 @@ mod tests {
         assert_eq!(ids.repetition(2).component(5).raw(), b"MR");
         assert_eq!(ids.repetition(3).raw(), b"");
         assert_eq!(ids.component(4).raw(), b"NHS");
-        assert_eq!(
-            ids.repetitions()
-                .map(|r| r.component(4).text().into_owned())
-                .collect::<Vec<_>>(),
-            ["NHS", "RJ1"]
-        );
+        assert_eq!(ids.repetitions().map(|r| r.component(4).text().into_owned()).collect::<Vec<_>>(), ["NHS", "RJ1"]);
         assert_eq!(pid.field(32).raw(), b"NSTS01");
         assert_eq!(pid.field(5).component(1).text(), "O'BRIEN");
         assert_eq!(pid.field(5).as_value().component_count(), 5);
-        assert_eq!(
-            m.first("PV1").unwrap().field(19).component(1).raw(),
-            b"V000123456"
-        );
+        assert_eq!(m.first("PV1").unwrap().field(19).component(1).raw(), b"V000123456");
         assert_eq!(m.first("AL1").unwrap().field(5).text(), "Rash\nAnaphylaxis");
         let v = parse("MSH|^~\\&|A\rZZZ|a&b&c^d");
         let f = v.first("ZZZ").unwrap().field(1);
@@ -768,10 +650,7 @@ mod tests {
         assert_eq!(m.segments().filter(|s| s.name() == "OBX").count(), 30);
         assert!(m.segment(36).is_none());
         assert!(m.first("ZZZ").is_none());
-        assert_eq!(
-            m.first("OBR").unwrap().field(3).component(1).raw(),
-            b"L26112034567"
-        );
+        assert_eq!(m.first("OBR").unwrap().field(3).component(1).raw(), b"L26112034567");
     }
 
     #[test]
@@ -794,14 +673,8 @@ mod tests {
         assert_eq!(err(b"").kind, ParseErrorKind::Empty);
         assert_eq!(err(b"\r\n\r").kind, ParseErrorKind::Empty);
         assert_eq!(err(b"PID|1\rMSH|^~\\&|").kind, ParseErrorKind::MissingMsh);
-        assert_eq!(
-            err(b"FHS|^~\\&|\rMSH|^~\\&|").kind,
-            ParseErrorKind::MissingMsh
-        );
-        assert_eq!(
-            err(b"\xEF\xBB\xBFmsh|^~\\&|").kind,
-            ParseErrorKind::MissingMsh
-        );
+        assert_eq!(err(b"FHS|^~\\&|\rMSH|^~\\&|").kind, ParseErrorKind::MissingMsh);
+        assert_eq!(err(b"\xEF\xBB\xBFmsh|^~\\&|").kind, ParseErrorKind::MissingMsh);
     }
 
     #[test]
@@ -821,32 +694,16 @@ mod tests {
         assert_eq!(m.charset(), Charset::Latin1);
         assert_eq!(m.first("PID").unwrap().field(5).text(), "Müller^é");
         let unknown = b"MSH|^~\\&|A\rPID|1||||M\xfcller";
+        assert_eq!(Message::parse(unknown).unwrap().charset(), Charset::Windows1252);
+        let opts = ParseOptions { fallback_charset: Charset::Latin1 };
+        assert_eq!(Message::parse_with(unknown, &opts).unwrap().charset(), Charset::Latin1);
         assert_eq!(
-            Message::parse(unknown).unwrap().charset(),
-            Charset::Windows1252
-        );
-        let opts = ParseOptions {
-            fallback_charset: Charset::Latin1,
-        };
-        assert_eq!(
-            Message::parse_with(unknown, &opts).unwrap().charset(),
-            Charset::Latin1
-        );
-        assert_eq!(
-            Message::parse(MDM)
-                .unwrap()
-                .first("OBX")
-                .unwrap()
-                .field(5)
-                .text(),
+            Message::parse(MDM).unwrap().first("OBX").unwrap().field(5).text(),
             "Discharge summary for Siobhán O'Brien"
         );
         let oru = Message::parse(ORU).unwrap();
         assert_eq!(oru.charset(), Charset::Latin1);
-        assert_eq!(
-            oru.first("NTE").unwrap().field(3).text(),
-            "Sample received 14:45; analysed on analyser |2|."
-        );
+        assert_eq!(oru.first("NTE").unwrap().field(3).text(), "Sample received 14:45; analysed on analyser |2|.");
     }
 
     /// Every prefix and many single-byte mutations of the fixtures: no panic, and text() on every piece.
@@ -855,12 +712,7 @@ mod tests {
         fn walk(input: &[u8]) {
             let Ok(m) = Message::parse(input) else { return };
             for seg in m.segments() {
-                let _ = (
-                    seg.name(),
-                    seg.occurrence(),
-                    seg.field_count(),
-                    seg.field(seg.field_count() + 1).text(),
-                );
+                let _ = (seg.name(), seg.occurrence(), seg.field_count(), seg.field(seg.field_count() + 1).text());
                 for f in seg.fields() {
                     let _ = (f.text(), f.is_null(), f.component(2).text());
                     for r in f.repetitions() {
@@ -875,9 +727,7 @@ mod tests {
         for fixture in [ADT, MDM, CUSTOM, ORU] {
             // Keep the debug-build run short: the large ORU is sampled, the others done fully.
             let step = if fixture.len() > 1000 { 5 } else { 1 };
-            (0..=fixture.len())
-                .step_by(step)
-                .for_each(|n| walk(&fixture[..n]));
+            (0..=fixture.len()).step_by(step).for_each(|n| walk(&fixture[..n]));
             for i in (0..fixture.len()).step_by(step * 2) {
                 for b in [0u8, b'|', b'^', b'\\', b'&', b'#', b'\r', b'M', 0xC3, 0xFF] {
                     let mut m = fixture.to_vec();

@@ -54,11 +54,7 @@ impl NhsNumber {
         if digits.iter().all(|&d| d == digits[0]) {
             return Err(NhsError::Placeholder);
         }
-        let sum: u32 = digits[..9]
-            .iter()
-            .zip((2..=10).rev())
-            .map(|(&d, w)| u32::from(d - b'0') * w)
-            .sum();
+        let sum: u32 = digits[..9].iter().zip((2..=10).rev()).map(|(&d, w)| u32::from(d - b'0') * w).sum();
         let check = match 11 - sum % 11 {
             11 => 0,
             10 => return Err(NhsError::NoCheckDigit),
@@ -103,10 +99,7 @@ mod tests {
     #[test]
     fn valid_numbers() {
         for s in ["9434765919", "9449305552", "9990000018", "9990000050"] {
-            assert_eq!(
-                NhsNumber::parse(s).map(|n| n.as_str().to_string()),
-                Ok(s.to_string())
-            );
+            assert_eq!(NhsNumber::parse(s).map(|n| n.as_str().to_string()), Ok(s.to_string()));
         }
         assert!(NhsNumber::parse("9990000018").unwrap().is_test_number());
         assert!(!NhsNumber::parse("9434765919").unwrap().is_test_number());
@@ -114,27 +107,15 @@ mod tests {
 
     #[test]
     fn spaces_and_dashes_normalise() {
-        assert_eq!(
-            NhsNumber::parse("943 476 5919").unwrap().as_str(),
-            "9434765919"
-        );
-        assert_eq!(
-            NhsNumber::parse("943-476-5919").unwrap().as_str(),
-            "9434765919"
-        );
-        assert_eq!(
-            NhsNumber::parse("9434765919").unwrap().to_string(),
-            "943 476 5919"
-        );
+        assert_eq!(NhsNumber::parse("943 476 5919").unwrap().as_str(), "9434765919");
+        assert_eq!(NhsNumber::parse("943-476-5919").unwrap().as_str(), "9434765919");
+        assert_eq!(NhsNumber::parse("9434765919").unwrap().to_string(), "943 476 5919");
     }
 
     #[test]
     fn check_digit_ten_is_invalid_for_every_last_digit() {
         for x in 0..=9 {
-            assert_eq!(
-                NhsNumber::parse(&format!("999000000{x}")),
-                Err(NhsError::NoCheckDigit)
-            );
+            assert_eq!(NhsNumber::parse(&format!("999000000{x}")), Err(NhsError::NoCheckDigit));
         }
     }
 
@@ -145,10 +126,7 @@ mod tests {
         assert_eq!(NhsNumber::parse("1111111111"), Err(NhsError::Placeholder));
         assert_eq!(NhsNumber::parse("9999999999"), Err(NhsError::Placeholder));
         assert_eq!(NhsNumber::parse("943476591"), Err(NhsError::WrongLength(9)));
-        assert_eq!(
-            NhsNumber::parse("94347659190"),
-            Err(NhsError::WrongLength(11))
-        );
+        assert_eq!(NhsNumber::parse("94347659190"), Err(NhsError::WrongLength(11)));
         assert_eq!(NhsNumber::parse(""), Err(NhsError::WrongLength(0)));
         assert_eq!(NhsNumber::parse("943476591X"), Err(NhsError::NotDigits));
         assert_eq!(NhsNumber::parse("９434765919"), Err(NhsError::NotDigits));

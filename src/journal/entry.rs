@@ -99,14 +99,7 @@ impl Entry {
 
 impl EntryRef<'_> {
     fn strings(&self) -> [&str; 6] {
-        [
-            self.peer,
-            self.sending_app,
-            self.sending_facility,
-            self.control_id,
-            self.message_type,
-            self.ack_code,
-        ]
+        [self.peer, self.sending_app, self.sending_facility, self.control_id, self.message_type, self.ack_code]
     }
 }
 
@@ -134,10 +127,7 @@ pub(super) fn encode(seq: u64, e: &EntryRef<'_>, buf: &mut Vec<u8>) -> Result<()
         + e.ack.len() as u64
         + e.raw.len() as u64;
     if body_len > MAX_BODY_LEN as u64 {
-        return Err(JournalError::TooLarge {
-            bytes: body_len,
-            max: MAX_BODY_LEN as u64,
-        });
+        return Err(JournalError::TooLarge { bytes: body_len, max: MAX_BODY_LEN as u64 });
     }
     let start = buf.len();
     buf.reserve(FRAME_HEADER_LEN + body_len as usize);
@@ -193,34 +183,15 @@ pub(super) fn decode(body: &[u8]) -> Result<(u64, EntryRef<'_>), String> {
     let raw_len = cur.u32()? as usize;
     let raw = cur.take(raw_len, "raw")?;
     if cur.pos != body.len() {
-        return Err(format!(
-            "{} unexpected bytes after raw",
-            body.len() - cur.pos
-        ));
+        return Err(format!("{} unexpected bytes after raw", body.len() - cur.pos));
     }
     let [peer, sending_app, sending_facility, control_id, message_type, ack_code] = strings;
-    let entry = EntryRef {
-        received_at_ms,
-        peer,
-        sending_app,
-        sending_facility,
-        control_id,
-        message_type,
-        ack_code,
-        ack,
-        raw,
-    };
+    let entry =
+        EntryRef { received_at_ms, peer, sending_app, sending_facility, control_id, message_type, ack_code, ack, raw };
     Ok((seq, entry))
 }
 
-const STRING_FIELDS: [&str; 6] = [
-    "peer",
-    "sending_app",
-    "sending_facility",
-    "control_id",
-    "message_type",
-    "ack_code",
-];
+const STRING_FIELDS: [&str; 6] = ["peer", "sending_app", "sending_facility", "control_id", "message_type", "ack_code"];
 
 struct Cursor<'a> {
     body: &'a [u8],
@@ -229,10 +200,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.body.len());
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.body.len());
         let end = end.ok_or_else(|| format!("{what} ({n} bytes) runs past the end of the body"))?;
         let bytes = &self.body[self.pos..end];
         self.pos = end;
@@ -293,11 +261,7 @@ mod tests {
     /// Pins the layout documented in docs/journal-format.md byte for byte.
     #[test]
     fn encoding_matches_the_documented_layout() {
-        assert_eq!(
-            crc32c::crc32c(b"123456789"),
-            0xE306_9283,
-            "CRC-32C check value"
-        );
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283, "CRC-32C check value");
         let e = EntryRef {
             received_at_ms: 2,
             peer: "p",
@@ -345,10 +309,7 @@ mod tests {
     fn long_strings_are_clipped_on_a_char_boundary() {
         // 'é' is two bytes, so u16::MAX (odd) falls inside a char.
         let long = "é".repeat(40_000);
-        let e = EntryRef {
-            control_id: &long,
-            ..sample(b"x")
-        };
+        let e = EntryRef { control_id: &long, ..sample(b"x") };
         let mut buf = Vec::new();
         encode(1, &e, &mut buf).unwrap();
         let (_, back) = decode(frame_body(&buf)).unwrap();

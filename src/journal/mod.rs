@@ -82,11 +82,7 @@ pub enum JournalError {
 
 impl JournalError {
     fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
-        move |source| JournalError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
+        move |source| JournalError::Io { op, path: path.to_path_buf(), source }
     }
 }
 
@@ -107,10 +103,7 @@ fn segment_header() -> [u8; HEADER_LEN as usize] {
 
 /// `<dir>/<first_seq, 20 digits>.seg`.
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
-    dir.join(format!(
-        "{first_seq:0width$}{SEGMENT_SUFFIX}",
-        width = SEGMENT_NAME_DIGITS
-    ))
+    dir.join(format!("{first_seq:0width$}{SEGMENT_SUFFIX}", width = SEGMENT_NAME_DIGITS))
 }
 
 /// The first seq encoded in a segment file name, or `None` for other files.
@@ -148,11 +141,7 @@ mod tests {
         assert_eq!(parse_segment_name("00000000000000000042.seg.tmp"), None);
         assert_eq!(parse_segment_name("42.seg"), None);
         assert_eq!(parse_segment_name("0000000000000000004x.seg"), None);
-        assert_eq!(
-            parse_segment_name("99999999999999999999.seg"),
-            None,
-            "over u64::MAX"
-        );
+        assert_eq!(parse_segment_name("99999999999999999999.seg"), None, "over u64::MAX");
     }
 
     #[test]

@@ -27,17 +27,9 @@ pub(super) enum ScanError {
 impl ScanError {
     pub(super) fn into_journal_error(self, segment: &Path) -> JournalError {
         match self {
-            ScanError::Io(source) => JournalError::Io {
-                op: "read",
-                path: segment.to_path_buf(),
-                source,
-            },
+            ScanError::Io(source) => JournalError::Io { op: "read", path: segment.to_path_buf(), source },
             ScanError::Torn { offset, reason } | ScanError::Corrupt { offset, reason } => {
-                JournalError::Corrupt {
-                    segment: segment.to_path_buf(),
-                    offset,
-                    reason,
-                }
+                JournalError::Corrupt { segment: segment.to_path_buf(), offset, reason }
             }
         }
     }
@@ -62,17 +54,11 @@ impl SegmentScan {
         let mut header = [0u8; HEADER_LEN as usize];
         let got = read_full(&mut file, &mut header).map_err(ScanError::Io)?;
         if got < header.len() {
-            let reason =
-                format!("segment is {got} bytes, shorter than its {HEADER_LEN}-byte header");
+            let reason = format!("segment is {got} bytes, shorter than its {HEADER_LEN}-byte header");
             return Err(ScanError::Torn { offset: 0, reason });
         }
         check_header(&header).map_err(|reason| ScanError::Corrupt { offset: 0, reason })?;
-        Ok(SegmentScan {
-            file,
-            offset: HEADER_LEN,
-            expect_seq: first_seq,
-            body: Vec::new(),
-        })
+        Ok(SegmentScan { file, offset: HEADER_LEN, expect_seq: first_seq, body: Vec::new() })
     }
 
     /// The next entry, `Ok(None)` at a clean end of file.
@@ -82,9 +68,7 @@ impl SegmentScan {
         let mut header = [0u8; FRAME_HEADER_LEN];
         match read_full(&mut self.file, &mut header).map_err(ScanError::Io)? {
             0 => return Ok(None),
-            n if n < FRAME_HEADER_LEN => {
-                return Err(torn(format!("entry header cut short after {n} bytes")))
-            }
+            n if n < FRAME_HEADER_LEN => return Err(torn(format!("entry header cut short after {n} bytes"))),
             _ => {}
         }
         let (len, crc) = entry::parse_frame_header(&header);
@@ -102,13 +86,9 @@ impl SegmentScan {
         // MIN_BODY_LEN >= 8, checked above.
         let seq = entry::body_seq(&self.body).unwrap_or(0);
         if seq != self.expect_seq {
-            return Err(torn(format!(
-                "seq {seq} where {} was expected",
-                self.expect_seq
-            )));
+            return Err(torn(format!("seq {seq} where {} was expected", self.expect_seq)));
         }
-        let (_, entry) =
-            entry::decode(&self.body).map_err(|reason| ScanError::Corrupt { offset, reason })?;
+        let (_, entry) = entry::decode(&self.body).map_err(|reason| ScanError::Corrupt { offset, reason })?;
         self.offset += (FRAME_HEADER_LEN + self.body.len()) as u64;
         self.expect_seq += 1;
         Ok(Some((seq, entry)))
@@ -156,9 +136,7 @@ impl JournalReader {
     /// [`JournalError::Io`] if `dir` cannot be listed.
     pub fn open(dir: &Path) -> Result<JournalReader, JournalError> {
         list_segments(dir)?;
-        Ok(JournalReader {
-            dir: dir.to_path_buf(),
-        })
+        Ok(JournalReader { dir: dir.to_path_buf() })
     }
 
     /// Entries with `seq >= since_seq`, in order. The segment list is taken
@@ -173,18 +151,8 @@ impl JournalReader {
             Err(e) => (Vec::new(), Some(e)),
         };
         // Start in the last segment whose first seq is <= since_seq.
-        let start = segments
-            .iter()
-            .rposition(|(first, _)| *first <= since_seq)
-            .unwrap_or(0);
-        Iter {
-            segments,
-            next_segment: start,
-            scan: None,
-            since_seq,
-            pending,
-            done: false,
-        }
+        let start = segments.iter().rposition(|(first, _)| *first <= since_seq).unwrap_or(0);
+        Iter { segments, next_segment: start, scan: None, since_seq, pending, done: false }
     }
 
     /// The entry with this seq, if it is in the journal.
@@ -262,9 +230,7 @@ impl Iterator for Iter {
             let index = *index;
             let is_last = index + 1 == self.segments.len();
             match scan.next_entry() {
-                Ok(Some((seq, e))) if seq >= self.since_seq => {
-                    return Some(Ok(Entry::from_ref(seq, &e)))
-                }
+                Ok(Some((seq, e))) if seq >= self.since_seq => return Some(Ok(Entry::from_ref(seq, &e))),
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     let end_seq = scan.expect_seq;
@@ -292,9 +258,7 @@ pub(super) fn gap_error(segment: &Path, first_seq: u64, expected: u64) -> Journa
     JournalError::Corrupt {
         segment: segment.to_path_buf(),
         offset: 0,
-        reason: format!(
-            "segment starts at seq {first_seq} but the previous segment ends before {expected}"
-        ),
+        reason: format!("segment starts at seq {first_seq} but the previous segment ends before {expected}"),
     }
 }
 
@@ -378,11 +342,7 @@ mod tests {
         let r = JournalReader::open(dir.path()).unwrap();
         assert_eq!(seqs(&r, 0), [1]);
         assert_eq!(r.get(2).unwrap(), None);
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            bytes,
-            "the reader never modifies files"
-        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "the reader never modifies files");
     }
 
     #[test]
@@ -392,9 +352,6 @@ mod tests {
         assert_eq!(seqs(&r, 0), Vec::<u64>::new());
         assert_eq!(r.get(1).unwrap(), None);
         let missing = dir.path().join("nope");
-        assert!(matches!(
-            JournalReader::open(&missing),
-            Err(JournalError::Io { .. })
-        ));
+        assert!(matches!(JournalReader::open(&missing), Err(JournalError::Io { .. })));
     }
 }

@@ -26,9 +26,7 @@ pub struct JournalOptions {
 
 impl Default for JournalOptions {
     fn default() -> Self {
-        JournalOptions {
-            segment_bytes: 64 << 20,
-        }
+        JournalOptions { segment_bytes: 64 << 20 }
     }
 }
 
@@ -109,9 +107,7 @@ impl Journal {
         let mut segments = list_segments(dir)?;
         let mut truncated = remove_short_last_segment(dir, &mut segments)?;
         if segments.is_empty() {
-            let first_seq = truncated
-                .as_ref()
-                .map_or(Ok(1), |t| first_seq_of(&t.segment))?;
+            let first_seq = truncated.as_ref().map_or(Ok(1), |t| first_seq_of(&t.segment))?;
             let (file, path) = create_segment(dir, first_seq)?;
             drop(file);
             sync_dir(dir)?;
@@ -135,23 +131,13 @@ impl Journal {
             let cut = cut_tail(&file, &seg_path, offset, reason)?;
             truncated = Some(match truncated {
                 Some(removed) => Truncation {
-                    reason: format!(
-                        "{}; also removed {}: {}",
-                        cut.reason,
-                        removed.segment.display(),
-                        removed.reason
-                    ),
+                    reason: format!("{}; also removed {}: {}", cut.reason, removed.segment.display(), removed.reason),
                     ..cut
                 },
                 None => cut,
             });
         }
-        let recovery = Recovery {
-            segments: segments.len(),
-            entries,
-            last_seq,
-            truncated,
-        };
+        let recovery = Recovery { segments: segments.len(), entries, last_seq, truncated };
         let journal = Journal {
             dir: dir.to_path_buf(),
             opts,
@@ -218,9 +204,7 @@ impl Journal {
     fn write_pending(&mut self) -> Result<(), JournalError> {
         let path = &self.seg_path;
         if self.tail_dirty {
-            self.file
-                .set_len(self.seg_len)
-                .map_err(JournalError::io("truncate", path))?;
+            self.file.set_len(self.seg_len).map_err(JournalError::io("truncate", path))?;
             self.tail_dirty = false;
         }
         let len = self.buf.len() as u64;
@@ -232,15 +216,9 @@ impl Journal {
             self.dir_dirty = false;
         }
         let path = &self.seg_path;
-        self.file
-            .seek(SeekFrom::Start(self.seg_len))
-            .map_err(JournalError::io("seek", path))?;
-        self.file
-            .write_all(&self.buf)
-            .map_err(JournalError::io("write", path))?;
-        self.file
-            .sync_data()
-            .map_err(JournalError::io("fdatasync", path))?;
+        self.file.seek(SeekFrom::Start(self.seg_len)).map_err(JournalError::io("seek", path))?;
+        self.file.write_all(&self.buf).map_err(JournalError::io("write", path))?;
+        self.file.sync_data().map_err(JournalError::io("fdatasync", path))?;
         self.seg_len += len;
         Ok(())
     }
@@ -278,11 +256,7 @@ struct ScannedSegment {
     torn: Option<(u64, String)>,
 }
 
-fn scan_segment(
-    path: &Path,
-    first_seq: u64,
-    is_last: bool,
-) -> Result<ScannedSegment, JournalError> {
+fn scan_segment(path: &Path, first_seq: u64, is_last: bool) -> Result<ScannedSegment, JournalError> {
     let mut scan = SegmentScan::open(path, first_seq).map_err(|e| e.into_journal_error(path))?;
     let (mut entries, mut last_seq) = (0, None);
     let torn = loop {
@@ -294,14 +268,7 @@ fn scan_segment(
         }
     };
     let (next_seq, offset) = (scan.expect_seq, scan.offset);
-    Ok(ScannedSegment {
-        path: path.to_path_buf(),
-        entries,
-        last_seq,
-        next_seq,
-        offset,
-        torn,
-    })
+    Ok(ScannedSegment { path: path.to_path_buf(), entries, last_seq, next_seq, offset, torn })
 }
 
 /// Removes the last segment if it is shorter than a header (a crash while it
@@ -313,65 +280,37 @@ fn remove_short_last_segment(
     let Some((_, path)) = segments.last() else {
         return Ok(None);
     };
-    let len = fs::metadata(path)
-        .map_err(JournalError::io("stat", path))?
-        .len();
+    let len = fs::metadata(path).map_err(JournalError::io("stat", path))?.len();
     if len >= HEADER_LEN {
         return Ok(None);
     }
     fs::remove_file(path).map_err(JournalError::io("remove", path))?;
     sync_dir(dir)?;
-    let reason = format!(
-        "segment was {len} bytes, shorter than its header (crash while creating it); removed"
-    );
-    let truncation = Truncation {
-        segment: path.clone(),
-        offset: 0,
-        bytes_dropped: len,
-        reason,
-    };
+    let reason = format!("segment was {len} bytes, shorter than its header (crash while creating it); removed");
+    let truncation = Truncation { segment: path.clone(), offset: 0, bytes_dropped: len, reason };
     segments.pop();
     Ok(Some(truncation))
 }
 
 fn first_seq_of(segment: &Path) -> Result<u64, JournalError> {
     let name = segment.file_name().and_then(|n| n.to_str());
-    name.and_then(super::parse_segment_name)
-        .ok_or_else(|| JournalError::Corrupt {
-            segment: segment.to_path_buf(),
-            offset: 0,
-            reason: "not a segment file name".to_owned(),
-        })
-}
-
-/// Cuts the last segment at `offset` and syncs it.
-fn cut_tail(
-    file: &File,
-    path: &Path,
-    offset: u64,
-    reason: String,
-) -> Result<Truncation, JournalError> {
-    let len = file
-        .metadata()
-        .map_err(JournalError::io("stat", path))?
-        .len();
-    file.set_len(offset)
-        .map_err(JournalError::io("truncate", path))?;
-    file.sync_all().map_err(JournalError::io("fsync", path))?;
-    Ok(Truncation {
-        segment: path.to_path_buf(),
-        offset,
-        bytes_dropped: len - offset,
-        reason,
+    name.and_then(super::parse_segment_name).ok_or_else(|| JournalError::Corrupt {
+        segment: segment.to_path_buf(),
+        offset: 0,
+        reason: "not a segment file name".to_owned(),
     })
 }
 
+/// Cuts the last segment at `offset` and syncs it.
+fn cut_tail(file: &File, path: &Path, offset: u64, reason: String) -> Result<Truncation, JournalError> {
+    let len = file.metadata().map_err(JournalError::io("stat", path))?.len();
+    file.set_len(offset).map_err(JournalError::io("truncate", path))?;
+    file.sync_all().map_err(JournalError::io("fsync", path))?;
+    Ok(Truncation { segment: path.to_path_buf(), offset, bytes_dropped: len - offset, reason })
+}
+
 fn open_rw(path: &Path) -> Result<File, JournalError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(JournalError::io("open", path))
+    OpenOptions::new().read(true).write(true).open(path).map_err(JournalError::io("open", path))
 }
 
 /// Creates `<first_seq>.seg` with its header via a synced temporary file and a
@@ -386,8 +325,7 @@ fn create_segment(dir: &Path, first_seq: u64) -> Result<(File, PathBuf), Journal
         .truncate(true)
         .open(&tmp)
         .map_err(JournalError::io("create", &tmp))?;
-    file.write_all(&segment_header())
-        .map_err(JournalError::io("write", &tmp))?;
+    file.write_all(&segment_header()).map_err(JournalError::io("write", &tmp))?;
     file.sync_all().map_err(JournalError::io("fsync", &tmp))?;
     fs::rename(&tmp, &path).map_err(JournalError::io("rename", &tmp))?;
     Ok((file, path))
@@ -423,11 +361,7 @@ mod tests {
     }
 
     fn all(dir: &Path) -> Vec<Entry> {
-        JournalReader::open(dir)
-            .unwrap()
-            .iter_from(0)
-            .collect::<Result<_, _>>()
-            .unwrap()
+        JournalReader::open(dir).unwrap().iter_from(0).collect::<Result<_, _>>().unwrap()
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
@@ -443,8 +377,7 @@ mod tests {
         let mut before_last = 0;
         for i in 1..=n {
             before_last = j.seg_len;
-            j.append(&entry(&format!("C{i}"), format!("MSH|{i}").as_bytes()))
-                .unwrap();
+            j.append(&entry(&format!("C{i}"), format!("MSH|{i}").as_bytes())).unwrap();
             j.commit().unwrap();
         }
         before_last
@@ -454,24 +387,14 @@ mod tests {
     fn roundtrip_many_entries_with_empty_strings_and_binary_raw() {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, rec) = open(dir.path());
-        assert_eq!(
-            (rec.segments, rec.entries, rec.last_seq, rec.truncated),
-            (1, 0, 0, None)
-        );
-        let raws: Vec<Vec<u8>> = (0..300u32)
-            .map(|i| (0..i).map(|b| (b * 7) as u8).collect())
-            .collect();
+        assert_eq!((rec.segments, rec.entries, rec.last_seq, rec.truncated), (1, 0, 0, None));
+        let raws: Vec<Vec<u8>> = (0..300u32).map(|i| (0..i).map(|b| (b * 7) as u8).collect()).collect();
         let mut expected = Vec::new();
         for (i, raw) in raws.iter().enumerate() {
             let e = if i % 2 == 0 {
                 entry("", raw)
             } else {
-                EntryRef {
-                    peer: "",
-                    ack_code: "",
-                    ack: b"",
-                    ..entry("X", raw)
-                }
+                EntryRef { peer: "", ack_code: "", ack: b"", ..entry("X", raw) }
             };
             let seq = j.append(&e).unwrap();
             assert_eq!(seq, i as u64 + 1);
@@ -527,26 +450,15 @@ mod tests {
             match rec.truncated {
                 None => assert_eq!(cut, before_last),
                 Some(t) => {
-                    assert_eq!(
-                        (t.segment, t.offset, t.bytes_dropped),
-                        (seg.clone(), before_last, cut - before_last)
-                    );
+                    assert_eq!((t.segment, t.offset, t.bytes_dropped), (seg.clone(), before_last, cut - before_last));
                 }
             }
-            assert_eq!(
-                fs::metadata(&seg).unwrap().len(),
-                before_last,
-                "cut at {cut}"
-            );
+            assert_eq!(fs::metadata(&seg).unwrap().len(), before_last, "cut at {cut}");
             assert_eq!(j.append(&entry("C4", b"retry")).unwrap(), 4);
             j.commit().unwrap();
             drop(j);
             let back = all(crash.path());
-            assert_eq!(
-                (back.len(), &back[3].raw[..]),
-                (4, &b"retry"[..]),
-                "cut at {cut}"
-            );
+            assert_eq!((back.len(), &back[3].raw[..]), (4, &b"retry"[..]), "cut at {cut}");
         }
     }
 
@@ -581,22 +493,10 @@ mod tests {
         for (first, path) in &segments {
             let len = fs::metadata(path).unwrap().len();
             assert!(len <= 150, "{} is {len} bytes", path.display());
-            assert_eq!(
-                JournalReader::open(dir.path())
-                    .unwrap()
-                    .get(*first)
-                    .unwrap()
-                    .unwrap()
-                    .seq,
-                *first
-            );
+            assert_eq!(JournalReader::open(dir.path()).unwrap().get(*first).unwrap().unwrap().seq, *first);
         }
-        let (mut j, rec) =
-            Journal::open(dir.path(), JournalOptions { segment_bytes: 150 }).unwrap();
-        assert_eq!(
-            (rec.segments, rec.entries, rec.last_seq),
-            (segments.len(), 10, 10)
-        );
+        let (mut j, rec) = Journal::open(dir.path(), JournalOptions { segment_bytes: 150 }).unwrap();
+        assert_eq!((rec.segments, rec.entries, rec.last_seq), (segments.len(), 10, 10));
         j.append(&entry("C11", b"x")).unwrap();
         j.commit().unwrap();
         assert_eq!(all(dir.path()).len(), 11);
@@ -612,16 +512,11 @@ mod tests {
         fs::write(first, &bytes).unwrap();
         let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
         match err {
-            JournalError::Corrupt {
-                segment, offset, ..
-            } => assert_eq!((&segment, offset), (first, HEADER_LEN)),
+            JournalError::Corrupt { segment, offset, .. } => assert_eq!((&segment, offset), (first, HEADER_LEN)),
             other => panic!("{other}"),
         }
         assert_eq!(fs::read(first).unwrap(), bytes, "nothing was modified");
-        let reader_err = JournalReader::open(dir.path())
-            .unwrap()
-            .iter_from(0)
-            .find_map(Result::err);
+        let reader_err = JournalReader::open(dir.path()).unwrap().iter_from(0).find_map(Result::err);
         assert!(matches!(reader_err, Some(JournalError::Corrupt { .. })));
     }
 
@@ -642,15 +537,9 @@ mod tests {
         fs::write(&partial, b"RHJ").unwrap();
         let (mut j, rec) = open(dir.path());
         let t = rec.truncated.unwrap();
-        assert_eq!(
-            (t.segment, t.offset, t.bytes_dropped),
-            (partial.clone(), 0, 3)
-        );
+        assert_eq!((t.segment, t.offset, t.bytes_dropped), (partial.clone(), 0, 3));
         assert!(!partial.exists());
-        assert_eq!(
-            (rec.segments, j.append(&entry("C3", b"3")).unwrap()),
-            (1, 3)
-        );
+        assert_eq!((rec.segments, j.append(&entry("C3", b"3")).unwrap()), (1, 3));
     }
 
     #[test]
@@ -662,10 +551,7 @@ mod tests {
         bytes[0] = b'X';
         fs::write(&seg, &bytes).unwrap();
         let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
-        assert!(
-            matches!(err, JournalError::Corrupt { offset: 0, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, JournalError::Corrupt { offset: 0, .. }), "{err}");
     }
 
     #[test]
@@ -695,10 +581,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, _) = open(dir.path());
         let raw = vec![0u8; entry::MAX_BODY_LEN as usize];
-        assert!(matches!(
-            j.append(&entry("C1", &raw)),
-            Err(JournalError::TooLarge { .. })
-        ));
+        assert!(matches!(j.append(&entry("C1", &raw)), Err(JournalError::TooLarge { .. })));
         assert_eq!(j.append(&entry("C1", b"ok")).unwrap(), 1);
     }
 }

@@ -33,6 +33,8 @@ pub struct Run<'m, 'a> {
     pub prov: &'m Provenance,
     /// `(segment index, field)` of every field read, for `check`; `None` in production.
     pub reads: Option<&'m mut Vec<(usize, usize)>>,
+    /// Optional values left out because they did not fit their type.
+    pub warnings: Vec<String>,
 }
 
 impl<'a> Run<'_, 'a> {
@@ -47,7 +49,7 @@ impl<'a> Run<'_, 'a> {
         for item in &plan.items {
             self.item(item, &mut items)?;
         }
-        Ok(Mapped { identity, items })
+        Ok(Mapped { identity, items, warnings: std::mem::take(&mut self.warnings) })
     }
 
     fn identity(&mut self, plan: &Plan) -> Identity {
@@ -131,13 +133,27 @@ impl<'a> Run<'_, 'a> {
             }
             let (value, at) = match &f.source {
                 Source::Literal(v) => (Some(v.clone()), None),
-                Source::Template(t) => (self.template(t, scope).filter(|s| !s.is_empty()).map(Json::String), first_path(t)),
+                Source::Template(t) => {
+                    (self.template(t, scope).filter(|s| !s.is_empty()).map(Json::String), first_path(t))
+                }
                 Source::Paths(paths) => match self.first(paths, scope) {
                     Some((_, v, _)) if v.is_null() => (Some(Json::Null), None),
                     Some((seg, v, rep)) => {
                         let p = paths_first(paths, seg);
-                        let converted = convert(&f.ty, &v.text()).map_err(|bad| problem(bad.code, &f.name, p, Some((seg, rep)), &bad.why))?;
-                        (Some(converted), None)
+                        match convert(&f.ty, &v.text()) {
+                            Ok(converted) => (Some(converted), None),
+                            // Required fields and strict tables reject the
+                            // message (AE); an optional value that does not
+                            // fit is left out with a warning.
+                            Err(bad) if f.required || bad.code == 103 => {
+                                return Err(problem(bad.code, &f.name, p, Some((seg, rep)), &bad.why));
+                            }
+                            Err(bad) => {
+                                let at = p.map(|p| p.to_string()).unwrap_or_default();
+                                self.warnings.push(format!("{} ({at}): {}; left out", f.name, bad.why));
+                                (None, None)
+                            }
+                        }
                     }
                     None => (None, paths.first()),
                 },

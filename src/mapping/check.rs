@@ -26,7 +26,11 @@ impl CheckedMessage {
     /// The JSON shown by `recordhub check` and kept in `fixtures/*.json`.
     pub fn to_json(&self) -> Json {
         match &self.result {
-            Ok(m) => json!({ "control_id": self.control_id, "identity": m.identity, "items": m.items, "unused": self.unused }),
+            Ok(m) if m.warnings.is_empty() => {
+                json!({ "control_id": self.control_id, "identity": m.identity, "items": m.items, "unused": self.unused })
+            }
+            Ok(m) => json!({ "control_id": self.control_id, "identity": m.identity, "items": m.items,
+                "warnings": m.warnings, "unused": self.unused }),
             Err(e) => json!({ "control_id": self.control_id, "error": e, "unused": self.unused }),
         }
     }
@@ -40,7 +44,13 @@ pub fn check(set: &MappingSet, file_bytes: &[u8]) -> Vec<CheckedMessage> {
 fn check_one(set: &MappingSet, raw: &[u8]) -> CheckedMessage {
     let msg = match Message::parse(raw) {
         Ok(m) => m,
-        Err(e) => return CheckedMessage { control_id: String::new(), result: Err(format!("cannot parse: {e}")), unused: Vec::new() },
+        Err(e) => {
+            return CheckedMessage {
+                control_id: String::new(),
+                result: Err(format!("cannot parse: {e}")),
+                unused: Vec::new(),
+            }
+        }
     };
     let prov = provenance(&msg, 0);
     let mut reads = Vec::new();
@@ -61,7 +71,9 @@ pub fn provenance(msg: &Message<'_>, seq: u64) -> Provenance {
         sending_facility: text(4),
         control_id: msh.field(10).text().into_owned(),
         message_type: format!("{}^{}", msh9.component(1).text(), msh9.component(2).text()),
-        event_time: super::apply::convert(&super::compile::Ty::Timestamp, &when).ok().and_then(|v| v.as_str().map(String::from)),
+        event_time: super::apply::convert(&super::compile::Ty::Timestamp, &when)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from)),
         seq,
     }
 }

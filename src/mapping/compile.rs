@@ -161,14 +161,22 @@ impl Compiler<'_> {
     pub fn file(&mut self, spec: &FileSpec) -> FilePlan {
         let selectors = spec.messages.get_ref().iter().filter_map(|m| self.selector(m)).collect();
         if spec.messages.get_ref().is_empty() {
-            self.invalid(spec.messages.span(), "messages is empty: list the MSH-9 types this file maps, e.g. [\"ADT^A01\"]".into());
+            self.invalid(
+                spec.messages.span(),
+                "messages is empty: list the MSH-9 types this file maps, e.g. [\"ADT^A01\"]".into(),
+            );
         }
         let base = self.plan(&spec.identity, &spec.items.0);
         let mut senders = Vec::new();
         for sender in &spec.senders {
             let (app, facility) = (sender.app.as_ref(), sender.facility.as_ref());
             if app.is_none() && facility.is_none() {
-                self.error(0, LoadErrorKind::Invalid("a [[sender]] needs app (MSH-3) or facility (MSH-4) to say whom it is for".into()));
+                self.error(
+                    0,
+                    LoadErrorKind::Invalid(
+                        "a [[sender]] needs app (MSH-3) or facility (MSH-4) to say whom it is for".into(),
+                    ),
+                );
             }
             let mut identity = spec.identity.clone();
             if let Some(over) = &sender.identity {
@@ -189,7 +197,9 @@ impl Compiler<'_> {
         let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         match text.split_once('^') {
             Some((code, "*")) if ok(code, 3) => Some(Selector { code: code.into(), event: None }),
-            Some((code, event)) if ok(code, 3) && ok(event, 3) => Some(Selector { code: code.into(), event: Some(event.into()) }),
+            Some((code, event)) if ok(code, 3) && ok(event, 3) => {
+                Some(Selector { code: code.into(), event: Some(event.into()) })
+            }
             _ => {
                 self.invalid(m.span(), format!("'{text}' is not a message type: write MSH-9 as CODE^EVENT, e.g. ADT^A01, or ADT^* for every event"));
                 None
@@ -214,7 +224,10 @@ impl Compiler<'_> {
             return None;
         };
         let Some(id) = &spec.id else {
-            self.invalid(name.span(), format!("item '{}' needs an id template, e.g. id = \"{{PV1-19.1}}\"", name.get_ref()));
+            self.invalid(
+                name.span(),
+                format!("item '{}' needs an id template, e.g. id = \"{{PV1-19.1}}\"", name.get_ref()),
+            );
             return None;
         };
         let for_each = spec.for_each.as_ref().and_then(|s| self.segment(s));
@@ -243,11 +256,23 @@ impl Compiler<'_> {
         let spec = match target.get_ref() {
             Target::Path(p) => {
                 let path = self.path(&Spanned::new(target.span(), p.clone()))?;
-                return Some(FieldPlan { name: name.into(), source: Source::Paths(vec![path]), ty: Ty::String, required: false, when: None });
+                return Some(FieldPlan {
+                    name: name.into(),
+                    source: Source::Paths(vec![path]),
+                    ty: Ty::String,
+                    required: false,
+                    when: None,
+                });
             }
             Target::Paths(list) => {
                 let paths = self.paths(&Paths(list.clone()));
-                return Some(FieldPlan { name: name.into(), source: Source::Paths(paths), ty: Ty::String, required: false, when: None });
+                return Some(FieldPlan {
+                    name: name.into(),
+                    source: Source::Paths(paths),
+                    ty: Ty::String,
+                    required: false,
+                    when: None,
+                });
             }
             Target::Full(spec) => spec,
         };
@@ -257,7 +282,10 @@ impl Compiler<'_> {
             (None, Some(v), None) => match convert(&ty, v.get_ref()) {
                 Ok(value) => Source::Literal(value),
                 Err(bad) => {
-                    self.invalid(v.span(), format!("value {:?} of '{name}' {}: fix the value or the type", v.get_ref(), bad.why));
+                    self.invalid(
+                        v.span(),
+                        format!("value {:?} of '{name}' {}: fix the value or the type", v.get_ref(), bad.why),
+                    );
                     return None;
                 }
             },
@@ -282,17 +310,27 @@ impl Compiler<'_> {
             (None | Some(TypeName::Code), Some(table)) => {
                 let Some(t) = self.tables.get(table.get_ref()) else {
                     let known: Vec<_> = self.tables.keys().map(String::as_str).collect();
-                    self.error(table.span().start, LoadErrorKind::UnknownTable { name: table.get_ref().clone(), known: known.join(", ") });
+                    self.error(
+                        table.span().start,
+                        LoadErrorKind::UnknownTable { name: table.get_ref().clone(), known: known.join(", ") },
+                    );
                     return None;
                 };
                 Ty::Code { table: t.clone(), strict: spec.strict.unwrap_or(false) }
             }
             (Some(TypeName::Code), None) => {
-                self.invalid(span, format!("field '{name}' has type = \"code\" but no table = \"NAME\" (a file in tables/)"));
+                self.invalid(
+                    span,
+                    format!("field '{name}' has type = \"code\" but no table = \"NAME\" (a file in tables/)"),
+                );
                 return None;
             }
             (Some(other), Some(table)) => {
-                self.invalid(table.span(), format!("field '{name}' has a table but type = \"{other:?}\": a table needs type = \"code\"").to_lowercase());
+                self.invalid(
+                    table.span(),
+                    format!("field '{name}' has a table but type = \"{other:?}\": a table needs type = \"code\"")
+                        .to_lowercase(),
+                );
                 return None;
             }
             (None | Some(TypeName::String), None) => Ty::String,
@@ -310,14 +348,23 @@ impl Compiler<'_> {
         let mut cond = Cond::default();
         for e in w.event.iter().flatten() {
             if e.get_ref().len() != 3 {
-                self.invalid(e.span(), format!("event '{}' is not a trigger event: use MSH-9.2, e.g. A01", e.get_ref()));
+                self.invalid(
+                    e.span(),
+                    format!("event '{}' is not a trigger event: use MSH-9.2, e.g. A01", e.get_ref()),
+                );
             }
             cond.events.push(e.get_ref().clone());
         }
         if let Some(f) = &w.field {
             cond.field = Some((self.path(f)?, w.is.clone().unwrap_or_default()));
         } else if w.is.is_some() {
-            self.error(0, LoadErrorKind::Invalid("when has 'is' without 'field': say which field, e.g. when = { field = \"PV1-2\", is = [\"I\"] }".into()));
+            self.error(
+                0,
+                LoadErrorKind::Invalid(
+                    "when has 'is' without 'field': say which field, e.g. when = { field = \"PV1-2\", is = [\"I\"] }"
+                        .into(),
+                ),
+            );
         }
         Some(cond)
     }
@@ -369,7 +416,10 @@ impl Compiler<'_> {
 
 /// Layers a sender's items over the defaults: same-named items have their given keys
 /// replaced and their fields/lists replaced or added by name; new names are appended.
-fn merge_items(base: &[(Spanned<String>, ItemSpec)], over: &[(Spanned<String>, ItemSpec)]) -> Vec<(Spanned<String>, ItemSpec)> {
+fn merge_items(
+    base: &[(Spanned<String>, ItemSpec)],
+    over: &[(Spanned<String>, ItemSpec)],
+) -> Vec<(Spanned<String>, ItemSpec)> {
     let mut out = base.to_vec();
     for (name, o) in over {
         let Some((_, item)) = out.iter_mut().find(|(n, _)| n.get_ref() == name.get_ref()) else {

@@ -113,7 +113,11 @@ impl MappingSet {
     ///
     /// # Errors
     /// Every problem of every file at once, each with `file:line:col`.
-    pub fn load_files(paths: &[PathBuf], tables_dir: &FsPath, mut errors: Vec<LoadError>) -> Result<MappingSet, LoadErrors> {
+    pub fn load_files(
+        paths: &[PathBuf],
+        tables_dir: &FsPath,
+        mut errors: Vec<LoadError>,
+    ) -> Result<MappingSet, LoadErrors> {
         let tables = load_tables(tables_dir, &mut errors);
         let mut files = Vec::new();
         for file in paths.iter().cloned() {
@@ -157,13 +161,18 @@ impl MappingSet {
     }
 
     /// [`Self::apply`], recording `(segment index, field)` of every read in `reads`.
-    pub(crate) fn apply_traced(&self, msg: &Message<'_>, prov: &Provenance, reads: Option<&mut Vec<(usize, usize)>>) -> Result<Mapped, MapError> {
+    pub(crate) fn apply_traced(
+        &self,
+        msg: &Message<'_>,
+        prov: &Provenance,
+        reads: Option<&mut Vec<(usize, usize)>>,
+    ) -> Result<Mapped, MapError> {
         let plan = self.select(msg).ok_or_else(|| {
             let msh9 = msg.header().field(9);
             let (code, event) = (msh9.component(1).text(), msh9.component(2).text());
             MapError::NoMapping { message_type: format!("{code}^{event}") }
         })?;
-        let mut run = apply::Run { msg, prov, reads };
+        let mut run = apply::Run { msg, prov, reads, warnings: Vec::new() };
         run.plan(plan).map_err(MapError::Content)
     }
 
@@ -224,7 +233,9 @@ fn toml_files(dir: &FsPath, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
 
 fn read(file: &FsPath, errors: &mut Vec<LoadError>) -> Option<String> {
     std::fs::read_to_string(file)
-        .map_err(|e| errors.push(LoadError { file: file.to_path_buf(), line: 0, col: 0, kind: LoadErrorKind::Io(e.to_string()) }))
+        .map_err(|e| {
+            errors.push(LoadError { file: file.to_path_buf(), line: 0, col: 0, kind: LoadErrorKind::Io(e.to_string()) })
+        })
         .ok()
 }
 

@@ -18,10 +18,9 @@ use nom::{IResult, Parser};
 
 /// Segments of HL7 v2.3–2.5.1 that a mapping may name (plus any `Z..` segment).
 pub const KNOWN_SEGMENTS: &[&str] = &[
-    "ACC", "AIG", "AIL", "AIP", "AIS", "AL1", "DB1", "DG1", "DRG", "EVN", "FT1", "GT1", "IAM",
-    "IN1", "IN2", "IN3", "MRG", "MSA", "MSH", "NK1", "NTE", "OBR", "OBX", "ORC", "PD1", "PID",
-    "PR1", "PV1", "PV2", "RF1", "ROL", "RXA", "RXD", "RXE", "RXO", "RXR", "SCH", "SFT", "SPM",
-    "TQ1", "TXA", "UB1", "UB2", "ERR",
+    "ACC", "AIG", "AIL", "AIP", "AIS", "AL1", "DB1", "DG1", "DRG", "EVN", "FT1", "GT1", "IAM", "IN1", "IN2", "IN3",
+    "MRG", "MSA", "MSH", "NK1", "NTE", "OBR", "OBX", "ORC", "PD1", "PID", "PR1", "PV1", "PV2", "RF1", "ROL", "RXA",
+    "RXD", "RXE", "RXO", "RXR", "SCH", "SFT", "SPM", "TQ1", "TXA", "UB1", "UB2", "ERR",
 ];
 
 /// Which repetition of a field a path reads.
@@ -105,14 +104,10 @@ pub fn is_known_segment(name: &str) -> bool {
 pub fn check_segment(name: &str) -> Result<[u8; 3], String> {
     let ok = matches!(seg_name(name), Ok(("", _))) && name.as_bytes()[0].is_ascii_uppercase();
     if !ok {
-        return Err(format!(
-            "'{name}' is not a segment name: use 3 capital letters or digits, e.g. PID, OBX, ZU1"
-        ));
+        return Err(format!("'{name}' is not a segment name: use 3 capital letters or digits, e.g. PID, OBX, ZU1"));
     }
     if !is_known_segment(name) {
-        return Err(format!(
-            "unknown segment '{name}': not a standard HL7 segment (local segments start with Z)"
-        ));
+        return Err(format!("unknown segment '{name}': not a standard HL7 segment (local segments start with Z)"));
     }
     let b = name.as_bytes();
     Ok([b[0], b[1], b[2]])
@@ -123,10 +118,7 @@ pub fn check_segment(name: &str) -> Result<[u8; 3], String> {
 /// # Errors
 /// A [`PathError`] at the first character that does not fit, saying what was expected.
 pub fn parse(text: &str) -> Result<Path, PathError> {
-    let err = |rest: &str, message: String| PathError {
-        offset: text.len() - rest.len(),
-        message,
-    };
+    let err = |rest: &str, message: String| PathError { offset: text.len() - rest.len(), message };
     let Ok((rest, name)) = seg_name(text) else {
         return Err(err(
             text,
@@ -165,12 +157,16 @@ pub fn parse(text: &str) -> Result<Path, PathError> {
     let mut repetition = Rep::First;
     if let Ok((r, _)) = tag::<_, _, nom::error::Error<&str>>("[").parse(rest) {
         let Ok((r, n)) = number(r) else {
-            return Err(err(r, format!(
-                "expected a repetition number or component=VALUE after '{done}[', e.g. {done}[2] or {done}[5=NH]"
-            )));
+            return Err(err(
+                r,
+                format!(
+                    "expected a repetition number or component=VALUE after '{done}[', e.g. {done}[2] or {done}[5=NH]"
+                ),
+            ));
         };
         positive(n, "repetition", &done).map_err(|m| err(r, m))?;
-        let (r, value) = opt((tag::<_, _, nom::error::Error<&str>>("="), take_till(|c| c == ']'))).parse(r).unwrap_or((r, None));
+        let (r, value) =
+            opt((tag::<_, _, nom::error::Error<&str>>("="), take_till(|c| c == ']'))).parse(r).unwrap_or((r, None));
         let shown = match value {
             Some((_, v)) => format!("{done}[{n}={v}"),
             None => format!("{done}[{n}"),

@@ -80,10 +80,7 @@ impl MllpClient {
     /// [`ClientError::Connect`] when the connection is refused, the name does
     /// not resolve, or nothing answers within `timeout`.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<MllpClient, ClientError> {
-        let connect_error = |source| ClientError::Connect {
-            addr: addr.to_owned(),
-            source,
-        };
+        let connect_error = |source| ClientError::Connect { addr: addr.to_owned(), source };
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => return Err(connect_error(source)),
@@ -94,9 +91,7 @@ impl MllpClient {
         };
         // Small request/response frames: do not let Nagle hold them back.
         stream.set_nodelay(true).map_err(connect_error)?;
-        Ok(MllpClient {
-            framed: Framed::new(stream, MllpCodec::new(MAX_ACK_BYTES)),
-        })
+        Ok(MllpClient { framed: Framed::new(stream, MllpCodec::new(MAX_ACK_BYTES)) })
     }
 
     /// Writes one framed message and flushes it; does not wait for the ACK,
@@ -155,29 +150,19 @@ pub struct AckSummary {
 /// `MSH`, component separator = the next one; segments end at CR or LF.
 /// Returns `None` without an MSH or MSA segment.
 pub fn summarize_ack(ack: &[u8]) -> Option<AckSummary> {
-    let mut segments = ack
-        .split(|&b| b == b'\r' || b == b'\n')
-        .filter(|s| !s.is_empty());
-    let msh = segments
-        .clone()
-        .find(|s| s.starts_with(b"MSH") && s.len() >= 5)?;
+    let mut segments = ack.split(|&b| b == b'\r' || b == b'\n').filter(|s| !s.is_empty());
+    let msh = segments.clone().find(|s| s.starts_with(b"MSH") && s.len() >= 5)?;
     let seps = Separators {
         field: msh[3],
         component: msh[4],
         // MSH-2 is component, repetition, escape, subcomponent.
         subcomponent: msh.get(7).copied().filter(|&b| b != msh[3]).unwrap_or(b'&'),
     };
-    let msa = segments
-        .clone()
-        .find(|s| is_segment(s, b"MSA", seps.field))?;
+    let msa = segments.clone().find(|s| is_segment(s, b"MSA", seps.field))?;
     let err = segments.find(|s| is_segment(s, b"ERR", seps.field));
 
     let msa_field = |n| text(field(msa, seps.field, n));
-    let mut summary = AckSummary {
-        code: msa_field(1),
-        control_id: msa_field(2),
-        text: msa_field(3),
-    };
+    let mut summary = AckSummary { code: msa_field(1), control_id: msa_field(2), text: msa_field(3) };
     if summary.text.is_empty() {
         if let Some(err) = err {
             summary.text = err_text(err, seps);
@@ -284,15 +269,9 @@ mod tests {
         let addr = server(Behaviour::Ack).await;
         let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
         let ack = client.call(&message("C1"), SECOND).await.unwrap();
-        assert_eq!(
-            &ack[..],
-            b"MSH|^~\\&|HUB|X|||20250101||ACK|A1|P|2.5\rMSA|AA|C1\r"
-        );
+        assert_eq!(&ack[..], b"MSH|^~\\&|HUB|X|||20250101||ACK|A1|P|2.5\rMSA|AA|C1\r");
         let summary = summarize_ack(&ack).unwrap();
-        assert_eq!(
-            (summary.code.as_str(), summary.control_id.as_str()),
-            ("AA", "C1")
-        );
+        assert_eq!((summary.code.as_str(), summary.control_id.as_str()), ("AA", "C1"));
     }
 
     #[tokio::test]
@@ -314,10 +293,7 @@ mod tests {
         let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
         let timeout = Duration::from_millis(50);
         let err = client.call(&message("T1"), timeout).await.unwrap_err();
-        assert!(
-            matches!(err, ClientError::Timeout { after } if after == timeout),
-            "{err:?}"
-        );
+        assert!(matches!(err, ClientError::Timeout { after } if after == timeout), "{err:?}");
     }
 
     #[tokio::test]
@@ -326,10 +302,7 @@ mod tests {
         let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
         let err = client.call(&message("X1"), SECOND).await.unwrap_err();
         assert!(matches!(err, ClientError::Closed), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "the server closed the connection before acknowledging"
-        );
+        assert_eq!(err.to_string(), "the server closed the connection before acknowledging");
     }
 
     #[tokio::test]
@@ -337,10 +310,7 @@ mod tests {
         let addr = server(Behaviour::HalfFrame).await;
         let mut client = MllpClient::connect(&addr, SECOND).await.unwrap();
         let err = client.call(&message("H1"), SECOND).await.unwrap_err();
-        assert!(
-            matches!(err, ClientError::Frame(FrameError::Truncated(11))),
-            "{err:?}"
-        );
+        assert!(matches!(err, ClientError::Frame(FrameError::Truncated(11))), "{err:?}");
     }
 
     #[tokio::test]
@@ -376,25 +346,16 @@ mod tests {
 
     #[test]
     fn summary_of_an_original_mode_ack() {
-        let ack =
-            b"MSH|^~\\&|HUB|X|LAB|H|20250101||ACK^R01^ACK|A1|P|2.4\rMSA|AE|C9|PID-3 missing\r";
+        let ack = b"MSH|^~\\&|HUB|X|LAB|H|20250101||ACK^R01^ACK|A1|P|2.4\rMSA|AE|C9|PID-3 missing\r";
         let s = summarize_ack(ack).unwrap();
-        assert_eq!(
-            s,
-            AckSummary {
-                code: "AE".into(),
-                control_id: "C9".into(),
-                text: "PID-3 missing".into()
-            }
-        );
+        assert_eq!(s, AckSummary { code: "AE".into(), control_id: "C9".into(), text: "PID-3 missing".into() });
     }
 
     #[test]
     fn summary_prefers_err_8_then_err_3_2() {
         let ack = b"MSH|^~\\&|H|X\nMSA|AR|C1\nERR||MSH^1^9|200^Unsupported message type^HL70357|E||||no mapping for ZZZ^Z01\n";
         assert_eq!(summarize_ack(ack).unwrap().text, "no mapping for ZZZ^Z01");
-        let ack =
-            b"MSH|^~\\&|H|X\rMSA|AR|C1\rERR||MSH^1^9|200^Unsupported message type^HL70357|E\r";
+        let ack = b"MSH|^~\\&|H|X\rMSA|AR|C1\rERR||MSH^1^9|200^Unsupported message type^HL70357|E\r";
         assert_eq!(summarize_ack(ack).unwrap().text, "Unsupported message type");
     }
 

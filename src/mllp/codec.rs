@@ -99,11 +99,7 @@ pub struct MllpCodec {
 impl MllpCodec {
     /// A codec that accepts payloads of at most `max_frame_bytes`.
     pub fn new(max_frame_bytes: usize) -> Self {
-        MllpCodec {
-            max_frame_bytes,
-            state: State::Outside,
-            stats: CodecStats::default(),
-        }
+        MllpCodec { max_frame_bytes, state: State::Outside, stats: CodecStats::default() }
     }
 
     /// Counters since the codec was created.
@@ -154,9 +150,7 @@ impl MllpCodec {
             if src.len() > self.max_frame_bytes {
                 self.start_oversize(src);
             } else {
-                self.state = State::InFrame {
-                    searched: src.len(),
-                };
+                self.state = State::InFrame { searched: src.len() };
             }
             return Step::NeedMore;
         };
@@ -182,10 +176,7 @@ impl MllpCodec {
             self.stats.oversize_frames += 1;
             let head = Bytes::copy_from_slice(&src[..fs.min(OVERSIZE_HEAD_BYTES)]);
             src.advance(fs);
-            Frame::Oversize {
-                head,
-                len: fs as u64,
-            }
+            Frame::Oversize { head, len: fs as u64 }
         } else {
             Frame::Message(src.split_to(fs))
         };
@@ -273,9 +264,7 @@ impl Decoder for MllpCodec {
             State::Oversize { len, .. } => {
                 let received = len.saturating_add(src.len() as u64);
                 src.clear();
-                Err(FrameError::Truncated(
-                    usize::try_from(received).unwrap_or(usize::MAX),
-                ))
+                Err(FrameError::Truncated(usize::try_from(received).unwrap_or(usize::MAX)))
             }
         }
     }
@@ -335,10 +324,7 @@ mod tests {
     #[test]
     fn empty_payload_is_a_frame() {
         let mut codec = MllpCodec::new(MAX);
-        assert_eq!(
-            decode_all(&mut codec, b"\x0b\x1c\r").unwrap(),
-            vec![msg(b"")]
-        );
+        assert_eq!(decode_all(&mut codec, b"\x0b\x1c\r").unwrap(), vec![msg(b"")]);
     }
 
     #[test]
@@ -356,10 +342,7 @@ mod tests {
                         frames.push(frame);
                     }
                 }
-                assert!(
-                    codec.decode_eof(&mut buf).unwrap().is_none(),
-                    "split {a}/{b}"
-                );
+                assert!(codec.decode_eof(&mut buf).unwrap().is_none(), "split {a}/{b}");
                 assert_eq!(frames, expected, "split {a}/{b}");
                 assert_eq!(codec.stats(), CodecStats::default(), "split {a}/{b}");
             }
@@ -384,11 +367,7 @@ mod tests {
                 frames.push(frame);
             }
             if let State::InFrame { searched } = codec.state {
-                assert!(
-                    searched + 1 >= buf.len(),
-                    "searched {searched} of {}",
-                    buf.len()
-                );
+                assert!(searched + 1 >= buf.len(), "searched {searched} of {}", buf.len());
             }
         }
         assert_eq!(frames, vec![msg(&payload)]);
@@ -405,9 +384,7 @@ mod tests {
     #[test]
     fn junk_only_is_not_an_error() {
         let mut codec = MllpCodec::new(MAX);
-        assert!(decode_all(&mut codec, b"GET / HTTP/1.1\r\n\r\n")
-            .unwrap()
-            .is_empty());
+        assert!(decode_all(&mut codec, b"GET / HTTP/1.1\r\n\r\n").unwrap().is_empty());
         assert_eq!(codec.stats().junk_bytes, 18);
     }
 
@@ -455,10 +432,7 @@ mod tests {
     #[test]
     fn fs_at_eof_ends_the_frame() {
         let mut codec = MllpCodec::new(MAX);
-        assert_eq!(
-            decode_all(&mut codec, b"\x0bA\x1c").unwrap(),
-            vec![msg(b"A")]
-        );
+        assert_eq!(decode_all(&mut codec, b"\x0bA\x1c").unwrap(), vec![msg(b"A")]);
         assert_eq!(codec.stats().fs_without_cr, 1);
     }
 
@@ -474,10 +448,7 @@ mod tests {
         let mut codec = MllpCodec::new(MAX);
         let err = decode_all(&mut codec, b"\x0bMSH|abc").unwrap_err();
         assert!(matches!(err, FrameError::Truncated(7)), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "connection closed in the middle of a frame (7 bytes received)"
-        );
+        assert_eq!(err.to_string(), "connection closed in the middle of a frame (7 bytes received)");
         assert!(!codec.in_frame());
     }
 
@@ -485,16 +456,7 @@ mod tests {
     fn frame_of_exactly_max_is_accepted() {
         let mut codec = MllpCodec::new(4);
         let frames = decode_all(&mut codec, b"\x0babcd\x1c\r\x0babcde\x1c\r").unwrap();
-        assert_eq!(
-            frames,
-            vec![
-                msg(b"abcd"),
-                Frame::Oversize {
-                    head: Bytes::from_static(b"abcde"),
-                    len: 5
-                }
-            ]
-        );
+        assert_eq!(frames, vec![msg(b"abcd"), Frame::Oversize { head: Bytes::from_static(b"abcde"), len: 5 }]);
         assert_eq!(codec.stats().oversize_frames, 1);
     }
 
@@ -508,10 +470,7 @@ mod tests {
         assert!(codec.decode(&mut buf).unwrap().is_none());
         buf.extend_from_slice(b"\r\x0bok\x1c\r");
         let head = Bytes::from_static(b"MSH|0123456789");
-        assert_eq!(
-            codec.decode(&mut buf).unwrap(),
-            Some(Frame::Oversize { head, len: 18 })
-        );
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::Oversize { head, len: 18 }));
         assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg(b"ok")));
         assert_eq!(codec.stats().oversize_frames, 1);
     }

@@ -37,12 +37,7 @@ pub struct ServerConfig {
 
 /// Runs the accept loop on an already-bound listener until `cancel` fires,
 /// then waits for every connection to finish the messages in hand.
-pub async fn run(
-    listener: TcpListener,
-    cfg: ServerConfig,
-    pipeline: Handle,
-    cancel: CancellationToken,
-) {
+pub async fn run(listener: TcpListener, cfg: ServerConfig, pipeline: Handle, cancel: CancellationToken) {
     let cfg = Arc::new(cfg);
     let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let tracker = TaskTracker::new();
@@ -66,13 +61,8 @@ pub async fn run(
             },
         };
         next_id += 1;
-        let conn = Connection {
-            id: next_id,
-            peer,
-            cfg: cfg.clone(),
-            pipeline: pipeline.clone(),
-            cancel: cancel.clone(),
-        };
+        let conn =
+            Connection { id: next_id, peer, cfg: cfg.clone(), pipeline: pipeline.clone(), cancel: cancel.clone() };
         tracker.spawn(async move {
             conn.serve(stream).await;
             drop(permit);
@@ -107,13 +97,11 @@ impl Connection {
     async fn serve(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
-        let (ack_tx, ack_rx) =
-            mpsc::channel::<oneshot::Receiver<Outcome>>(self.cfg.max_in_flight.max(1));
+        let (ack_tx, ack_rx) = mpsc::channel::<oneshot::Receiver<Outcome>>(self.cfg.max_in_flight.max(1));
         let writer = tokio::spawn(write_acks(wr, ack_rx));
         let peer: Arc<str> = Arc::from(self.peer.to_string());
         tracing::debug!(conn_id = self.id, peer = %peer, "connection opened");
-        let mut frames =
-            FramedRead::with_capacity(rd, MllpCodec::new(self.cfg.max_frame_bytes), 64 * 1024);
+        let mut frames = FramedRead::with_capacity(rd, MllpCodec::new(self.cfg.max_frame_bytes), 64 * 1024);
         let close = self.read_frames(&mut frames, &peer, &ack_tx).await;
         drop(ack_tx);
         let written = writer.await.unwrap_or(0);
@@ -134,8 +122,7 @@ impl Connection {
     ) -> Close {
         // Poll in short slices so that both the idle and the stalled-frame
         // deadlines are checked; FramedRead::next is cancel-safe.
-        let slice =
-            (self.cfg.idle_timeout.min(self.cfg.frame_timeout) / 4).max(Duration::from_millis(10));
+        let slice = (self.cfg.idle_timeout.min(self.cfg.frame_timeout) / 4).max(Duration::from_millis(10));
         let mut last_frame = Instant::now();
         let mut frame_started: Option<Instant> = None;
         loop {
@@ -159,9 +146,7 @@ impl Connection {
                     continue;
                 }
                 Ok(None) => return Close::Eof,
-                Ok(Some(Err(super::codec::FrameError::Truncated(n)))) => {
-                    return Close::Truncated(n)
-                }
+                Ok(Some(Err(super::codec::FrameError::Truncated(n)))) => return Close::Truncated(n),
                 Ok(Some(Err(e))) => return Close::Io(e.to_string()),
                 Ok(Some(Ok(f))) => f,
             };
@@ -172,13 +157,7 @@ impl Connection {
                 Frame::Oversize { head, len } => FrameBuf::Oversize { head, len },
             };
             let (reply, rx) = oneshot::channel();
-            let job = Job {
-                frame,
-                peer: peer.clone(),
-                received_at_ms: now_ms(),
-                started: Instant::now(),
-                reply,
-            };
+            let job = Job { frame, peer: peer.clone(), received_at_ms: now_ms(), started: Instant::now(), reply };
             if self.pipeline.submit(job).await.is_err() {
                 return Close::PipelineStopped;
             }
@@ -192,10 +171,7 @@ impl Connection {
 /// Writes ACKs in arrival order; flushes whenever no further ACK is ready,
 /// so pipelined senders get their ACKs batched into few writes. Returns how
 /// many ACKs were written.
-async fn write_acks(
-    wr: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<oneshot::Receiver<Outcome>>,
-) -> usize {
+async fn write_acks(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<oneshot::Receiver<Outcome>>) -> usize {
     let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, wr);
     let mut n = 0;
     loop {

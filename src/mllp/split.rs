@@ -91,10 +91,7 @@ mod tests {
     const B: &[u8] = b"MSH|^~\\&|LAB|H|HUB|X|20250101||ADT^A01|B|P|2.5";
 
     fn expected() -> Vec<Vec<u8>> {
-        vec![
-            [A, b"\rPID|1\rOBX|1\r"].concat(),
-            [B, b"\rPID|2\r"].concat(),
-        ]
+        vec![[A, b"\rPID|1\rOBX|1\r"].concat(), [B, b"\rPID|2\r"].concat()]
     }
 
     fn file(terminator: &str) -> Vec<u8> {
@@ -133,19 +130,13 @@ mod tests {
     fn framed_file_keeps_payloads_unchanged() {
         // LF inside a payload stays: framed payloads are not normalised.
         let text = b"\x0bMSH|a\nPID|1\r\x1c\r\n\x0bMSH|b\r\x1c\r\n";
-        assert_eq!(
-            split_messages(text),
-            vec![b"MSH|a\nPID|1\r".to_vec(), b"MSH|b\r".to_vec()]
-        );
+        assert_eq!(split_messages(text), vec![b"MSH|a\nPID|1\r".to_vec(), b"MSH|b\r".to_vec()]);
     }
 
     #[test]
     fn framed_file_with_truncated_last_frame() {
         let text = b"\x0bMSH|a\r\x1c\r\x0bMSH|b\r";
-        assert_eq!(
-            split_messages(text),
-            vec![b"MSH|a\r".to_vec(), b"MSH|b\r".to_vec()]
-        );
+        assert_eq!(split_messages(text), vec![b"MSH|a\r".to_vec(), b"MSH|b\r".to_vec()]);
     }
 
     #[test]
@@ -159,21 +150,13 @@ mod tests {
         let text = b"MSH#@!$%#LAB#H\nPID#1\nMSH#@!$%#LAB#H\nPID#2\n";
         assert_eq!(
             split_messages(text),
-            vec![
-                b"MSH#@!$%#LAB#H\rPID#1\r".to_vec(),
-                b"MSH#@!$%#LAB#H\rPID#2\r".to_vec()
-            ]
+            vec![b"MSH#@!$%#LAB#H\rPID#1\r".to_vec(), b"MSH#@!$%#LAB#H\rPID#2\r".to_vec()]
         );
     }
 
     #[test]
     fn batch_envelope_is_dropped() {
-        let text = [
-            b"FHS|^~\\&|LAB\nBHS|^~\\&|LAB\n",
-            &file("\n")[..],
-            b"BTS|2\nFTS|1\n",
-        ]
-        .concat();
+        let text = [b"FHS|^~\\&|LAB\nBHS|^~\\&|LAB\n", &file("\n")[..], b"BTS|2\nFTS|1\n"].concat();
         assert_eq!(split_messages(&text), expected());
     }
 
@@ -186,10 +169,7 @@ mod tests {
     #[test]
     fn lines_before_the_first_msh_are_kept_apart() {
         let text = [b"PID|0\n", A, b"\n"].concat();
-        assert_eq!(
-            split_messages(&text),
-            vec![b"PID|0\r".to_vec(), [A, b"\r"].concat()]
-        );
+        assert_eq!(split_messages(&text), vec![b"PID|0\r".to_vec(), [A, b"\r"].concat()]);
     }
 
     #[test]

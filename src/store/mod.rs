@@ -45,16 +45,8 @@ impl Store {
         // A large cache keeps record reads off the disk; sled's own flushing
         // is left to its background thread because the journal carries
         // durability.
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .open()?;
-        Ok(Store {
-            dedup: db.open_tree("dedup")?,
-            meta: db.open_tree("meta")?,
-            db,
-        })
+        let db = sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(1000)).open()?;
+        Ok(Store { dedup: db.open_tree("dedup")?, meta: db.open_tree("meta")?, db })
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -66,10 +58,7 @@ impl Store {
         match self.meta.get(APPLIED_SEQ)? {
             None => Ok(0),
             Some(v) => {
-                let b: [u8; 8] = v
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Damaged { tree: "meta" })?;
+                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Damaged { tree: "meta" })?;
                 Ok(u64::from_be_bytes(b))
             }
         }
@@ -83,9 +72,7 @@ impl Store {
     pub fn dedup_get(&self, key: &DedupKey) -> Result<Option<DedupRecord>, StoreError> {
         match self.dedup.get(key.as_bytes())? {
             None => Ok(None),
-            Some(v) => DedupRecord::decode(&v)
-                .map(Some)
-                .ok_or(StoreError::Damaged { tree: "dedup" }),
+            Some(v) => DedupRecord::decode(&v).map(Some).ok_or(StoreError::Damaged { tree: "dedup" }),
         }
     }
 

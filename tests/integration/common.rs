@@ -28,11 +28,7 @@ impl Engine {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let running = serve::start(&cfg, listener).await.expect("engine starts");
-        Engine {
-            addr,
-            running: Some(running),
-            cfg,
-        }
+        Engine { addr, running: Some(running), cfg }
     }
 
     pub async fn stop(mut self) -> Config {
@@ -43,10 +39,7 @@ impl Engine {
     }
 
     pub async fn connect(&self) -> Conn {
-        Conn {
-            stream: TcpStream::connect(self.addr).await.unwrap(),
-            buf: Vec::new(),
-        }
+        Conn { stream: TcpStream::connect(self.addr).await.unwrap(), buf: Vec::new() }
     }
 }
 
@@ -80,11 +73,7 @@ impl Conn {
         tokio::time::timeout(limit, async {
             loop {
                 if let Some(end) = self.buf.windows(2).position(|w| w == [0x1c, 0x0d]) {
-                    let start = self
-                        .buf
-                        .iter()
-                        .position(|&b| b == 0x0b)
-                        .expect("ACK frame starts with VT");
+                    let start = self.buf.iter().position(|&b| b == 0x0b).expect("ACK frame starts with VT");
                     let payload = self.buf[start + 1..end].to_vec();
                     self.buf.drain(..end + 2);
                     return Some(String::from_utf8(payload).expect("ACK is UTF-8"));
@@ -109,10 +98,7 @@ impl Conn {
     /// True when the server has closed the connection (EOF) within `limit`.
     pub async fn closed_within(&mut self, limit: Duration) -> bool {
         let mut chunk = [0u8; 64];
-        matches!(
-            tokio::time::timeout(limit, self.stream.read(&mut chunk)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        )
+        matches!(tokio::time::timeout(limit, self.stream.read(&mut chunk)).await, Ok(Ok(0)) | Ok(Err(_)))
     }
 }
 
@@ -132,10 +118,7 @@ pub fn normalise(ack: &str) -> String {
     let sep = ack.as_bytes()[3] as char;
     let mut segs: Vec<String> = ack.split('\r').map(str::to_string).collect();
     let mut f: Vec<String> = segs[0].split(sep).map(str::to_string).collect();
-    assert!(
-        f[6].len() == 19 && f[6].ends_with("+0000"),
-        "MSH-7 is a UTC timestamp: {ack:?}"
-    );
+    assert!(f[6].len() == 19 && f[6].ends_with("+0000"), "MSH-7 is a UTC timestamp: {ack:?}");
     assert!(f[9].starts_with("RH"), "MSH-10 is ours: {ack:?}");
     f[6] = "<now>".into();
     f[9] = "<id>".into();
@@ -146,11 +129,7 @@ pub fn normalise(ack: &str) -> String {
 /// MSA-1 of an ACK.
 pub fn code(ack: &str) -> String {
     let sep = ack.as_bytes()[3] as char;
-    ack.split('\r')
-        .find(|s| s.starts_with("MSA"))
-        .and_then(|s| s.split(sep).nth(1))
-        .unwrap_or("")
-        .to_string()
+    ack.split('\r').find(|s| s.starts_with("MSA")).and_then(|s| s.split(sep).nth(1)).unwrap_or("").to_string()
 }
 
 pub fn journal_lines(data: &Path) -> Vec<serde_json::Value> {
@@ -159,14 +138,6 @@ pub fn journal_lines(data: &Path) -> Vec<serde_json::Value> {
         .arg(data)
         .output()
         .expect("recordhub journal runs");
-    assert!(
-        out.status.success(),
-        "journal failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
+    assert!(out.status.success(), "journal failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }

@@ -16,10 +16,7 @@ async fn pipelined_messages_get_acks_in_order() {
     c.send_raw(&all).await;
     for i in 0..50 {
         let ack = c.ack().await.unwrap();
-        assert!(
-            ack.contains(&format!("MSA|AA|P{i}|")),
-            "ACK {i} out of order: {ack}"
-        );
+        assert!(ack.contains(&format!("MSA|AA|P{i}|")), "ACK {i} out of order: {ack}");
     }
     e.stop().await;
 }
@@ -90,10 +87,7 @@ async fn idle_connection_is_closed_after_the_idle_timeout() {
     let e = Engine::start(cfg).await;
     let mut c = e.connect().await;
     assert_eq!(code(&c.call(&adt("I1")).await), "AA");
-    assert!(
-        c.closed_within(Duration::from_secs(3)).await,
-        "closed when idle"
-    );
+    assert!(c.closed_within(Duration::from_secs(3)).await, "closed when idle");
     e.stop().await;
 }
 
@@ -110,9 +104,6 @@ async fn stalled_frame_is_timed_out_but_a_slow_idle_one_is_not_cut_early() {
     assert_eq!(code(&c.call(&adt("S1")).await), "AA");
     // Half a frame, then silence: closed by the stalled-frame timeout.
     c.send_raw(b"\x0bMSH|^~\\&|PAS|RJ1").await;
-    assert!(
-        c.closed_within(Duration::from_secs(3)).await,
-        "stalled frame closes the connection"
-    );
+    assert!(c.closed_within(Duration::from_secs(3)).await, "stalled frame closes the connection");
     e.stop().await;
 }

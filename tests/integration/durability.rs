@@ -22,29 +22,16 @@ async fn accepted_messages_survive_a_restart_and_duplicates_are_still_known() {
     let cfg = e.stop().await;
 
     let e = Engine::start(cfg).await;
-    let ids: Vec<String> = journal_lines(dir.path())
-        .iter()
-        .map(|j| j["control_id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> =
+        journal_lines(dir.path()).iter().map(|j| j["control_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids, (0..20).map(|i| format!("R{i}")).collect::<Vec<_>>());
     let mut c = e.connect().await;
-    assert_eq!(
-        c.call(&adt("R7")).await,
-        first_acks[7],
-        "retransmission after restart gets the original ACK"
-    );
+    assert_eq!(c.call(&adt("R7")).await, first_acks[7], "retransmission after restart gets the original ACK");
     let next = c.call(&adt("R20")).await;
     assert_eq!(code(&next), "AA");
     e.stop().await;
-    let seqs: Vec<u64> = journal_lines(dir.path())
-        .iter()
-        .map(|j| j["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=21).collect::<Vec<_>>(),
-        "sequence numbers continue, none reused"
-    );
+    let seqs: Vec<u64> = journal_lines(dir.path()).iter().map(|j| j["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "sequence numbers continue, none reused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,18 +46,11 @@ async fn journal_show_prints_the_raw_message() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        adt("SHOW1").replace('\r', "\n")
-    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), adt("SHOW1").replace('\r', "\n"));
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn spawn_server(data: &std::path::Path, port: u16) -> Child {
@@ -153,11 +133,7 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
         let _ = t.join();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 50,
-        "the load produced ACKs before the kill ({})",
-        acked.len()
-    );
+    assert!(acked.len() > 50, "the load produced ACKs before the kill ({})", acked.len());
 
     // Restart on the same data: recovery must succeed, then count.
     let mut child = spawn_server(dir.path(), port);
@@ -168,17 +144,11 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
     assert!(String::from_utf8_lossy(&b[..n]).contains("MSA|AA|AFTER-CRASH|"));
     let mut seen: HashMap<String, usize> = HashMap::new();
     for j in journal_lines(dir.path()) {
-        *seen
-            .entry(j["control_id"].as_str().unwrap().to_string())
-            .or_default() += 1;
+        *seen.entry(j["control_id"].as_str().unwrap().to_string()).or_default() += 1;
     }
     child.kill().unwrap();
     let _ = child.wait();
     for id in &acked {
-        assert_eq!(
-            seen.get(id),
-            Some(&1),
-            "{id} was acknowledged AA; it must be in the journal exactly once"
-        );
+        assert_eq!(seen.get(id), Some(&1), "{id} was acknowledged AA; it must be in the journal exactly once");
     }
 }

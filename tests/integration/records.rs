@@ -84,7 +84,9 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
 
     // Unknown patient: clear message, non-zero exit. No X-User: refused.
     let unknown =
-        tokio::task::spawn_blocking(move || record_cmd(&["9449305552", "--user", "dr.jones", "--server", &http])).await.unwrap();
+        tokio::task::spawn_blocking(move || record_cmd(&["9449305552", "--user", "dr.jones", "--server", &http]))
+            .await
+            .unwrap();
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no record for NHS number"));
     e.stop().await;
@@ -95,11 +97,8 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
     assert_eq!(strip(&items(&local)), strip(&again));
 
     // reindex rebuilds the same record from the journal.
-    let re = Command::new(env!("CARGO_BIN_EXE_recordhub"))
-        .args(["reindex", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let re =
+        Command::new(env!("CARGO_BIN_EXE_recordhub")).args(["reindex", "--data"]).arg(dir.path()).output().unwrap();
     assert!(re.status.success(), "{}", String::from_utf8_lossy(&re.stderr));
     let after = record_cmd(&[NHS, "--user", "dr.smith", "--data", dir.path().to_str().unwrap()]);
     assert_eq!(strip(&items(&after)), strip(&again), "reindex gives the identical record");
@@ -127,4 +126,69 @@ async fn missing_or_invalid_nhs_number_is_accepted_but_not_indexed() {
     assert_eq!(crate::common::journal_lines(dir.path()).len(), 2, "both are in the journal");
     let store = recordhub::store::Store::open(&recordhub::pipeline::index_dir(dir.path())).unwrap();
     assert_eq!(store.unindexed_count().unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_required_rule_is_ae_with_the_field_located_and_unknown_events_are_ar_201() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(config(dir.path())).await;
+    let mut c = e.connect().await;
+    // OBR-3 (filler order number) is required for a result.
+    let no_filler = "MSH|^~\\&|WINPATH|RAL|RECORDHUB|LCR|20261130092000||ORU^R01^ORU_R01|E101|P|2.5\r\
+                     PID|1||9449305552^^^NHS^NH\rOBR|1|||K^Potassium\r";
+    let ack = c.call(no_filler).await;
+    assert!(ack.contains("MSA|AE|E101\r"), "{ack}");
+    assert!(ack.contains("ERR||OBR^1^3^1^1|101^Required field missing^HL70357|E|"), "{ack}");
+    let siu = "MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|20261130093000||ADT^Z99|E201|P|2.4\rPID|1\r";
+    let ack = c.call(siu).await;
+    assert!(ack.contains("MSA|AR|E201|"), "{ack}");
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_reload_swaps_atomically_and_a_broken_set_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("mappings");
+    copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"), &maps);
+    let mut cfg = config(&dir.path().join("data"));
+    cfg.mapping.dir = maps.clone();
+    let e = Engine::start(cfg).await;
+    let url = format!("http://{}/admin/reload", e.running.as_ref().unwrap().http_addr);
+    // Break a file: the reload is refused with file:line:col, old mappings stay.
+    let adt = maps.join("adt.toml");
+    let good = std::fs::read_to_string(&adt).unwrap();
+    std::fs::write(&adt, format!("{good}\n[bogus\n")).unwrap();
+    let (status, body) = post(&url).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("adt.toml:"), "error names the file and position: {body}");
+    let mut c = e.connect().await;
+    assert_eq!(code(&c.call(&pas_admit("RL1")).await), "AA", "old mappings still in force");
+    std::fs::write(&adt, good).unwrap();
+    let (status, body) = post(&url).await;
+    assert_eq!(status, 200, "{body}");
+    e.stop().await;
+}
+
+async fn post(url: &str) -> (u16, String) {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent.post(&url).send_empty().expect("reload request");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
