@@ -141,7 +141,7 @@ stops_cleanly() {
 : >"$TMP/accepted-ids"
 shopt -s nullglob
 FIXTURES=(fixtures/*.hl7)
-echo "-- python-hl7 mllp_send: ${#FIXTURES[@]} fixture files (ADT/ORU/MDM must get AA/CA; *invalid* must get AE/AR; other types: any ACK)"
+echo "-- python-hl7 mllp_send: ${#FIXTURES[@]} fixture files (ADT/ORU/MDM must get AA/CA; files named *invalid*/*error* and other types: any ACK code)"
 for f in "${FIXTURES[@]}"; do
   check "mllp_send $f: one ACK per message, MSA-2 = MSH-10, expected code" send_fixture "$f"
 done

@@ -4,8 +4,9 @@
     peer_check.py codes   --sent X.mllp --acks X.out --file NAME [--ids-out F]
         python-hl7's mllp_send output (raw ACK frames) against what was sent:
         one ACK per message, MSA-2 = the sent MSH-10, and MSA-1 as expected:
-        AA/CA for ADT, ORU and MDM messages, AE/AR/CE/CR when NAME contains
-        "invalid", any code otherwise (printed as not checked). Appends the
+        AA/CA for ADT, ORU and MDM messages; not checked (and printed as
+        such) for other types or in a file whose name holds "invalid" or
+        "error". Appends the
         control ids that got AA/CA to --ids-out.
     peer_check.py hl7apy  --sent X.mllp --acks X.out
         hl7apy.parser.parse_message parses every ACK, and its MSA-2 equals
@@ -15,8 +16,15 @@
         is not HL7 gets AR (or CR), then a valid ADT^A01 on the same
         connection gets AA; both ACKs also go through hl7apy.
     peer_check.py journal --ids F --journal J
-        Every control id in F appears exactly once in `recordhub journal`
-        output J.
+        Every accepted message (control ids in F) has exactly one accepted
+        entry in `recordhub journal` output J.
+    peer_check.py send-enhanced --port P [--policy-only] FILE
+        For scripts/corpus.sh (standard library only): sends FILE's messages
+        on one connection and honours MSH-15 (table 0155, hl7-ack.md "Which
+        acknowledgement mode"): NE must get no ACK, ER only CE/CR, SU only
+        CA, AL (or empty) an ACK. Prints `<control id> <code> <text>` or
+        `<control id> none MSH-15=..` per message, like `recordhub send`, and
+        `<control id> -- <problem>` on a failure.
 
 Each prints what it checked and exits 0 when all is well, 1 otherwise.
 """
@@ -69,8 +77,9 @@ def sent_and_acks(args):
 
 
 def expectation(name, message):
-    if "invalid" in os.path.basename(name):
-        return "reject", REJECT
+    base = os.path.basename(name).lower()
+    if "invalid" in base or "error" in base:
+        return "any", None
     fields = msh_fields(message)
     msg_type = fields[8] if len(fields) > 8 else ""
     # MSH-9.1: the type before the first component separator (MSH-2[0]).
@@ -103,7 +112,7 @@ def cmd_codes(args):
         if allowed is not None and code not in allowed:
             problems.append(f"MSA-1 {code}, expected one of {sorted(allowed)}")
         verdict = "FAIL" if problems else "ok"
-        note = "; ".join(problems) or ("code not checked (not an ADT/ORU/MDM)" if kind == "any" else f"expected {kind}")
+        note = "; ".join(problems) or ("code not checked: not an ADT/ORU/MDM, or a file of errors" if kind == "any" else f"expected {kind}")
         print(f"  {verdict:4} {args.file} #{i + 1} {control_id} -> {code} ({note})")
         failures += bool(problems)
         if code in ACCEPT and control_id:
@@ -196,21 +205,93 @@ def cmd_garbage(args):
 def cmd_journal(args):
     with open(args.ids) as f:
         ids = [line.strip() for line in f if line.strip()]
+    # A control id may be reused by different messages (the engine journals
+    # each: "sender's counter reset"), so compare counts: one accepted entry
+    # per accepted send.
+    sent = {}
+    for control_id in ids:
+        sent[control_id] = sent.get(control_id, 0) + 1
     counts = {}
     with open(args.journal) as f:
         for line in f:
             entry = json.loads(line)
-            counts[entry.get("control_id")] = counts.get(entry.get("control_id"), 0) + 1
+            if entry.get("ack_code") in ACCEPT:
+                counts[entry.get("control_id")] = counts.get(entry.get("control_id"), 0) + 1
     ok = bool(ids)
     if not ids:
         print("  FAIL no accepted control ids to look for")
-    for control_id in ids:
+    for control_id, n_sent in sorted(sent.items()):
         n = counts.get(control_id, 0)
-        if n != 1:
-            print(f"  FAIL {control_id}: {n} journal entries, expected exactly 1")
+        if n != n_sent:
+            print(f"  FAIL {control_id}: accepted {n_sent} time(s), {n} accepted journal entries")
             ok = False
     if ok:
         print(f"  ok   all {len(ids)} accepted control ids are in the journal exactly once ({sum(counts.values())} entries in all)")
+    return ok
+
+
+def recv_frame_within(sock, seconds):
+    """One ACK frame, or None when nothing starts arriving within `seconds`."""
+    import socket
+
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while not data.endswith(FS + CR):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            data += chunk
+            sock.settimeout(30)  # the rest of a started frame
+    except socket.timeout:
+        if data:
+            raise ConnectionError(f"half an ACK ({len(data)} bytes), then nothing")
+        return None
+    return frames(data)[-1]
+
+
+def ack_policy(fields):
+    """MSH-15 in enhanced mode (MSH-15 or MSH-16 valued), else AL (original mode)."""
+    msh15 = fields[14].strip() if len(fields) > 14 else ""
+    msh16 = fields[15].strip() if len(fields) > 15 else ""
+    if not (msh15 or msh16):
+        return "AL"
+    return msh15 if msh15 in ("AL", "NE", "ER", "SU") else "AL"
+
+
+def cmd_send_enhanced(args):
+    import socket
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from frame import split_messages
+
+    with open(args.file, "rb") as f:
+        messages = split_messages(f.read())
+    if args.policy_only:
+        print(" ".join(sorted({ack_policy(msh_fields(m)) for m in messages})))
+        return True
+    ok = True
+    with socket.create_connection(("127.0.0.1", args.port), timeout=10) as sock:
+        for message in messages:
+            fields = msh_fields(message)
+            control_id = fields[9] if len(fields) > 9 else ""
+            policy = ack_policy(fields)
+            sock.sendall(VT + message + FS + CR)
+            ack = recv_frame_within(sock, 30 if policy == "AL" else args.quiet_wait)
+            if ack is None:
+                if policy == "AL":
+                    print(f"{control_id} -- no ACK within 30 s")
+                    return False
+                print(f"{control_id} none MSH-15={policy}")
+                continue
+            got = msa(ack)
+            code, acked_id = got if got else ("??", "")
+            allowed = {"NE": set(), "ER": REJECT, "SU": ACCEPT, "AL": ACCEPT | REJECT}[policy]
+            if code not in allowed or acked_id != control_id:
+                print(f"{control_id} -- ACK {code} for {acked_id!r} breaks MSH-15={policy}")
+                ok = False
+            else:
+                print(f"{control_id} {code} MSH-15={policy}")
     return ok
 
 
@@ -231,8 +312,19 @@ def main():
     p = sub.add_parser("journal")
     p.add_argument("--ids", required=True)
     p.add_argument("--journal", required=True)
+    p = sub.add_parser("send-enhanced")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--quiet-wait", type=float, default=2.0, help="seconds to wait for an ACK that may be suppressed")
+    p.add_argument("--policy-only", action="store_true", help="print the MSH-15 policies in FILE, send nothing")
+    p.add_argument("file")
     args = parser.parse_args()
-    handler = {"codes": cmd_codes, "hl7apy": cmd_hl7apy, "garbage": cmd_garbage, "journal": cmd_journal}
+    handler = {
+        "codes": cmd_codes,
+        "hl7apy": cmd_hl7apy,
+        "garbage": cmd_garbage,
+        "journal": cmd_journal,
+        "send-enhanced": cmd_send_enhanced,
+    }
     try:
         ok = handler[args.cmd](args)
     except Exception as e:  # a peer failing in an unexpected way is a failed check, with its reason

@@ -25,6 +25,7 @@ pub mod hl7;
 pub mod http;
 pub mod intake;
 pub mod journal;
+pub mod load;
 pub mod mapping;
 pub mod mllp;
 pub mod pipeline;

@@ -11,9 +11,11 @@
 //!
 //! Each connection keeps up to `pipeline` messages outstanding (1 is
 //! lockstep). With a rate, each connection paces its sends with a
-//! `tokio::time::interval`, and latency is measured from the *scheduled*
-//! send time, so a server that stalls the sender is not hidden by the sender
-//! simply sending later (coordinated omission).
+//! `tokio::time::interval`. A send that was held back because the window
+//! was full is measured from its *scheduled* time, so a server that stalls
+//! the sender is not hidden by the sender simply sending later (coordinated
+//! omission); any other send is measured from when it was written, so the
+//! timer's own lateness (it rounds up to the millisecond) is not counted.
 //!
 //! It does not retry, reconnect or resynchronise: a connection that times
 //! out or fails stops, and what it had outstanding is counted as timeouts or
@@ -274,7 +276,7 @@ struct Plan {
 /// A message written and not yet acknowledged.
 #[derive(Clone, Copy)]
 struct Outstanding {
-    /// When it was sent (or, with a rate, scheduled to be).
+    /// When it was sent (or, held back by a full window, scheduled to be).
     start: Instant,
     /// Its number on this connection (0-based), which fixes its template.
     n: u64,
@@ -354,6 +356,9 @@ struct Connection {
     /// Scratch for the control id an ACK should carry.
     expected: Vec<u8>,
     outstanding: VecDeque<Outstanding>,
+    /// With a rate: the last time the window was seen full, which held
+    /// back every tick scheduled before it.
+    window_full_at: Option<Instant>,
     tally: Tally,
 }
 
@@ -372,6 +377,7 @@ async fn drive(stream: TcpStream, plan: Plan) -> Tally {
         rbuf: BytesMut::with_capacity(64 * 1024),
         expected: Vec::with_capacity(128),
         outstanding: VecDeque::with_capacity(pipeline),
+        window_full_at: None,
         tally: Tally { latencies_us: Vec::with_capacity(usize::try_from(plan.quota).unwrap_or(0)), ..Tally::default() },
         plan,
     };
@@ -413,7 +419,7 @@ impl Connection {
                 }
                 // Paced and nothing outstanding: wait for the next tick.
                 let tick = tick(&mut pacer).await;
-                self.queue(tick);
+                self.queue_paced(tick);
                 self.flush().await?;
                 continue;
             };
@@ -424,7 +430,7 @@ impl Connection {
             }
             tokio::select! {
                 tick = tick(&mut pacer), if pacer.is_some() && can_send => {
-                    self.queue(tick);
+                    self.queue_paced(tick);
                     self.flush().await?;
                 }
                 read = self.stream.read_buf(&mut self.rbuf) => match read {
@@ -433,7 +439,17 @@ impl Connection {
                 },
                 () = tokio::time::sleep_until(deadline) => return Err(Stop::Timeout),
             }
+            if pacer.is_some() && !can_send && self.tally.sent < self.plan.quota {
+                self.window_full_at = Some(Instant::now());
+            }
         }
+    }
+
+    /// Queues the message of a tick scheduled at `scheduled`: measured from
+    /// then if a full window held it back, else from now (see module docs).
+    fn queue_paced(&mut self, scheduled: Instant) {
+        let held_back = self.window_full_at.is_some_and(|full| scheduled <= full);
+        self.queue(if held_back { scheduled } else { Instant::now() });
     }
 
     /// Appends the next message to the write buffer.

@@ -66,6 +66,28 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Offer load over MLLP and report messages/s and ACK latency (JSON).
+    Load {
+        /// host:port of the MLLP listener.
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Messages in total, spread over the connections.
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        /// Messages outstanding per connection (1 = lockstep).
+        #[arg(long, default_value_t = 1)]
+        pipeline: usize,
+        /// Total messages per second offered.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds to wait for each ACK.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Rebuild the index from the journal with the current mappings (server stopped).
     Reindex {
         #[command(flatten)]
@@ -145,6 +167,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _ = writeln!(std::io::stderr(), "recordhub: no record for NHS number {nhs_number}");
                 Ok(ExitCode::from(1))
             }
+        }
+        Command::Load { to, connections, messages, pipeline, rate, timeout, files } => {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+            let opts = recordhub::load::LoadOptions {
+                to,
+                connections,
+                messages,
+                pipeline,
+                rate,
+                files,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let summary = rt.block_on(recordhub::load::run(opts))?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(if summary.timeouts + summary.errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Reindex { common } => {
             let cfg = common.load(None, None)?;

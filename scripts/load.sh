@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Network load figures for the README's Performance section (not run by CI).
+#
+#   bash scripts/load.sh [FILE...]        (default fixtures/*.hl7)
+#
+# For each scenario: a fresh engine (release binary, temporary data dir,
+# RUST_LOG=warn) on free loopback ports, then `recordhub load`; prints each
+# JSON summary and a table at the end. Scenarios:
+#   lockstep      1 connection, pipeline 1, 20,000 messages
+#   c8-p8         8 connections, pipeline 8, $MESSAGES messages
+#   c16-p8        16 connections, pipeline 8, $MESSAGES messages
+#   rate-2000     2,000 msg/s offered over 8 connections for 10 s (20,000
+#                 messages, pipeline 8): latency at a steady offered load
+# The load tool runs on the same machine as the engine and shares its cores:
+# say so next to any figure quoted from here.
+#
+# Environment: MESSAGES (default 50000); RECORDHUB_BIN uses an already built
+# binary; RECORDHUB_LOAD replaces "$RECORDHUB_BIN load" (same arguments).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MESSAGES="${MESSAGES:-50000}"
+if [ -z "${RECORDHUB_BIN:-}" ]; then
+  timeout 1800 cargo build --release --locked --quiet
+  RECORDHUB_BIN=target/release/recordhub
+fi
+BIN="$RECORDHUB_BIN"
+read -r -a LOAD <<<"${RECORDHUB_LOAD:-$BIN load}"
+if [ "$#" -gt 0 ]; then FILES=("$@"); else FILES=(fixtures/*.hl7); fi
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/recordhub-load.XXXXXX")"
+SERVER_PID=""
+stop_engine() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+trap 'stop_engine; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+# A fresh engine and data dir; retried because a free port can be taken
+# between choosing and binding it.
+start_engine() {
+  local data="$1"
+  for _ in 1 2 3 4 5; do
+    read -r MLLP_PORT HTTP_PORT < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
+    RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$MLLP_PORT" --http "127.0.0.1:$HTTP_PORT" \
+      --data "$data" 2>"$TMP/server.log" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$MLLP_PORT") 2>/dev/null; then return 0; fi
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    stop_engine
+  done
+  echo "the engine did not start:"
+  cat "$TMP/server.log"
+  return 1
+}
+
+# scenario NAME LOAD-ARGS...
+scenario() {
+  local name="$1"
+  shift
+  start_engine "$TMP/data-$name"
+  echo "== $name: load $*"
+  timeout 600 "${LOAD[@]}" --to "127.0.0.1:$MLLP_PORT" "$@" "${FILES[@]}" | tee "$TMP/$name.json"
+  stop_engine
+  echo "$name" >>"$TMP/names"
+}
+
+: >"$TMP/names"
+scenario lockstep --connections 1 --pipeline 1 --messages 20000
+scenario c8-p8 --connections 8 --pipeline 8 --messages "$MESSAGES"
+scenario c16-p8 --connections 16 --pipeline 8 --messages "$MESSAGES"
+scenario rate-2000 --connections 8 --pipeline 8 --messages 20000 --rate 2000
+
+echo
+echo "messages: ${FILES[*]} (replayed round-robin, MSH-10 made unique); $(nproc) cores shared by engine and load tool"
+python3 - "$TMP" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+names = open(f"{tmp}/names").read().split()
+print(f"{'scenario':<12} {'sent':>7} {'msg/s':>9} {'p50 us':>8} {'p90 us':>8} {'p99 us':>8} {'max us':>8}  codes, timeouts, errors")
+for n in names:
+    s = json.load(open(f"{tmp}/{n}.json"))
+    l = s["latency_us"]
+    codes = " ".join(f"{k}={v}" for k, v in sorted(s["acked_by_code"].items()))
+    print(f"{n:<12} {s['sent']:>7} {s['messages_per_sec']:>9.0f} {l['p50']:>8} {l['p90']:>8} {l['p99']:>8} {l['max']:>8}  {codes}, {s['timeouts']}, {s['errors']}")
+PY
