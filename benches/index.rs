@@ -22,6 +22,7 @@ fn result(i: u64) -> Mapped {
     Mapped {
         identity: Identity::default(),
         items: vec![Item { kind: Kind::Result, id: format!("ACC{i}|FBC"), fields, provenance }],
+        warnings: Vec::new(),
     }
 }
 
