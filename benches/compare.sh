@@ -187,7 +187,7 @@ load_runs simple
 stop_server
 
 start_server hl7apy
-echo "   hl7apy MLLPServer on 127.0.0.1:$PORT"
+echo "   hl7apy MLLPServer on 127.0.0.1:$PORT (its handler parses each message with hl7apy, as hl7apy's docs show, then answers AA)"
 cpm_runs hl7apy
 stop_server
 

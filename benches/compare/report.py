@@ -92,7 +92,7 @@ def mllp_figures(d):
     out = {}
     for key, *_ in MLLP:
         runs = []
-        for path in sorted(glob.glob(os.path.join(d, f"mllp-{key}-*.json"))):
+        for path in sorted(glob.glob(os.path.join(d, f"mllp-{key}-[0-9]*.json"))):
             try:
                 runs.append(json.load(open(path)))
             except ValueError:
@@ -109,8 +109,8 @@ def mllp_figures(d):
         med = lambda f: statistics.median(f(r) for r in runs)
         out[key] = (
             med(lambda r: r["messages_per_sec"]),
-            med(lambda r: r["latency_us"]["p50"]),
-            med(lambda r: r["latency_us"]["p99"]),
+            round(med(lambda r: r["latency_us"]["p50"])),
+            round(med(lambda r: r["latency_us"]["p99"])),
             len(runs),
             med(lambda r: sum(r["acked_by_code"].values())),
             capped,
