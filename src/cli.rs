@@ -102,7 +102,7 @@ pub enum RecordSource {
     /// A running server's read API, e.g. `http://127.0.0.1:8080`.
     Server(String),
     /// The data directory itself, when no server holds it.
-    Local(crate::config::Config),
+    Local(Box<crate::config::Config>),
 }
 
 /// Prints a patient's record as JSON. Returns false when the patient is
@@ -141,7 +141,7 @@ pub fn record(nhs: &str, user: &str, source: RecordSource) -> Result<bool, Recor
     match body {
         Some(b) => {
             let pretty = serde_json::to_string_pretty(&b).unwrap_or_default();
-            println!("{pretty}");
+            let _ = writeln!(std::io::stdout(), "{pretty}");
             Ok(true)
         }
         None => Ok(false),

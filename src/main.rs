@@ -164,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = common.load(None, None)?;
             let source = match (server, &common.data) {
                 (Some(url), _) => cli::RecordSource::Server(url),
-                (None, Some(_)) => cli::RecordSource::Local(cfg),
+                (None, Some(_)) => cli::RecordSource::Local(Box::new(cfg)),
                 (None, None) => cli::RecordSource::Server(format!("http://{}", cfg.http.listen)),
             };
             if cli::record(&nhs_number, &user, source)? {
@@ -187,13 +187,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timeout: std::time::Duration::from_secs(timeout),
             };
             let summary = rt.block_on(recordhub::load::run(opts))?;
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            // A closed stdout (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&summary)?);
             Ok(if summary.timeouts + summary.errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Reindex { common } => {
             let cfg = common.load(None, None)?;
             let n = cli::reindex(&cfg)?;
-            println!("reindexed {n} journal entries");
+            let _ = writeln!(std::io::stdout(), "reindexed {n} journal entries");
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { mappings, config, files } => {

@@ -71,7 +71,7 @@ fn invalid_mappings_fail_with_their_message() {
     let mut failures = Vec::new();
     for toml in with_ext(&dir, "toml") {
         let rel = toml.strip_prefix(root()).unwrap().to_path_buf();
-        let actual = match MappingSet::load_files(&[rel.clone()], &tables, Vec::new()) {
+        let actual = match MappingSet::load_files(std::slice::from_ref(&rel), &tables, Vec::new()) {
             Ok(_) => "loaded without error\n".to_string(),
             Err(e) => format!("{e}\n"),
         };

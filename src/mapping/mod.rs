@@ -120,9 +120,9 @@ impl MappingSet {
     ) -> Result<MappingSet, LoadErrors> {
         let tables = load_tables(tables_dir, &mut errors);
         let mut files = Vec::new();
-        for file in paths.iter().cloned() {
-            let Some(src) = read(&file, &mut errors) else { continue };
-            let mut c = Compiler { file: &file, src: &src, tables: &tables, errors: Vec::new() };
+        for file in paths {
+            let Some(src) = read(file, &mut errors) else { continue };
+            let mut c = Compiler { file, src: &src, tables: &tables, errors: Vec::new() };
             match toml::from_str::<spec::FileSpec>(&src) {
                 Ok(spec) => files.push(c.file(&spec)),
                 Err(e) => c.error(e.span().map_or(0, |s| s.start), LoadErrorKind::Toml(e.message().trim().to_string())),

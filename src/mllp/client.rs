@@ -179,7 +179,7 @@ struct Separators {
 }
 
 fn is_segment(segment: &[u8], id: &[u8; 3], field_sep: u8) -> bool {
-    segment.starts_with(id) && segment.get(3).map_or(true, |&b| b == field_sep)
+    segment.starts_with(id) && segment.get(3).is_none_or(|&b| b == field_sep)
 }
 
 /// Field `n` of a (non-MSH) segment; field 0 is the segment ID.

@@ -80,7 +80,7 @@ fn is_blank(line: &[u8]) -> bool {
 /// A segment ID is three characters followed by the field separator, which
 /// is never alphanumeric (so `MSHX|` is not MSH; `MSH#@!$%` is).
 fn is_segment(line: &[u8], id: &[u8; 3]) -> bool {
-    line.starts_with(id) && line.get(3).map_or(true, |b| !b.is_ascii_alphanumeric())
+    line.starts_with(id) && line.get(3).is_none_or(|b| !b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
