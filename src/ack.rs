@@ -334,6 +334,16 @@ impl Writer {
         }
     }
 
+    /// An ERL/ELD location: the segment id, then each number as a component
+    /// (zero written as an empty component).
+    fn location(&mut self, segment: &str, parts: &[usize]) {
+        self.text(segment);
+        for &n in parts {
+            self.out.push(self.d.component);
+            self.num(n);
+        }
+    }
+
     /// v2.5+: ERR-2 location, ERR-3 code, ERR-4 severity, ERR-8 user message.
     fn err_v25(&mut self, p: &Problem) {
         let c = self.d.component;
@@ -341,17 +351,7 @@ impl Writer {
         self.sep(); // ERR-1 (backward compatible ELD) left empty
         self.sep();
         if let Some(l) = &p.location {
-            self.text(&l.segment);
-            self.out.push(c);
-            self.num(l.sequence);
-            self.out.push(c);
-            self.num(l.field);
-            self.out.push(c);
-            self.num(l.repetition);
-            self.out.push(c);
-            self.num(l.component);
-            self.out.push(c);
-            self.num(l.subcomponent);
+            self.location(&l.segment, &[l.sequence, l.field, l.repetition, l.component, l.subcomponent]);
             trim_trailing(&mut self.out, c);
         }
         self.sep();
@@ -374,13 +374,7 @@ impl Writer {
         self.raw(b"ERR");
         self.sep();
         let l = p.location.clone().unwrap_or_default();
-        self.text(&l.segment);
-        self.out.push(c);
-        self.num(l.sequence);
-        self.out.push(c);
-        self.num(l.field);
-        self.out.push(c);
-        self.num(l.component);
+        self.location(&l.segment, &[l.sequence, l.field, l.component]);
         self.out.push(c);
         self.num(p.code as usize);
         if let Some(s) = sub {
