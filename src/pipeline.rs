@@ -272,11 +272,23 @@ impl Pipeline {
         let mut in_batch: HashMap<DedupKey, (Fingerprint, usize)> = HashMap::new();
 
         for (i, inbound) in batch.iter().enumerate() {
-            let s = self.stage(inbound);
+            let (mut s, msg) = self.stage(inbound);
+            // Duplicates first: a retransmission storm after an outage should
+            // not pay for mapping messages that are answered from the table.
             if let Some((key, fp)) = &s.dedup {
                 if let Some(out) = self.answer_duplicate(key, *fp, &s, &in_batch, &staged) {
                     outcomes.push(Some(out));
                     continue;
+                }
+            }
+            if let Some(msg) = msg {
+                s.stage = Stage::Map;
+                match self.map(&msg) {
+                    Ok(m) => s.mapped = Some(m),
+                    Err(v) => {
+                        s.verdict = v;
+                        s.dedup = None;
+                    }
                 }
             }
             let seq = self.journal.next_seq();
@@ -371,30 +383,34 @@ impl Pipeline {
         }
     }
 
-    /// Intake for one frame: its envelope, verdict and dedup identity.
-    fn stage(&self, inbound: &Inbound<'_>) -> Staged {
+    /// Intake for one frame: its envelope, verdict and dedup identity, and
+    /// the parsed message when it passed intake and still has to be mapped.
+    fn stage<'b>(&self, inbound: &Inbound<'b>) -> (Staged, Option<Message<'b>>) {
         match inbound.frame {
             Frame::Message(raw) => {
                 let insp = intake::inspect(raw, &self.opts.policy);
-                let (mut verdict, mut stage, mut mapped) = (insp.verdict, Stage::Parse, None);
-                if let (Verdict::Accepted, Some(msg)) = (&verdict, &insp.message) {
-                    stage = Stage::Map;
-                    match self.map(msg) {
-                        Ok(m) => mapped = Some(m),
-                        Err(v) => verdict = v,
-                    }
-                }
-                let dedup = (verdict == Verdict::Accepted).then(|| {
+                let accepted = insp.verdict == Verdict::Accepted;
+                let dedup = accepted.then(|| {
                     let e = &insp.envelope.inbound;
                     (DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id), Fingerprint::of(raw))
                 });
-                Staged { envelope: insp.envelope, verdict, stage, mode: insp.mode, dedup, mapped, bytes: raw.len() }
+                let msg = if accepted { insp.message } else { None };
+                let s = Staged {
+                    envelope: insp.envelope,
+                    verdict: insp.verdict,
+                    stage: Stage::Parse,
+                    mode: insp.mode,
+                    dedup,
+                    mapped: None,
+                    bytes: raw.len(),
+                };
+                (s, msg)
             }
             Frame::Oversize { head, len } => {
                 let insp = intake::inspect(head, &self.opts.policy);
                 let text = format!("message of {len} bytes exceeds max_frame_bytes; it was discarded");
                 let verdict = Verdict::Rejected(Problem::new(207, text));
-                Staged {
+                let s = Staged {
                     envelope: insp.envelope,
                     verdict,
                     stage: Stage::Frame,
@@ -402,7 +418,8 @@ impl Pipeline {
                     dedup: None,
                     mapped: None,
                     bytes: len as usize,
-                }
+                };
+                (s, None)
             }
         }
     }
