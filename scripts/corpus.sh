@@ -28,7 +28,9 @@ CORPUS="${1:-../shared/corpus/public}"
 [ -d "$CORPUS" ] || { echo "corpus.sh: no corpus at $CORPUS"; exit 2; }
 
 # shellcheck source=scripts/engine.sh
-SUITE=corpus . scripts/engine.sh
+. scripts/engine.sh
+engine_setup corpus
+start_engine "$TMP/data" || { echo "corpus: 0 passed, 1 failed"; exit 1; }
 ADDR="127.0.0.1:$MLLP_PORT"
 
 CODES=(AA CA AE AR CE CR none)

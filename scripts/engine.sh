@@ -1,54 +1,56 @@
-# Sourced by interop.sh and corpus.sh (not run on its own): builds the
-# release binary unless RECORDHUB_BIN names one, makes a temporary data dir,
-# starts the engine on free loopback ports (retrying if a port was taken) and
-# stops it on exit. Sets BIN, TMP, SERVER_PID, MLLP_PORT, HTTP_PORT. The
-# caller sets SUITE (the name in its closing "N passed, M failed" line).
-if [ -z "${RECORDHUB_BIN:-}" ]; then
-  timeout 1800 cargo build --release --locked --quiet
-  RECORDHUB_BIN=target/release/recordhub
-fi
-BIN="$RECORDHUB_BIN"
+# Sourced by interop.sh, corpus.sh and load.sh (not run on its own): the one
+# place that builds the binary and starts and stops an engine on free
+# loopback ports.
+#
+#   engine_setup NAME   builds the release binary unless RECORDHUB_BIN names
+#                       one; sets BIN and TMP (removed on exit, with any
+#                       engine still running)
+#   start_engine DATA   starts `recordhub serve` on DATA; sets SERVER_PID,
+#                       MLLP_PORT, HTTP_PORT; log in $TMP/server.log;
+#                       returns 1 (and prints the log) if it does not start
+#   stop_engine         SIGTERM and wait
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/recordhub-$SUITE.XXXXXX")"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+engine_setup() {
+  if [ -z "${RECORDHUB_BIN:-}" ]; then
+    timeout 1800 cargo build --release --locked --quiet
+    RECORDHUB_BIN=target/release/recordhub
+  fi
+  BIN="$RECORDHUB_BIN"
+  TMP="$(mktemp -d "${TMPDIR:-/tmp}/recordhub-$1.XXXXXX")"
+  SERVER_PID=""
+  trap 'stop_engine; rm -rf "$TMP"' EXIT
+  trap 'exit 130' INT TERM
+}
+
+stop_engine() {
+  if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
-  rm -rf "$TMP"
+  SERVER_PID=""
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Free loopback ports can be taken between choosing and binding them (other
 # processes' outgoing connections use the same range): try a few times.
 start_engine() {
-  read -r MLLP_PORT HTTP_PORT < <(python3 -c '
+  local data="$1"
+  for _ in 1 2 3 4 5; do
+    read -r MLLP_PORT HTTP_PORT < <(python3 -c '
 import socket
 s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*(x.getsockname()[1] for x in s))')
-  RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve --listen "127.0.0.1:$MLLP_PORT" \
-    --http "127.0.0.1:$HTTP_PORT" --data "$TMP/data" 2>"$TMP/server.log" &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$MLLP_PORT") 2>/dev/null; then return 0; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
+    RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve --listen "127.0.0.1:$MLLP_PORT" \
+      --http "127.0.0.1:$HTTP_PORT" --data "$data" 2>"$TMP/server.log" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$MLLP_PORT") 2>/dev/null; then return 0; fi
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    stop_engine
   done
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-  return 1
-}
-STARTED=""
-for _ in 1 2 3 4 5; do
-  if start_engine; then STARTED=1; break; fi
-done
-if [ -z "$STARTED" ]; then
   echo "the engine did not start; its log:"
   cat "$TMP/server.log"
-  echo "$SUITE: 0 passed, 1 failed"
-  exit 1
-fi
+  return 1
+}

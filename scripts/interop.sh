@@ -29,7 +29,9 @@ timeout 600 "$PEERS/venv/bin/pip" install --quiet --disable-pip-version-check \
   hl7==0.4.5 hl7apy==1.3.5
 
 # shellcheck source=scripts/engine.sh
-SUITE=interop . scripts/engine.sh
+. scripts/engine.sh
+engine_setup interop
+start_engine "$TMP/data" || { echo "interop: 0 passed, 1 failed"; exit 1; }
 echo "-- started $BIN on 127.0.0.1:$MLLP_PORT (http $HTTP_PORT), data $TMP/data"
 
 PASSED=0

@@ -20,50 +20,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MESSAGES="${MESSAGES:-50000}"
-if [ -z "${RECORDHUB_BIN:-}" ]; then
-  timeout 1800 cargo build --release --locked --quiet
-  RECORDHUB_BIN=target/release/recordhub
-fi
-BIN="$RECORDHUB_BIN"
+# shellcheck source=scripts/engine.sh
+. scripts/engine.sh
+engine_setup load
 read -r -a LOAD <<<"${RECORDHUB_LOAD:-$BIN load}"
 if [ "$#" -gt 0 ]; then FILES=("$@"); else FILES=(fixtures/*.hl7); fi
-
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/recordhub-load.XXXXXX")"
-SERVER_PID=""
-stop_engine() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-}
-trap 'stop_engine; rm -rf "$TMP"' EXIT
-trap 'exit 130' INT TERM
-
-# A fresh engine and data dir; retried because a free port can be taken
-# between choosing and binding it.
-start_engine() {
-  local data="$1"
-  for _ in 1 2 3 4 5; do
-    read -r MLLP_PORT HTTP_PORT < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))')
-    RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$MLLP_PORT" --http "127.0.0.1:$HTTP_PORT" \
-      --data "$data" 2>"$TMP/server.log" &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-      if (exec 3<>"/dev/tcp/127.0.0.1/$MLLP_PORT") 2>/dev/null; then return 0; fi
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    stop_engine
-  done
-  echo "the engine did not start:"
-  cat "$TMP/server.log"
-  return 1
-}
 
 # scenario NAME LOAD-ARGS...
 scenario() {
