@@ -1,9 +1,14 @@
 //! The whole pipeline in process: parse + map + journal (one fdatasync per
-//! batch: durable group commit) + index + ACK, through `Pipeline::process`,
-//! the function the server calls. And the same without the journal
-//! (parse + map + index only, sync excluded).
+//! batch: durable group commit) + ACK, through `Pipeline::process`, the
+//! function the server calls, and the index writer filing every item. Each
+//! sample runs batches back to back and then waits until the index writer has
+//! filed the last one, so the time includes all indexing, overlapped with the
+//! next batch as it is in the server.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use recordhub::pipeline::{Frame, Inbound, Mappings, Options, Pipeline};
 
 mod common;
@@ -35,9 +40,11 @@ fn bench(c: &mut Criterion) {
     let mdm = common::mdm_1mb();
     let mut g = c.benchmark_group("pipeline_durable");
     g.sample_size(10);
-    for (name, input, batch) in
-        [("adt", common::ADT, BATCH), ("oru_30obx", common::ORU, BATCH), ("mdm_1mb", &mdm[..], 8)]
-    {
+    for (name, input, batch, nhs) in [
+        ("adt", common::ADT, BATCH, "9434765919"),
+        ("oru_30obx", common::ORU, BATCH, "9449305552"),
+        ("mdm_1mb", &mdm[..], 8, "9434765919"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut p = open(dir.path());
         let mut next = 0u64;
@@ -53,24 +60,29 @@ fn bench(c: &mut Criterion) {
         let frames: Vec<Inbound> =
             check.iter().map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 }).collect();
         let out = p.process(&frames);
+        p.sync_index();
         assert!(
             out.iter().all(|o| o.code.is_accept()),
             "{name}: every message accepted: {:?}",
             out.iter().find(|o| !o.code.is_accept()).map(|o| &o.problem)
         );
+        let nhs = recordhub::hl7::nhs::NhsNumber::parse(nhs).unwrap();
+        assert!(!p.store().record(&nhs).unwrap().is_empty(), "{name}: items filed under {nhs}");
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(name, |b| {
-            b.iter_batched(
-                &mut make,
-                |msgs| {
+            b.iter_custom(|iters| {
+                let inputs: Vec<Vec<Vec<u8>>> = (0..iters).map(|_| make()).collect();
+                let start = Instant::now();
+                for msgs in &inputs {
                     let frames: Vec<Inbound> = msgs
                         .iter()
                         .map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 })
                         .collect();
-                    p.process(&frames).len()
-                },
-                BatchSize::LargeInput,
-            )
+                    black_box(p.process(&frames));
+                }
+                p.sync_index();
+                start.elapsed()
+            })
         });
     }
     g.finish();

@@ -114,7 +114,7 @@ pub fn record(nhs: &str, user: &str, source: RecordSource) -> Result<bool, Recor
             let mappings = crate::serve::load_mappings(&cfg).map_err(|e| RecordError::Open(e.to_string()))?;
             // Opening the pipeline replays anything the index missed (after
             // a crash), so a local read is as complete as the journal.
-            let (p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
+            let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
                 .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
             let body = crate::http::read_audited(p.store(), &nhs, user, "cli")
                 .map_err(|e| RecordError::Open(e.to_string()))?;

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::hl7::nhs::NhsNumber;
+use crate::indexer::Progress;
 use crate::mapping::MappingSet;
 use crate::pipeline::{now_ms, Mappings};
 use crate::store::{AuditEvent, Store};
@@ -28,18 +29,33 @@ use crate::store::{AuditEvent, Store};
 #[derive(Clone)]
 pub struct Api {
     pub store: Store,
+    /// Reads wait for the index writer to file what was acknowledged before.
+    pub progress: Progress,
     pub mappings: Mappings,
     pub mapping_dir: PathBuf,
 }
+
+/// How long a record read waits for the index writer to catch up.
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves until `cancel` fires.
 pub async fn run(listener: TcpListener, api: Api, cancel: CancellationToken) -> std::io::Result<()> {
     let app = Router::new()
         .route("/patients/{nhs}", get(patient))
         .route("/admin/reload", post(reload))
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(health))
         .with_state(api);
     axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+}
+
+/// `ok`, or 503 when an index write failed: messages are still acknowledged
+/// and journaled, but records lag until a restart re-files them.
+async fn health(State(api): State<Api>) -> Response {
+    if api.progress.failed() {
+        let text = "index writes failing: messages are journaled but not filed; check disk space and restart";
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
+    "ok".into_response()
 }
 
 fn error(status: StatusCode, text: impl Into<String>) -> Response {
@@ -55,7 +71,19 @@ async fn patient(State(api): State<Api>, Path(nhs): Path<String>, headers: Heade
         return error(StatusCode::BAD_REQUEST, "not a valid NHS number (10 digits passing the Modulus 11 check)");
     };
     let user = user.to_string();
-    let result = tokio::task::spawn_blocking(move || read_audited(&api.store, &nhs, &user, "http")).await;
+    let result = tokio::task::spawn_blocking(move || {
+        // Read-your-writes: a message acknowledged before this request is in
+        // the record. Past the wait (an overloaded index writer), the record
+        // shown is the one filed so far.
+        if !api.progress.wait_caught_up(READ_WAIT) {
+            tracing::warn!(
+                wait_ms = READ_WAIT.as_millis() as u64,
+                "index writer behind; record served without the newest messages"
+            );
+        }
+        read_audited(&api.store, &nhs, &user, "http")
+    })
+    .await;
     match result {
         Ok(Ok(Some(body))) => Json(body).into_response(),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no record for this NHS number"),

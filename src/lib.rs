@@ -13,6 +13,7 @@
 //! - [`intake`]: which messages the engine takes (type, version, processing id).
 //! - [`journal`]: the append-only, CRC-checked source of truth.
 //! - [`store`]: the sled index (dedup table), rebuildable from the journal.
+//! - [`indexer`]: the thread that files committed messages into the index.
 //! - [`ack`]: the one place that renders an outcome as MSH/MSA/ERR.
 //! - [`pipeline`]: `Pipeline::process(batch)`, synchronous, called by the
 //!   server's [`worker`], the CLI, the tests and the benchmarks.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod hl7;
 pub mod http;
+pub mod indexer;
 pub mod intake;
 pub mod journal;
 pub mod load;

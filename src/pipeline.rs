@@ -15,8 +15,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::ack::{self, AckCode, Mode, Problem, Verdict};
-use crate::hl7::nhs::NhsNumber;
 use crate::hl7::Message;
+use crate::indexer::{self, Filing, Indexer, Progress, Work};
 use crate::intake::{self, Envelope, Policy};
 use crate::journal::{Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Recovery};
 use crate::mapping::{MapError, MappingSet};
@@ -123,6 +123,8 @@ pub enum OpenError {
     Store { dir: PathBuf, source: StoreError },
     #[error("cannot replay journal entry {seq} into the index")]
     Replay { seq: u64, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("cannot start the index writer thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// What start-up found and did.
@@ -137,6 +139,7 @@ pub struct Startup {
 pub struct Pipeline {
     journal: Journal,
     store: Store,
+    indexer: Indexer,
     journal_dir: PathBuf,
     opts: Options,
 }
@@ -178,8 +181,10 @@ impl Pipeline {
         let jdir = journal_dir(&opts.data_dir);
         let (journal, recovery) = Journal::open(&jdir, JournalOptions { segment_bytes: opts.journal_segment_bytes })
             .map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
-        let mut p = Pipeline { journal, store, journal_dir: jdir, opts };
-        let replayed = p.replay()?;
+        let replayed = replay(&store, &jdir, &opts)?;
+        let applied = store.applied_seq().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })?;
+        let indexer = Indexer::spawn(store.clone(), applied).map_err(OpenError::Thread)?;
+        let p = Pipeline { journal, store, indexer, journal_dir: jdir, opts };
         Ok((p, Startup { recovery, replayed }))
     }
 
@@ -187,65 +192,14 @@ impl Pipeline {
         &self.store
     }
 
-    /// Re-applies journal entries after the index's `applied_seq`.
-    fn replay(&mut self) -> Result<u64, OpenError> {
-        let from = self.store.applied_seq().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })? + 1;
-        let reader =
-            JournalReader::open(&self.journal_dir).map_err(|e| OpenError::Replay { seq: from, source: Box::new(e) })?;
-        let mut n = 0;
-        let mut last = None;
-        for entry in reader.iter_from(from) {
-            let entry = entry.map_err(|e| OpenError::Replay { seq: from + n, source: Box::new(e) })?;
-            let seq = entry.seq;
-            self.apply_entry(&entry).map_err(|e| OpenError::Replay { seq, source: Box::new(e) })?;
-            last = Some(seq);
-            n += 1;
-        }
-        if let Some(seq) = last {
-            self.store.set_applied_seq(seq).map_err(|e| OpenError::Replay { seq, source: Box::new(e) })?;
-        }
-        Ok(n)
+    /// How far the index has caught up; record reads wait on it.
+    pub fn progress(&self) -> Progress {
+        self.indexer.progress().clone()
     }
 
-    /// The index effects of one journaled, accepted message, derived again
-    /// from its raw bytes with the mappings now in force.
-    fn apply_entry(&mut self, e: &Entry) -> Result<(), StoreError> {
-        if !matches!(e.ack_code.as_str(), "AA" | "CA") {
-            return Ok(());
-        }
-        let key = DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id);
-        let rec = DedupRecord { fingerprint: Fingerprint::of(&e.raw), seq: e.seq, ack: e.ack.clone() };
-        self.store.dedup_put(&key, &rec)?;
-        let Ok(msg) = Message::parse_with(&e.raw, &self.opts.policy.parse) else { return Ok(()) };
-        let prov = crate::mapping::check::provenance(&msg, e.seq);
-        match self.opts.mappings.current().apply(&msg, &prov) {
-            Ok(mut mapped) => self.file(e.seq, &mut mapped),
-            // Accepted under older mappings, failing under these: keep it
-            // visible to operators rather than dropping it silently.
-            Err(err) => self.store.note_unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
-        }
-    }
-
-    /// Files mapped items under their NHS number, or records why it cannot.
-    fn file(&self, seq: u64, mapped: &mut Mapped) -> Result<(), StoreError> {
-        for item in &mut mapped.items {
-            item.provenance.seq = seq;
-        }
-        if !mapped.warnings.is_empty() {
-            // Field names and rules only, never the values.
-            tracing::warn!(seq, warnings = ?mapped.warnings, "optional values did not fit their type and were left out");
-        }
-        match mapped.identity.nhs_number.as_deref().filter(|n| !n.is_empty()).map(NhsNumber::parse) {
-            Some(Ok(nhs)) => self.store.index(&nhs, mapped),
-            Some(Err(_)) => self.unindexed(seq, "NHS number fails the Modulus 11 check"),
-            None => self.unindexed(seq, "no NHS number"),
-        }
-    }
-
-    /// Accepted (AA: the sender cannot fix it by resending) but not filed.
-    fn unindexed(&self, seq: u64, reason: &str) -> Result<(), StoreError> {
-        tracing::info!(seq, reason, "message kept in the journal but not indexed");
-        self.store.note_unindexed(seq, reason)
+    /// Waits until every accepted message so far is in the index.
+    pub fn sync_index(&self) {
+        self.indexer.drain();
     }
 
     /// Rebuilds the whole index from the journal with the current mappings
@@ -255,8 +209,9 @@ impl Pipeline {
     /// The journal or the index could not be read or written.
     pub fn reindex(&mut self) -> Result<u64, OpenError> {
         let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
+        self.indexer.drain();
         self.store.clear_derived().map_err(fail)?;
-        let n = self.replay()?;
+        let n = replay(&self.store, &self.journal_dir, &self.opts)?;
         self.store.flush().map_err(fail)?;
         Ok(n)
     }
@@ -345,15 +300,19 @@ impl Pipeline {
         outcomes.into_iter().flatten().collect()
     }
 
-    /// Index effects of a committed batch, then the outcomes.
+    /// After the commit: dedup records (here, so that the next batch finds
+    /// them), the outcomes, and the items handed to the index writer.
     fn apply_batch(&mut self, outcomes: &mut [Option<Outcome>], staged: Vec<(usize, Staged, u64, Vec<u8>)>) {
-        let mut last = None;
+        let mut work = Work { last_seq: 0, filings: Vec::with_capacity(staged.len()) };
         for (i, mut s, seq, ack_sent) in staged {
+            work.last_seq = seq;
             let code = s.mode.code(&s.verdict);
-            if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, s.dedup.clone()) {
+            if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, s.dedup.take()) {
+                if let Some(mapped) = s.mapped.take() {
+                    work.filings.push(Filing { seq, mapped });
+                }
                 let rec = DedupRecord { fingerprint: fp, seq, ack: ack_sent.clone() };
-                let filed = s.mapped.as_mut().map_or(Ok(()), |m| self.file(seq, m));
-                if let Err(e) = filed.and_then(|()| self.store.dedup_put(&key, &rec)) {
+                if let Err(e) = self.store.dedup_put(&key, &rec) {
                     // Durable in the journal; replay will apply it. The sender
                     // is told to retry, and its retry is then a duplicate.
                     let text = format!("index update failed: {e}");
@@ -361,7 +320,6 @@ impl Pipeline {
                     continue;
                 }
             }
-            last = Some(seq);
             let problem = match &s.verdict {
                 Verdict::Accepted => None,
                 Verdict::Error(p) | Verdict::Rejected(p) => Some((s.stage, p.clone())),
@@ -377,9 +335,8 @@ impl Pipeline {
                 bytes: s.bytes,
             });
         }
-        if let Some(seq) = last {
-            // Lazily persisted: after a crash, replay re-applies from the old value.
-            let _ = self.store.set_applied_seq(seq);
+        if work.last_seq > 0 {
+            self.indexer.submit(work);
         }
     }
 
@@ -490,9 +447,49 @@ impl Pipeline {
         Outcome { ack, code, envelope: s.envelope, seq: None, duplicate: false, problem, bytes: s.bytes }
     }
 
-    /// Flushes the index; the journal is always durable after `process`.
-    pub fn shutdown(&self) -> Result<(), StoreError> {
+    /// Files what is queued, stops the index writer and flushes the index;
+    /// the journal is always durable after `process`.
+    pub fn shutdown(&mut self) -> Result<(), StoreError> {
+        self.indexer.finish();
         self.store.flush()
+    }
+}
+
+/// Re-applies journal entries after the index's `applied_seq`.
+fn replay(store: &Store, journal_dir: &Path, opts: &Options) -> Result<u64, OpenError> {
+    let from = store.applied_seq().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })? + 1;
+    let reader = JournalReader::open(journal_dir).map_err(|e| OpenError::Replay { seq: from, source: Box::new(e) })?;
+    let mut n = 0;
+    let mut last = None;
+    for entry in reader.iter_from(from) {
+        let entry = entry.map_err(|e| OpenError::Replay { seq: from + n, source: Box::new(e) })?;
+        let seq = entry.seq;
+        apply_entry(store, opts, &entry).map_err(|e| OpenError::Replay { seq, source: Box::new(e) })?;
+        last = Some(seq);
+        n += 1;
+    }
+    if let Some(seq) = last {
+        store.set_applied_seq(seq).map_err(|e| OpenError::Replay { seq, source: Box::new(e) })?;
+    }
+    Ok(n)
+}
+
+/// The index effects of one journaled, accepted message, derived again from
+/// its raw bytes with the mappings now in force.
+fn apply_entry(store: &Store, opts: &Options, e: &Entry) -> Result<(), StoreError> {
+    if !matches!(e.ack_code.as_str(), "AA" | "CA") {
+        return Ok(());
+    }
+    let key = DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id);
+    let rec = DedupRecord { fingerprint: Fingerprint::of(&e.raw), seq: e.seq, ack: e.ack.clone() };
+    store.dedup_put(&key, &rec)?;
+    let Ok(msg) = Message::parse_with(&e.raw, &opts.policy.parse) else { return Ok(()) };
+    let prov = crate::mapping::check::provenance(&msg, e.seq);
+    match opts.mappings.current().apply(&msg, &prov) {
+        Ok(mut mapped) => indexer::file(store, e.seq, &mut mapped),
+        // Accepted under older mappings, failing under these: keep it
+        // visible to operators rather than dropping it silently.
+        Err(err) => store.note_unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
     }
 }
 

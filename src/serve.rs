@@ -116,7 +116,12 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
     let http_listener =
         http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
-    let api = Api { store: pipeline.store().clone(), mappings: mappings.clone(), mapping_dir: cfg.mapping.dir.clone() };
+    let api = Api {
+        store: pipeline.store().clone(),
+        progress: pipeline.progress(),
+        mappings: mappings.clone(),
+        mapping_dir: cfg.mapping.dir.clone(),
+    };
     let (handle, thread) = worker::spawn(pipeline, cfg.store.max_batch).map_err(ServeError::Thread)?;
     let cancel = CancellationToken::new();
     let http_task = tokio::spawn(http::run(http_listener, api, cancel.clone()));
@@ -133,7 +138,7 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-        if let Ok(Ok(p)) = joined {
+        if let Ok(Ok(mut p)) = joined {
             p.shutdown().map_err(ServeError::Flush)?;
         }
         tracing::info!("stopped");
