@@ -19,7 +19,7 @@ pub(crate) fn decode<'a>(raw: &'a [u8], d: &Delimiters) -> Cow<'a, [u8]> {
     let Some(esc) = d.escape else {
         return Cow::Borrowed(raw);
     };
-    let Some(first) = memchr::memchr(esc, raw) else {
+    let Some(first) = super::message::find(esc, raw) else {
         return Cow::Borrowed(raw);
     };
     let mut out = Vec::with_capacity(raw.len());

@@ -289,6 +289,46 @@ impl<'a> Segment<'a> {
     fn make_field(&self, raw: &'a [u8], literal: bool) -> Field<'a> {
         Field { raw, ctx: self.ctx, literal }
     }
+
+    /// Every field boundary, found in one pass: for a reader that asks for
+    /// many fields of one segment (the mapping stage), where [`Self::field`]
+    /// would scan from the start each time.
+    pub fn field_table(&self) -> FieldTable<'a> {
+        let mut bounds = Vec::with_capacity(32);
+        if self.raw.len() > 3 {
+            // raw fits in u32: Message::parse_with checked the frame length.
+            let mut start = 0;
+            for piece in Pieces::new(&self.raw[4..], Some(self.ctx.delims.field)) {
+                bounds.push((start as u32, (start + piece.len()) as u32));
+                start += piece.len() + 1;
+            }
+        }
+        FieldTable { seg: *self, bounds }
+    }
+}
+
+/// A segment's field boundaries (see [`Segment::field_table`]).
+#[derive(Clone)]
+pub struct FieldTable<'a> {
+    seg: Segment<'a>,
+    /// Start and end, within the bytes after the segment name's separator,
+    /// of each piece between field separators.
+    bounds: Vec<(u32, u32)>,
+}
+
+impl<'a> FieldTable<'a> {
+    /// The same as [`Segment::field`], without rescanning.
+    pub fn field(&self, n: usize) -> Field<'a> {
+        let header = self.seg.is_header();
+        if n == 0 || (header && n <= 2) {
+            return self.seg.field(n);
+        }
+        let piece = if header { n - 1 } else { n };
+        match self.bounds.get(piece - 1) {
+            Some(&(start, end)) => self.seg.make_field(&self.seg.raw[4 + start as usize..4 + end as usize], false),
+            None => self.seg.make_field(b"", false),
+        }
+    }
 }
 
 /// A field: all its repetitions.
@@ -447,22 +487,35 @@ fn nth(raw: &[u8], sep: Option<u8>, n: usize) -> &[u8] {
     Pieces::new(raw, sep).nth(n.saturating_sub(1)).unwrap_or_default()
 }
 
-/// Splits on a byte; `None` yields the whole input once. One `memchr` iterator per
-/// split, so short pieces do not each pay a search's setup cost.
+/// The first `sep` in `hay`. HL7 pieces are mostly a few bytes long, where a
+/// plain loop beats a SIMD search's setup (callgrind: ~47 instructions per
+/// `memchr` call); past the first 32 bytes the search switches to `memchr`, so
+/// a 16 MB embedded document is still scanned at memory speed.
+#[inline]
+pub(crate) fn find(sep: u8, hay: &[u8]) -> Option<usize> {
+    const SHORT: usize = 32;
+    let head = &hay[..hay.len().min(SHORT)];
+    if let Some(i) = head.iter().position(|&b| b == sep) {
+        return Some(i);
+    }
+    hay.get(SHORT..).and_then(|rest| memchr::memchr(sep, rest)).map(|i| i + SHORT)
+}
+
+/// Splits on a byte; `None` yields the whole input once.
 struct Pieces<'a> {
     hay: &'a [u8],
     /// Start of the next piece; `None` when done.
     next: Option<usize>,
-    seps: Option<memchr::Memchr<'a>>,
+    sep: Option<u8>,
 }
 
 impl<'a> Pieces<'a> {
     fn new(hay: &'a [u8], sep: Option<u8>) -> Self {
-        Pieces { hay, next: Some(0), seps: sep.map(|s| memchr::Memchr::new(s, hay)) }
+        Pieces { hay, next: Some(0), sep }
     }
 
     fn done() -> Self {
-        Pieces { hay: b"", next: None, seps: None }
+        Pieces { hay: b"", next: None, sep: None }
     }
 }
 
@@ -471,14 +524,15 @@ impl<'a> Iterator for Pieces<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let start = self.next?;
-        match self.seps.as_mut().and_then(Iterator::next) {
-            Some(end) => {
-                self.next = Some(end + 1);
-                self.hay.get(start..end)
+        let rest = self.hay.get(start..)?;
+        match self.sep.and_then(|sep| find(sep, rest)) {
+            Some(len) => {
+                self.next = Some(start + len + 1);
+                rest.get(..len)
             }
             None => {
                 self.next = None;
-                self.hay.get(start..)
+                Some(rest)
             }
         }
     }
@@ -486,6 +540,20 @@ impl<'a> Iterator for Pieces<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn field_table_agrees_with_field() {
+        let raw =
+            b"MSH|^~\\&|APP|FAC||X|20260101||ADT^A01|1|P|2.5\rPID|1||123^^^NHS^NH~9^^^RJ1^MR||DOE^J\rZZZ\rPV1\rNTE|";
+        let msg = Message::parse(raw).unwrap();
+        for seg in msg.segments() {
+            let table = seg.field_table();
+            for n in 0..20 {
+                assert_eq!(table.field(n).raw(), seg.field(n).raw(), "{}-{n}", seg.name());
+                assert_eq!(table.field(n).text(), seg.field(n).text(), "{}-{n}", seg.name());
+            }
+        }
+    }
+
     use super::*;
 
     const ADT: &[u8] = include_bytes!("../../fixtures/adt-a01.hl7");

@@ -18,5 +18,5 @@ pub mod nhs;
 
 pub use charset::{Charset, ParseOptions};
 pub use error::{ParseError, ParseErrorKind};
-pub use message::{Delimiters, Field, Message, Segment, Value};
+pub use message::{Delimiters, Field, FieldTable, Message, Segment, Value};
 pub use nhs::{NhsError, NhsNumber};

@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json};
 use super::compile::{Cond, FieldPlan, ItemPlan, Part, Plan, ProvField, Source, Template, Ty};
 use super::path::{Path, Rep};
 use crate::ack::{Location, Problem};
-use crate::hl7::{Message, Segment, Value};
+use crate::hl7::{Field, FieldTable, Message, Segment, Value};
 use crate::record::{Identity, Item, LocalId, Mapped, Provenance};
 
 /// A value that does not fit its type: table 0357 code (102 or 103) and why.
@@ -29,15 +29,34 @@ struct Scope<'a> {
 
 /// One application of a plan to a message.
 pub struct Run<'m, 'a> {
-    pub msg: &'m Message<'a>,
-    pub prov: &'m Provenance,
+    msg: &'m Message<'a>,
+    prov: &'m Provenance,
     /// `(segment index, field)` of every field read, for `check`; `None` in production.
-    pub reads: Option<&'m mut Vec<(usize, usize)>>,
+    reads: Option<&'m mut Vec<(usize, usize)>>,
     /// Optional values left out because they did not fit their type.
-    pub warnings: Vec<String>,
+    warnings: Vec<String>,
+    /// Field boundaries per segment index, found the first time a field of
+    /// that segment is read: a plan reads dozens of fields of PID and PV1,
+    /// and `Segment::field` would rescan from the start for each.
+    tables: Vec<Option<FieldTable<'a>>>,
+    /// MSH-9.2, which every `when.events` condition compares.
+    event: &'a [u8],
 }
 
-impl<'a> Run<'_, 'a> {
+impl<'m, 'a> Run<'m, 'a> {
+    pub fn new(msg: &'m Message<'a>, prov: &'m Provenance, reads: Option<&'m mut Vec<(usize, usize)>>) -> Self {
+        let event = msg.header().field(9).component(2).raw();
+        Run { msg, prov, reads, warnings: Vec::new(), tables: vec![None; msg.segment_count()], event }
+    }
+
+    /// Field `n` of `seg`, through the per-segment table.
+    fn field(&mut self, seg: &Segment<'a>, n: usize) -> Field<'a> {
+        match self.tables.get_mut(seg.index()) {
+            Some(slot) => slot.get_or_insert_with(|| seg.field_table()).field(n),
+            None => seg.field(n),
+        }
+    }
+
     /// Maps the message with `plan`.
     ///
     /// # Errors
@@ -69,7 +88,7 @@ impl<'a> Run<'_, 'a> {
         if let Some(p) = &id.local_ids {
             if let Some(seg) = self.segment(p, top) {
                 self.mark(&seg, p.field);
-                for (i, rep) in seg.field(p.field as usize).repetitions().enumerate() {
+                for (i, rep) in self.field(&seg, p.field as usize).repetitions().enumerate() {
                     let skip = nhs_rep == Some((p.field, i + 1)) && p.segment == *b"PID";
                     let id = rep.component(1).text();
                     if !skip && !id.is_empty() {
@@ -174,8 +193,7 @@ impl<'a> Run<'_, 'a> {
 
     fn holds(&mut self, cond: Option<&Cond>, scope: Scope<'a>) -> bool {
         let Some(cond) = cond else { return true };
-        let event = self.msg.header().field(9).component(2).raw();
-        if !cond.events.is_empty() && !cond.events.iter().any(|e| e.as_bytes() == event) {
+        if !cond.events.is_empty() && !cond.events.iter().any(|e| e.as_bytes() == self.event) {
             return false;
         }
         match &cond.field {
@@ -241,7 +259,7 @@ impl<'a> Run<'_, 'a> {
     fn resolve(&mut self, p: &Path, scope: Scope<'a>) -> Option<(Segment<'a>, Value<'a>, usize)> {
         let seg = self.segment(p, scope)?;
         self.mark(&seg, p.field);
-        let field = seg.field(p.field as usize);
+        let field = self.field(&seg, p.field as usize);
         let (rep, n) = match &p.repetition {
             Rep::First => (field.repetition(1), 1),
             Rep::Index(n) => (field.repetition(*n as usize), *n as usize),

@@ -172,7 +172,7 @@ impl MappingSet {
             let (code, event) = (msh9.component(1).text(), msh9.component(2).text());
             MapError::NoMapping { message_type: format!("{code}^{event}") }
         })?;
-        let mut run = apply::Run { msg, prov, reads, warnings: Vec::new() };
+        let mut run = apply::Run::new(msg, prov, reads);
         run.plan(plan).map_err(MapError::Content)
     }
 
