@@ -173,8 +173,8 @@ fn run(store: &Store, progress: &Progress, rx: Receiver<Work>) {
 
 fn apply(store: &Store, progress: &Progress, work: Work) {
     let mut failed = progress.failed();
-    for mut f in work.filings {
-        if let Err(e) = file(store, f.seq, &mut f.mapped) {
+    for f in work.filings {
+        if let Err(e) = file(store, f.seq, &f.mapped) {
             if !failed {
                 tracing::error!(seq = f.seq, error = %e,
                     "index write failed; the message is safe in the journal and is re-filed at the next start");
@@ -193,10 +193,9 @@ fn apply(store: &Store, progress: &Progress, work: Work) {
 ///
 /// # Errors
 /// sled could not write.
-pub fn file(store: &Store, seq: u64, mapped: &mut Mapped) -> Result<(), StoreError> {
-    for item in &mut mapped.items {
-        item.provenance.seq = seq;
-    }
+/// `mapped` was mapped with provenance seq `seq` (the pipeline knows the seq
+/// before it maps: the journal's next).
+pub fn file(store: &Store, seq: u64, mapped: &Mapped) -> Result<(), StoreError> {
     if !mapped.warnings.is_empty() {
         // Field names and rules only, never the values.
         tracing::warn!(seq, warnings = ?mapped.warnings, "optional values did not fit their type and were left out");

@@ -279,6 +279,7 @@ impl Pipeline {
                     continue;
                 }
             };
+            debug_assert!(s.mapped.iter().flat_map(|m| &m.items).all(|i| i.provenance.seq == seq));
             if let Some((key, fp)) = &s.dedup {
                 if s.verdict == Verdict::Accepted {
                     in_batch.insert(key.clone(), (*fp, staged.len()));
@@ -384,7 +385,10 @@ impl Pipeline {
     /// The mapping stage: AR 201 when no mapping handles the event, AE with
     /// the rule's code (101/102/103) when content breaks a `required` rule.
     fn map(&self, msg: &Message<'_>) -> Result<Mapped, Verdict> {
-        let prov = crate::mapping::check::provenance(msg, 0);
+        // The seq this message gets if it is journaled (the next append), so
+        // `{seq}` templates such as MDM's `journal:{seq}` body reference are
+        // right from the start and identical on replay.
+        let prov = crate::mapping::check::provenance(msg, self.journal.next_seq());
         match self.opts.mappings.current().apply(msg, &prov) {
             Ok(m) => Ok(m),
             Err(MapError::NoMapping { message_type }) => {
@@ -486,7 +490,7 @@ fn apply_entry(store: &Store, opts: &Options, e: &Entry) -> Result<(), StoreErro
     let Ok(msg) = Message::parse_with(&e.raw, &opts.policy.parse) else { return Ok(()) };
     let prov = crate::mapping::check::provenance(&msg, e.seq);
     match opts.mappings.current().apply(&msg, &prov) {
-        Ok(mut mapped) => indexer::file(store, e.seq, &mut mapped),
+        Ok(mapped) => indexer::file(store, e.seq, &mapped),
         // Accepted under older mappings, failing under these: keep it
         // visible to operators rather than dropping it silently.
         Err(err) => store.note_unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),

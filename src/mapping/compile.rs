@@ -64,14 +64,15 @@ pub struct ItemPlan {
 
 #[derive(Debug)]
 pub struct ListPlan {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     pub for_each: [u8; 3],
     pub fields: Vec<FieldPlan>,
 }
 
 #[derive(Debug)]
 pub struct FieldPlan {
-    pub name: String,
+    /// Shared with every item mapped, so mapping allocates no key strings.
+    pub name: std::sync::Arc<str>,
     pub source: Source,
     pub ty: Ty,
     pub required: bool,
@@ -234,7 +235,7 @@ impl Compiler<'_> {
         let mut lists = Vec::new();
         for (lname, l) in &spec.lists.0 {
             if let Some(for_each) = self.segment(&l.for_each) {
-                lists.push(ListPlan { name: lname.get_ref().clone(), for_each, fields: self.fields(&l.fields.0) });
+                lists.push(ListPlan { name: lname.get_ref().as_str().into(), for_each, fields: self.fields(&l.fields.0) });
             }
         }
         Some(ItemPlan {

@@ -55,6 +55,9 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
     let mut c = e.connect().await;
     assert_eq!(code(&c.call(&pas_admit("PAS1")).await), "AA");
     assert_eq!(code(&c.call(&lab_result("LAB1")).await), "AA");
+    let mdm = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/mdm-t02.hl7")).unwrap();
+    assert!(mdm.contains(NHS), "the MDM fixture is for the same patient");
+    assert_eq!(code(&c.call(&mdm).await), "CA", "the fixture asks for enhanced-mode ACKs");
 
     let out = tokio::task::spawn_blocking({
         let http = http.clone();
@@ -65,9 +68,13 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
     let first = items(&out);
     assert_eq!(facilities(&first), vec!["RAL", "RJ1"], "items from both senders in one record");
     let kinds: Vec<&str> = first.iter().map(|i| i["kind"].as_str().unwrap()).collect();
-    for k in ["patient", "encounter", "allergy", "result"] {
+    for k in ["patient", "encounter", "allergy", "result", "document"] {
         assert!(kinds.contains(&k), "record has a {k} item: {kinds:?}");
     }
+    // The document body stays in the journal; the item points at entry 3
+    // (the third message journaled), live as after a reindex.
+    let doc = first.iter().find(|i| i["kind"] == "document").unwrap();
+    assert_eq!(doc["fields"]["body_ref"], "journal:3", "{doc}");
 
     // A retransmission (same bytes) and a re-send with a new control id add nothing.
     c.call(&lab_result("LAB1")).await;
