@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::hl7::nhs::NhsNumber;
 use crate::record::Mapped;
-use crate::store::{Store, StoreError};
+use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
 /// Batches queued before the pipeline thread waits (back-pressure).
 const QUEUE_BATCHES: usize = 16;
@@ -37,6 +37,9 @@ pub struct Filing {
 pub struct Work {
     /// The batch's last journal seq, filed or not: `applied_seq` moves to it.
     pub last_seq: u64,
+    /// Dedup records of the accepted messages. Until `applied` passes them
+    /// the pipeline answers retransmissions from its own memory.
+    pub dedup: Vec<(DedupKey, DedupRecord)>,
     pub filings: Vec<Filing>,
 }
 
@@ -173,6 +176,15 @@ fn run(store: &Store, progress: &Progress, rx: Receiver<Work>) {
 
 fn apply(store: &Store, progress: &Progress, work: Work) {
     let mut failed = progress.failed();
+    for (key, rec) in &work.dedup {
+        if let Err(e) = store.dedup_put(key, rec) {
+            if !failed {
+                tracing::error!(seq = rec.seq, error = %e,
+                    "dedup write failed; the message is safe in the journal and is re-applied at the next start");
+            }
+            failed = true;
+        }
+    }
     for f in work.filings {
         if let Err(e) = file(store, f.seq, &f.mapped) {
             if !failed {

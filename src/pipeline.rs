@@ -9,7 +9,7 @@
 //! returns the ACKs. A failed commit turns the whole batch into AR 207: the
 //! sender retries, nothing acknowledged is lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -140,6 +140,13 @@ pub struct Pipeline {
     journal: Journal,
     store: Store,
     indexer: Indexer,
+    /// Dedup records handed to the index writer and not yet in sled, oldest
+    /// first: a retransmission that arrives in that window is still answered
+    /// with the original ACK.
+    recent: VecDeque<(DedupKey, DedupRecord)>,
+    recent_index: HashMap<DedupKey, usize>,
+    /// Position in `recent` of its front (entries are popped from the front).
+    recent_base: usize,
     journal_dir: PathBuf,
     opts: Options,
 }
@@ -184,7 +191,16 @@ impl Pipeline {
         let replayed = replay(&store, &jdir, &opts)?;
         let applied = store.applied_seq().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })?;
         let indexer = Indexer::spawn(store.clone(), applied).map_err(OpenError::Thread)?;
-        let p = Pipeline { journal, store, indexer, journal_dir: jdir, opts };
+        let p = Pipeline {
+            journal,
+            store,
+            indexer,
+            recent: VecDeque::new(),
+            recent_index: HashMap::new(),
+            recent_base: 0,
+            journal_dir: jdir,
+            opts,
+        };
         Ok((p, Startup { recovery, replayed }))
     }
 
@@ -219,6 +235,7 @@ impl Pipeline {
     /// Processes a batch of frames that arrived together; one outcome per
     /// frame, in order. Never panics on frame content.
     pub fn process(&mut self, batch: &[Inbound<'_>]) -> Vec<Outcome> {
+        self.forget_applied();
         let now = now_ms();
         let stamp = ack::hl7_timestamp(now);
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
@@ -301,10 +318,10 @@ impl Pipeline {
         outcomes.into_iter().flatten().collect()
     }
 
-    /// After the commit: dedup records (here, so that the next batch finds
-    /// them), the outcomes, and the items handed to the index writer.
+    /// After the commit: the outcomes, and the dedup records and items handed
+    /// to the index writer.
     fn apply_batch(&mut self, outcomes: &mut [Option<Outcome>], staged: Vec<(usize, Staged, u64, Vec<u8>)>) {
-        let mut work = Work { last_seq: 0, filings: Vec::with_capacity(staged.len()) };
+        let mut work = Work { last_seq: 0, dedup: Vec::new(), filings: Vec::with_capacity(staged.len()) };
         for (i, mut s, seq, ack_sent) in staged {
             work.last_seq = seq;
             let code = s.mode.code(&s.verdict);
@@ -313,13 +330,9 @@ impl Pipeline {
                     work.filings.push(Filing { seq, mapped });
                 }
                 let rec = DedupRecord { fingerprint: fp, seq, ack: ack_sent.clone() };
-                if let Err(e) = self.store.dedup_put(&key, &rec) {
-                    // Durable in the journal; replay will apply it. The sender
-                    // is told to retry, and its retry is then a duplicate.
-                    let text = format!("index update failed: {e}");
-                    outcomes[i] = Some(self.store_failure(s, &ack::hl7_timestamp(now_ms()), &text));
-                    continue;
-                }
+                self.recent_index.insert(key.clone(), self.recent_base + self.recent.len());
+                self.recent.push_back((key.clone(), rec.clone()));
+                work.dedup.push((key, rec));
             }
             let problem = match &s.verdict {
                 Verdict::Accepted => None,
@@ -338,6 +351,27 @@ impl Pipeline {
         }
         if work.last_seq > 0 {
             self.indexer.submit(work);
+        }
+    }
+
+    /// Drops remembered dedup records the index writer has put in sled.
+    fn forget_applied(&mut self) {
+        let applied = self.indexer.progress().applied();
+        while self.recent.front().is_some_and(|(_, r)| r.seq <= applied) {
+            if let Some((key, _)) = self.recent.pop_front() {
+                if self.recent_index.get(&key) == Some(&self.recent_base) {
+                    self.recent_index.remove(&key);
+                }
+            }
+            self.recent_base += 1;
+        }
+    }
+
+    /// The dedup record for `key`: remembered, else from sled.
+    fn dedup_record(&self, key: &DedupKey) -> Option<DedupRecord> {
+        match self.recent_index.get(key) {
+            Some(&at) => at.checked_sub(self.recent_base).and_then(|i| self.recent.get(i)).map(|(_, r)| r.clone()),
+            None => self.store.dedup_get(key).ok()?,
         }
     }
 
@@ -414,7 +448,7 @@ impl Pipeline {
             let (_, _, seq, ack) = &staged[*idx];
             (*seq, ack.clone())
         } else {
-            let rec = self.store.dedup_get(key).ok()??;
+            let rec = self.dedup_record(key)?;
             if rec.fingerprint != fp {
                 tracing::warn!(control_id = %s.envelope.inbound.control_id, sending_app = %s.envelope.inbound.sending_app,
                     "control id reused with different content: sender's counter reset? processing as new");
@@ -506,5 +540,51 @@ fn map_error_text(e: &MapError) -> String {
     match e {
         MapError::NoMapping { message_type } => format!("no mapping handles {message_type}"),
         MapError::Content(p) => p.text.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADT: &[u8] = include_bytes!("../fixtures/adt-a01.hl7");
+
+    fn open(dir: &Path) -> Pipeline {
+        let set = MappingSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+        let opts = Options {
+            data_dir: dir.to_path_buf(),
+            journal_segment_bytes: 1 << 20,
+            application: "RECORDHUB".into(),
+            facility: "LCR".into(),
+            policy: Policy::default(),
+            mappings: Mappings::new(set),
+        };
+        Pipeline::open(opts).unwrap().0
+    }
+
+    fn one(p: &mut Pipeline, raw: &[u8]) -> Outcome {
+        p.process(&[Inbound { frame: Frame::Message(raw), peer: "test", received_at_ms: 0 }]).remove(0)
+    }
+
+    #[test]
+    fn a_retransmission_in_the_next_batch_gets_the_original_ack_before_and_after_indexing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = open(dir.path());
+        let first = one(&mut p, ADT);
+        assert!(first.code.is_accept() && !first.duplicate);
+        // Straight away: the index writer may not have put the dedup record yet.
+        let again = one(&mut p, ADT);
+        assert!(again.duplicate, "answered as a duplicate");
+        assert_eq!(again.ack, first.ack, "byte-identical ACK");
+        assert_eq!(again.seq, first.seq);
+        // After the index writer caught up: answered from sled.
+        p.sync_index();
+        let third = one(&mut p, ADT);
+        assert!(third.duplicate);
+        assert_eq!(third.ack, first.ack);
+        assert!(p.recent.is_empty(), "remembered records are dropped once in sled");
+        let nhs = crate::hl7::NhsNumber::parse("9434765919").unwrap();
+        assert_eq!(p.store().record(&nhs).unwrap().len(), 6, "filed once, the ADT's six items");
+        p.shutdown().unwrap();
     }
 }
