@@ -188,6 +188,12 @@ impl Pipeline {
         let jdir = journal_dir(&opts.data_dir);
         let (journal, recovery) = Journal::open(&jdir, JournalOptions { segment_bytes: opts.journal_segment_bytes })
             .map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
+        let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
+        if !store.item_format_current().map_err(fail)? {
+            // Written by an older recordhub: the index is derived, so rebuild it.
+            tracing::warn!(dir = %idir.display(), "index written in an older format; rebuilding it from the journal");
+            store.clear_derived().map_err(fail)?;
+        }
         let replayed = replay(&store, &jdir, &opts)?;
         let applied = store.applied_seq().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })?;
         let indexer = Indexer::spawn(store.clone(), applied).map_err(OpenError::Thread)?;

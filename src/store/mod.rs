@@ -35,6 +35,7 @@ pub struct Store {
 }
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
+const ITEM_FORMAT: &[u8] = b"item_format";
 
 impl Store {
     /// Opens (or creates) the index under `dir`.
@@ -61,6 +62,20 @@ impl Store {
                 let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Damaged { tree: "meta" })?;
                 Ok(u64::from_be_bytes(b))
             }
+        }
+    }
+
+    /// Whether the items were written in the current encoding. An empty
+    /// index is current (and is marked so).
+    pub fn item_format_current(&self) -> Result<bool, StoreError> {
+        let current = index::ITEM_FORMAT.to_be_bytes();
+        match self.meta.get(ITEM_FORMAT)? {
+            Some(v) => Ok(v.as_ref() == current),
+            None if self.applied_seq()? == 0 => {
+                self.meta.insert(ITEM_FORMAT, &current)?;
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 
