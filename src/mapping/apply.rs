@@ -197,6 +197,13 @@ impl<'m, 'a> Run<'m, 'a> {
         if !cond.events.is_empty() && !cond.events.iter().any(|e| e.as_bytes() == self.event) {
             return false;
         }
+        if let Some((path, values)) = &cond.field_not {
+            if let Some((_, v, _)) = self.resolve(path, scope) {
+                if values.iter().any(|x| *x == v.text()) {
+                    return false;
+                }
+            }
+        }
         match &cond.field {
             None => true,
             Some((path, values)) => match self.resolve(path, scope) {

@@ -137,6 +137,8 @@ const PROV_FIELDS: [(&str, ProvField); 5] = [
 pub struct Cond {
     pub events: Vec<String>,
     pub field: Option<(Path, Vec<String>)>,
+    /// The field's value must be none of these.
+    pub field_not: Option<(Path, Vec<String>)>,
 }
 
 /// Collects errors for one file while compiling it.
@@ -356,13 +358,18 @@ impl Compiler<'_> {
             }
             cond.events.push(e.get_ref().clone());
         }
-        if let Some(f) = &w.field {
+        if let (Some(f), Some(not)) = (&w.field, &w.is_not) {
+            if w.is.is_some() {
+                self.invalid(f.span(), "when has both 'is' and 'is_not': use one".into());
+            }
+            cond.field_not = Some((self.path(f)?, not.clone()));
+        } else if let Some(f) = &w.field {
             cond.field = Some((self.path(f)?, w.is.clone().unwrap_or_default()));
-        } else if w.is.is_some() {
+        } else if w.is.is_some() || w.is_not.is_some() {
             self.error(
                 0,
                 LoadErrorKind::Invalid(
-                    "when has 'is' without 'field': say which field, e.g. when = { field = \"PV1-2\", is = [\"I\"] }"
+                    "when has 'is' or 'is_not' without 'field': say which field, e.g. when = { field = \"PV1-2\", is = [\"I\"] }"
                         .into(),
                 ),
             );

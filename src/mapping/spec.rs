@@ -75,6 +75,8 @@ pub struct WhenSpec {
     pub field: Option<Spanned<String>>,
     /// … equal to one of these (without `is`: any non-empty value).
     pub is: Option<Vec<String>>,
+    /// … or, instead, equal to none of these (an empty field also passes).
+    pub is_not: Option<Vec<String>>,
 }
 
 /// A target field: a bare path string, or a table with options.
