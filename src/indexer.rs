@@ -49,6 +49,9 @@ struct Marks {
     applied: u64,
     /// A write failed; `applied_seq` is frozen until restart.
     failed: bool,
+    /// Readers blocked in `wait_caught_up`: without any, a batch filed wakes
+    /// nobody (a futex call per batch shows in lockstep latency).
+    waiters: usize,
 }
 
 /// How far the index has caught up with the journal. Cheap to clone.
@@ -71,7 +74,9 @@ impl Progress {
         let mut m = self.marks();
         m.applied = m.applied.max(seq);
         m.failed |= failed;
-        self.0 .1.notify_all();
+        if m.waiters > 0 {
+            self.0 .1.notify_all();
+        }
     }
 
     /// The last journal seq whose items are in the index.
@@ -90,14 +95,16 @@ impl Progress {
         let mut m = self.marks();
         let target = m.committed;
         let deadline = std::time::Instant::now() + timeout;
+        m.waiters += 1;
         while m.applied < target {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return false;
+                break;
             }
             m = self.0 .1.wait_timeout(m, left).unwrap_or_else(|e| e.into_inner()).0;
         }
-        true
+        m.waiters -= 1;
+        m.applied >= target
     }
 }
 
