@@ -4,13 +4,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use recordhub::hl7::nhs::NhsNumber;
-use recordhub::record::{Identity, Item, Kind, Mapped, Provenance};
+use recordhub::record::{Fields, Identity, Item, Kind, Mapped, Provenance};
 use recordhub::store::Store;
 
 fn result(i: u64) -> Mapped {
-    let mut fields = serde_json::Map::new();
-    fields.insert("code".into(), "FBC".into());
-    fields.insert("value".into(), serde_json::json!(i));
+    let fields: Fields = [("code", serde_json::json!("FBC")), ("value", serde_json::json!(i))].into_iter().collect();
     let provenance = Provenance {
         sending_app: "WINPATH".into(),
         sending_facility: "RAL".into(),
@@ -21,7 +19,7 @@ fn result(i: u64) -> Mapped {
     };
     Mapped {
         identity: Identity::default(),
-        items: vec![Item { kind: Kind::Result, id: format!("ACC{i}|FBC"), fields, provenance }],
+        items: vec![Item { kind: Kind::Result, id: format!("ACC{i}|FBC"), fields, provenance: provenance.into() }],
         warnings: Vec::new(),
     }
 }

@@ -18,10 +18,11 @@
 //! figures; other work on the machine shows up in the tail.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use recordhub::hl7::nhs::NhsNumber;
-use recordhub::record::{Identity, Item, Kind, Mapped, Provenance};
+use recordhub::record::{Fields, Identity, Item, Kind, Mapped, Provenance};
 use recordhub::store::Store;
 
 const LOOKUPS: usize = 20_000;
@@ -72,14 +73,12 @@ fn numbers(stem: &mut u64, n: usize) -> Vec<NhsNumber> {
     out
 }
 
-fn fields(pairs: &[(&str, String)]) -> serde_json::Map<String, serde_json::Value> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone()))).collect()
+fn fields(pairs: &[(&str, String)]) -> Fields {
+    pairs.iter().map(|(k, v)| (*k, serde_json::Value::String(v.clone()))).collect()
 }
 
-// `.into()` so this still builds if `Item::provenance` becomes `Arc<Provenance>`.
-#[allow(clippy::useless_conversion)]
-fn item(kind: Kind, id: String, pairs: &[(&str, String)], prov: &Provenance) -> Item {
-    Item { kind, id, fields: fields(pairs), provenance: prov.clone().into() }
+fn item(kind: Kind, id: String, pairs: &[(&str, String)], prov: &Arc<Provenance>) -> Item {
+    Item { kind, id, fields: fields(pairs), provenance: prov.clone() }
 }
 
 const FAMILY: [&str; 8] = ["O'BRIEN", "SMITH", "JONES", "PATEL", "WILLIAMS", "TAYLOR", "KHAN", "EVANS"];
@@ -97,14 +96,14 @@ const TESTS: [(&str, &str, &str); 4] = [
 fn messages(p: usize) -> [Mapped; 2] {
     let seq = p as u64 * 2;
     let day = 1 + p % 28;
-    let adt_prov = Provenance {
+    let adt_prov = Arc::new(Provenance {
         sending_app: "PAS".into(),
         sending_facility: "RJ1".into(),
         control_id: format!("MSG{p:08}"),
         message_type: "ADT^A01".into(),
         event_time: Some(format!("2026-11-{day:02}T08:29:00")),
         seq: seq + 1,
-    };
+    });
     let family = FAMILY[p % 8];
     let given = GIVEN[(p / 8) % 8];
     let patient = item(
@@ -147,14 +146,14 @@ fn messages(p: usize) -> [Mapped; 2] {
         ],
         &adt_prov,
     );
-    let oru_prov = Provenance {
+    let oru_prov = Arc::new(Provenance {
         sending_app: "WINPATH".into(),
         sending_facility: "RJ1LAB".into(),
         control_id: format!("LAB{p:08}"),
         message_type: "ORU^R01".into(),
         event_time: Some(format!("2026-11-{day:02}T15:10:00")),
         seq: seq + 2,
-    };
+    });
     let results = (0..results_of(p))
         .map(|r| {
             let (code, name, specimen) = TESTS[(p + r) % 4];

@@ -237,7 +237,11 @@ impl Compiler<'_> {
         let mut lists = Vec::new();
         for (lname, l) in &spec.lists.0 {
             if let Some(for_each) = self.segment(&l.for_each) {
-                lists.push(ListPlan { name: lname.get_ref().as_str().into(), for_each, fields: self.fields(&l.fields.0) });
+                lists.push(ListPlan {
+                    name: lname.get_ref().as_str().into(),
+                    for_each,
+                    fields: self.fields(&l.fields.0),
+                });
             }
         }
         Some(ItemPlan {
