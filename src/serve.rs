@@ -101,7 +101,14 @@ impl Running {
 /// # Errors
 /// Journal corrupt before its tail, index locked or unreadable.
 pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, ServeError> {
-    let mappings = load_mappings(cfg)?;
+    start_with(cfg, listener, load_mappings(cfg)?).await
+}
+
+/// [`start`] with mappings already loaded.
+///
+/// # Errors
+/// Journal corrupt before its tail, index locked or unreadable.
+pub async fn start_with(cfg: &Config, listener: TcpListener, mappings: Mappings) -> Result<Running, ServeError> {
     let opts = pipeline_options(cfg, mappings.clone());
     let opened = tokio::task::spawn_blocking(move || Pipeline::open(opts))
         .await
@@ -152,10 +159,13 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
 /// # Errors
 /// Start-up failures (journal corrupt, index locked, address in use).
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
+    // Mappings before the listener: a sender must not be able to connect to
+    // an engine that is about to exit over a broken mapping file.
+    let mappings = load_mappings(&cfg)?;
     let listener = TcpListener::bind(cfg.mllp.listen)
         .await
         .map_err(|source| ServeError::Bind { addr: cfg.mllp.listen, source })?;
-    let running = start(&cfg, listener).await?;
+    let running = start_with(&cfg, listener, mappings).await?;
     tokio::spawn(shutdown_on_signal(running.cancel_token()));
     running.wait().await
 }
