@@ -3,9 +3,10 @@
 //! `Pipeline::process` is synchronous and is the one function the server, the
 //! CLI, the tests and the benchmarks call. For a batch of frames that arrived
 //! together it: inspects each (parse + envelope checks), answers identical
-//! retransmissions from the dedup table, appends every other frame to the
-//! journal with its outcome and ACK, makes them durable with one fdatasync
-//! (group commit), applies the accepted ones to the index, and only then
+//! retransmissions from the dedup table, maps the rest, appends every frame
+//! to the journal with its outcome and ACK, makes them durable with one
+//! fdatasync (group commit), hands the accepted ones to the index writer
+//! ([`crate::indexer`], which files them while the next batch is mapped) and
 //! returns the ACKs. A failed commit turns the whole batch into AR 207: the
 //! sender retries, nothing acknowledged is lost.
 
@@ -140,13 +141,11 @@ pub struct Pipeline {
     journal: Journal,
     store: Store,
     indexer: Indexer,
-    /// Dedup records handed to the index writer and not yet in sled, oldest
-    /// first: a retransmission that arrives in that window is still answered
-    /// with the original ACK.
-    recent: VecDeque<(DedupKey, DedupRecord)>,
-    recent_index: HashMap<DedupKey, usize>,
-    /// Position in `recent` of its front (entries are popped from the front).
-    recent_base: usize,
+    /// Dedup records handed to the index writer and maybe not yet in sled: a
+    /// retransmission that arrives in that window still gets the original ACK.
+    recent: HashMap<DedupKey, DedupRecord>,
+    /// `recent`'s keys by journal seq, oldest first, to forget them in order.
+    recent_order: VecDeque<(u64, DedupKey)>,
     journal_dir: PathBuf,
     opts: Options,
 }
@@ -195,15 +194,14 @@ impl Pipeline {
             store.clear_derived().map_err(fail)?;
         }
         let replayed = replay(&store, &jdir, &opts)?;
-        let applied = store.applied_seq().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })?;
+        let applied = store.applied_seq().map_err(fail)?;
         let indexer = Indexer::spawn(store.clone(), applied).map_err(OpenError::Thread)?;
         let p = Pipeline {
             journal,
             store,
             indexer,
-            recent: VecDeque::new(),
-            recent_index: HashMap::new(),
-            recent_base: 0,
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
             journal_dir: jdir,
             opts,
         };
@@ -336,8 +334,8 @@ impl Pipeline {
                     work.filings.push(Filing { seq, mapped });
                 }
                 let rec = DedupRecord { fingerprint: fp, seq, ack: ack_sent.clone() };
-                self.recent_index.insert(key.clone(), self.recent_base + self.recent.len());
-                self.recent.push_back((key.clone(), rec.clone()));
+                self.recent.insert(key.clone(), rec.clone());
+                self.recent_order.push_back((seq, key.clone()));
                 work.dedup.push((key, rec));
             }
             let problem = match &s.verdict {
@@ -363,20 +361,19 @@ impl Pipeline {
     /// Drops remembered dedup records the index writer has put in sled.
     fn forget_applied(&mut self) {
         let applied = self.indexer.progress().applied();
-        while self.recent.front().is_some_and(|(_, r)| r.seq <= applied) {
-            if let Some((key, _)) = self.recent.pop_front() {
-                if self.recent_index.get(&key) == Some(&self.recent_base) {
-                    self.recent_index.remove(&key);
-                }
+        while self.recent_order.front().is_some_and(|(seq, _)| *seq <= applied) {
+            let Some((seq, key)) = self.recent_order.pop_front() else { break };
+            // A reused control id may have a newer record under the same key.
+            if self.recent.get(&key).is_some_and(|r| r.seq == seq) {
+                self.recent.remove(&key);
             }
-            self.recent_base += 1;
         }
     }
 
     /// The dedup record for `key`: remembered, else from sled.
     fn dedup_record(&self, key: &DedupKey) -> Option<DedupRecord> {
-        match self.recent_index.get(key) {
-            Some(&at) => at.checked_sub(self.recent_base).and_then(|i| self.recent.get(i)).map(|(_, r)| r.clone()),
+        match self.recent.get(key) {
+            Some(r) => Some(r.clone()),
             None => self.store.dedup_get(key).ok()?,
         }
     }

@@ -77,8 +77,7 @@ impl Store {
     /// Upserts every item of a mapped message under `nhs`, and its local
     /// identifiers into the cross-reference.
     pub fn index(&self, nhs: &NhsNumber, mapped: &Mapped) -> Result<(), StoreError> {
-        let items = self.tree("items")?;
-        let xref = self.tree("xref")?;
+        let (items, xref) = (&self.items, &self.xref);
         let n = nhs.as_str();
         for item in &mapped.items {
             items.insert(item_key(n, item), encode_item(item)?)?;
@@ -94,9 +93,8 @@ impl Store {
 
     /// Every item held for `nhs`, in key order (kind, source, id).
     pub fn record(&self, nhs: &NhsNumber) -> Result<Vec<Item>, StoreError> {
-        let items = self.tree("items")?;
         let mut out = Vec::new();
-        for kv in items.scan_prefix(prefix(nhs.as_str())) {
+        for kv in self.items.scan_prefix(prefix(nhs.as_str())) {
             let (_, v) = kv?;
             out.push(decode_item(&v)?);
         }
@@ -108,7 +106,7 @@ impl Store {
         let mut k = organisation.as_bytes().to_vec();
         k.push(SEP);
         k.extend_from_slice(id.as_bytes());
-        Ok(self.tree("xref")?.get(k)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.xref.get(k)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Remembers that journal entry `seq` was accepted but not indexed.

@@ -32,6 +32,9 @@ pub struct Store {
     db: sled::Db,
     dedup: sled::Tree,
     meta: sled::Tree,
+    /// Opened once: every message writes to these.
+    items: sled::Tree,
+    xref: sled::Tree,
 }
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
@@ -47,7 +50,13 @@ impl Store {
         // is left to its background thread because the journal carries
         // durability.
         let db = sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(1000)).open()?;
-        Ok(Store { dedup: db.open_tree("dedup")?, meta: db.open_tree("meta")?, db })
+        Ok(Store {
+            dedup: db.open_tree("dedup")?,
+            meta: db.open_tree("meta")?,
+            items: db.open_tree("items")?,
+            xref: db.open_tree("xref")?,
+            db,
+        })
     }
 
     pub fn db(&self) -> &sled::Db {
