@@ -10,14 +10,14 @@ mod common;
 fn bench(c: &mut Criterion) {
     let set = MappingSet::load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings")))
         .expect("shipped mappings load");
-    let prov = Provenance {
+    let prov = std::sync::Arc::new(Provenance {
         sending_app: "PAS".into(),
         sending_facility: "RJ1".into(),
         control_id: "1".into(),
         message_type: String::new(),
         event_time: None,
         seq: 1,
-    };
+    });
     let mdm = common::mdm_1mb();
     let mut g = c.benchmark_group("mapping");
     for (name, input) in [("adt", common::ADT), ("oru_30obx", common::ORU), ("mdm", common::MDM), ("mdm_1mb", &mdm[..])]

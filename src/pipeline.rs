@@ -240,6 +240,8 @@ impl Pipeline {
     /// frame, in order. Never panics on frame content.
     pub fn process(&mut self, batch: &[Inbound<'_>]) -> Vec<Outcome> {
         self.forget_applied();
+        // One mapping set for the whole batch, even if a reload lands meanwhile.
+        let set = self.opts.mappings.current();
         let now = now_ms();
         let stamp = ack::hl7_timestamp(now);
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
@@ -259,7 +261,7 @@ impl Pipeline {
             }
             if let Some(msg) = msg {
                 s.stage = Stage::Map;
-                match self.map(&msg) {
+                match self.map(&set, &msg) {
                     Ok(m) => s.mapped = Some(m),
                     Err(v) => {
                         s.verdict = v;
@@ -421,12 +423,12 @@ impl Pipeline {
 
     /// The mapping stage: AR 201 when no mapping handles the event, AE with
     /// the rule's code (101/102/103) when content breaks a `required` rule.
-    fn map(&self, msg: &Message<'_>) -> Result<Mapped, Verdict> {
+    fn map(&self, set: &MappingSet, msg: &Message<'_>) -> Result<Mapped, Verdict> {
         // The seq this message gets if it is journaled (the next append), so
         // `{seq}` templates such as MDM's `journal:{seq}` body reference are
         // right from the start and identical on replay.
         let prov = crate::mapping::check::provenance(msg, self.journal.next_seq());
-        match self.opts.mappings.current().apply(msg, &prov) {
+        match set.apply(msg, &prov) {
             Ok(m) => Ok(m),
             Err(MapError::NoMapping { message_type }) => {
                 let text = format!("no mapping handles {message_type}");

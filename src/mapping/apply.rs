@@ -46,9 +46,10 @@ pub struct Run<'m, 'a> {
 }
 
 impl<'m, 'a> Run<'m, 'a> {
-    pub fn new(msg: &'m Message<'a>, prov: &'m Provenance, reads: Option<&'m mut Vec<(usize, usize)>>) -> Self {
+    pub fn new(msg: &'m Message<'a>, prov: &Arc<Provenance>, reads: Option<&'m mut Vec<(usize, usize)>>) -> Self {
         let event = msg.header().field(9).component(2).raw();
-        let prov = Arc::new(prov.clone());
+        // Shared by every item of the message: one Arc clone, no copies.
+        let prov = prov.clone();
         Run { msg, prov, reads, warnings: Vec::new(), tables: vec![None; msg.segment_count()], event }
     }
 

@@ -55,18 +55,19 @@ fn check_one(set: &MappingSet, raw: &[u8]) -> CheckedMessage {
     let prov = provenance(&msg, 0);
     let mut reads = Vec::new();
     let result = set.apply_traced(&msg, &prov, Some(&mut reads)).map_err(|e| e.to_string());
-    CheckedMessage { control_id: prov.control_id, result, unused: unused(&msg, &mut reads) }
+    CheckedMessage { control_id: prov.control_id.clone(), result, unused: unused(&msg, &mut reads) }
 }
 
 /// Provenance as the pipeline builds it: MSH-3, MSH-4, MSH-10, MSH-9.1^MSH-9.2, and
 /// EVN-2 (else MSH-7) as ISO 8601.
-pub fn provenance(msg: &Message<'_>, seq: u64) -> Provenance {
+/// Shared (`Arc`) by every item the message maps to.
+pub fn provenance(msg: &Message<'_>, seq: u64) -> std::sync::Arc<Provenance> {
     let msh = msg.header();
     let text = |f: usize| msh.field(f).component(1).text().into_owned();
     let msh9 = msh.field(9);
     let evn2 = msg.first("EVN").map(|s| s.field(2).component(1).text().into_owned()).filter(|s| !s.is_empty());
     let when = evn2.unwrap_or_else(|| text(7));
-    Provenance {
+    std::sync::Arc::new(Provenance {
         sending_app: text(3),
         sending_facility: text(4),
         control_id: msh.field(10).text().into_owned(),
@@ -75,7 +76,7 @@ pub fn provenance(msg: &Message<'_>, seq: u64) -> Provenance {
             .ok()
             .and_then(|v| v.as_str().map(String::from)),
         seq,
-    }
+    })
 }
 
 fn unused(msg: &Message<'_>, reads: &mut Vec<(usize, usize)>) -> Vec<String> {

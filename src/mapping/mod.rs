@@ -156,7 +156,7 @@ impl MappingSet {
     /// [`MapError::NoMapping`] if no file takes the message type; [`MapError::Content`]
     /// for a missing required value (101), a bad date or number (102), or a value not
     /// in a strict code table (103).
-    pub fn apply(&self, msg: &Message<'_>, prov: &Provenance) -> Result<Mapped, MapError> {
+    pub fn apply(&self, msg: &Message<'_>, prov: &Arc<Provenance>) -> Result<Mapped, MapError> {
         self.apply_traced(msg, prov, None)
     }
 
@@ -164,7 +164,7 @@ impl MappingSet {
     pub(crate) fn apply_traced(
         &self,
         msg: &Message<'_>,
-        prov: &Provenance,
+        prov: &Arc<Provenance>,
         reads: Option<&mut Vec<(usize, usize)>>,
     ) -> Result<Mapped, MapError> {
         let plan = self.select(msg).ok_or_else(|| {
