@@ -17,11 +17,13 @@
 //! - [`ack`]: the one place that renders an outcome as MSH/MSA/ERR.
 //! - [`pipeline`]: `Pipeline::process(batch)`, synchronous, called by the
 //!   server's [`worker`], the CLI, the tests and the benchmarks.
+//! - [`fault`]: named fault points for tests (fsync failure, ENOSPC, panics, aborts).
 //! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
 
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod fault;
 pub mod hl7;
 pub mod http;
 pub mod indexer;
