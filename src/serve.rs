@@ -73,6 +73,8 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
 pub struct Running {
     /// Where the read API listens (useful when configured with port 0).
     pub http_addr: std::net::SocketAddr,
+    /// What `/health` and `/ready` report.
+    pub health: Health,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -168,6 +170,7 @@ pub async fn start_with_faults(
     }
     let token = cancel.clone();
     health.set_listening(true);
+    let api_health = health.clone();
     let task = tokio::spawn(async move {
         server::run(listener, server_cfg, handle, token).await;
         health.set_listening(false);
@@ -189,7 +192,7 @@ pub async fn start_with_faults(
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { http_addr, cancel, task })
+    Ok(Running { http_addr, health: api_health, cancel, task })
 }
 
 /// `recordhub serve`: runs until SIGTERM/ctrl-c.

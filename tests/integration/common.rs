@@ -56,6 +56,10 @@ pub fn frame(msg: &[u8]) -> Vec<u8> {
 }
 
 impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn { stream, buf: Vec::new() }
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
