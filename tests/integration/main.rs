@@ -9,3 +9,4 @@ mod connections;
 mod durability;
 mod faults;
 mod records;
+mod replay;
