@@ -8,5 +8,6 @@ mod acks;
 mod connections;
 mod durability;
 mod faults;
+mod outcomes;
 mod records;
 mod replay;
