@@ -168,7 +168,8 @@ impl Health {
     pub fn ready(&self, index_lag: u64, max_lag: u64) -> Report {
         let mut checks = self.health().checks;
         let flag = |ok: bool, why: &str| Check { ok, reason: (!ok).then(|| why.to_string()), since_ms: None };
-        checks.insert("listening", flag(self.0.listening.load(Ordering::Acquire), "the MLLP listener is not accepting"));
+        checks
+            .insert("listening", flag(self.0.listening.load(Ordering::Acquire), "the MLLP listener is not accepting"));
         checks.insert("replay", flag(self.0.replay_done.load(Ordering::Acquire), "start-up replay is still running"));
         let lag_ok = index_lag <= max_lag;
         let lag_reason = format!("index is {index_lag} journal entries behind (bound {max_lag})");

@@ -19,8 +19,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::hl7::nhs::NhsNumber;
 use crate::health::Health;
+use crate::hl7::nhs::NhsNumber;
 use crate::indexer::Progress;
 use crate::mapping::MappingSet;
 use crate::pipeline::{now_ms, Mappings};

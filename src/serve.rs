@@ -5,13 +5,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::fault::Faults;
+use crate::health::Health;
 use crate::http::{self, Api};
 use crate::intake::Policy;
 use crate::mapping::MappingSet;
 use crate::mllp::server::{self, ServerConfig};
 use crate::pipeline::{self, Mappings, Options, Pipeline};
-use crate::fault::Faults;
-use crate::health::Health;
 use crate::worker::{self, Ended};
 
 /// Errors that stop the engine.

@@ -57,7 +57,7 @@ impl Handle {
 /// How the worker thread ended.
 pub enum Ended {
     /// Every handle was dropped: the pipeline comes back for a clean shutdown.
-    Stopped(Pipeline),
+    Stopped(Box<Pipeline>),
     /// It panicked with this message; the pipeline was dropped.
     Panicked(String),
 }
@@ -88,7 +88,7 @@ pub fn spawn(
             }
         }));
         match run {
-            Ok(()) => Ended::Stopped(pipeline),
+            Ok(()) => Ended::Stopped(Box::new(pipeline)),
             Err(payload) => {
                 let why = crate::supervise::panic_text(payload.as_ref());
                 health.fail(Part::Pipeline, &format!("the pipeline thread panicked: {why}"));

@@ -149,7 +149,8 @@ async fn kill_inside_the_index_writer_is_repaired_by_replay() {
     assert!(!status.success(), "the injected abort killed it");
     assert!(acked.len() >= 4, "acknowledged before the kill: {acked:?}");
     let e = Engine::start(config(dir.path())).await;
-    let (status, body) = get_async(format!("http://{}/patients/9434765919", e.running.as_ref().unwrap().http_addr)).await;
+    let (status, body) =
+        get_async(format!("http://{}/patients/9434765919", e.running.as_ref().unwrap().http_addr)).await;
     assert_eq!(status, 200, "{body}");
     let items = body["items"].as_array().unwrap();
     for id in &acked {

@@ -56,11 +56,8 @@ async fn messages_sent_with_ne_or_er_survive_replay_and_reindex() {
     std::fs::remove_dir_all(recordhub::pipeline::index_dir(dir.path())).unwrap();
     assert_eq!(encounters(dir.path()), all, "rebuilt from the journal at start-up");
 
-    let re = Command::new(env!("CARGO_BIN_EXE_recordhub"))
-        .args(["reindex", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let re =
+        Command::new(env!("CARGO_BIN_EXE_recordhub")).args(["reindex", "--data"]).arg(dir.path()).output().unwrap();
     assert!(re.status.success(), "{}", String::from_utf8_lossy(&re.stderr));
     assert_eq!(encounters(dir.path()), all, "after reindex");
 }
