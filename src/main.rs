@@ -143,7 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { common, listen, http } => {
             let cfg = common.load(listen, http)?;
-            recordhub::telemetry::init(&cfg.log.level, cfg.log.format)?;
+            // Held until `run` returns: dropping it flushes the log queue (bounded wait).
+            let _log = recordhub::telemetry::init(&cfg.log)?;
             let rt =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
             rt.block_on(recordhub::serve::serve(cfg))?;

@@ -5,6 +5,8 @@
 mod common;
 
 mod acks;
+mod charset;
 mod connections;
 mod durability;
+mod logging;
 mod records;
