@@ -319,6 +319,11 @@ fn new_keys_bad_values_name_file_position_key_and_choices() {
             file.display()
         )
     );
+    let (_dir, file) = temp_config("[log]\nbuffer_lines = 2000000\n");
+    assert_eq!(
+        load_err(&file),
+        format!("invalid configuration:\n{}:2:1: log.buffer_lines = 2000000: must be at most 1048576", file.display())
+    );
 }
 
 /// Hole 15: `cd / && recordhub serve --config /etc/recordhub/engine.toml` read
@@ -367,6 +372,8 @@ fn resolve_path_is_relative_to_the_base_only_for_relative_paths() {
 /// directory, opens the data and mappings beside its config file and says so.
 #[test]
 fn hole_15_serve_from_another_working_directory_uses_the_configs_directory() {
+    // The child inherits the environment: no other test's RECORDHUB__* variables.
+    let _lock = lock();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (dir, file) = temp_config(&format!(
         "[mllp]\nlisten = \"127.0.0.1:{port}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\

@@ -21,6 +21,8 @@ use super::{
 
 /// Characters that would break an MSH field if used in our MSH-3/MSH-4 (HL7 2.5 ch. 2.5.4).
 const HL7_DELIMITERS: &[char] = &['|', '^', '~', '\\', '&', '\r', '\n'];
+/// Largest `log.buffer_lines` (about 40 MB of queue slots before any line is queued).
+const MAX_LOG_BUFFER_LINES: usize = 1 << 20;
 
 /// Where each value came from, to point validation problems at it and to
 /// resolve relative paths.
@@ -255,6 +257,10 @@ fn validate_log(raw: RawLog, v: &mut Validator<'_>) -> LogConfig {
         }
     };
     let buffer_lines = v.count("log.buffer_lines", raw.buffer_lines);
+    // The queue's slots are allocated up front; a typo must not allocate gigabytes.
+    if buffer_lines > MAX_LOG_BUFFER_LINES {
+        v.report("log.buffer_lines", buffer_lines.to_string(), format!("must be at most {MAX_LOG_BUFFER_LINES}"));
+    }
     LogConfig { level: raw.level, format, buffer_lines }
 }
 
