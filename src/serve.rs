@@ -52,7 +52,11 @@ pub fn pipeline_options(cfg: &Config, mappings: Mappings) -> Options {
         journal_segment_bytes: cfg.store.journal_segment_bytes,
         application: cfg.ack.application.clone(),
         facility: cfg.ack.facility.clone(),
-        policy: Policy { processing_ids: cfg.ack.processing_ids.clone(), parse },
+        policy: Policy {
+            processing_ids: cfg.ack.processing_ids.clone(),
+            parse,
+            unknown_charset: cfg.hl7.unknown_charset,
+        },
         mappings,
         health: Health::default(),
         faults: Faults::none(),
@@ -200,6 +204,10 @@ pub async fn start_with_faults(
 /// # Errors
 /// Start-up failures (journal corrupt, index locked, address in use).
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
+    // Relative paths were resolved against the config file's directory (or the
+    // working directory): say where they landed, before anything is opened.
+    tracing::info!(data_dir = %absolute(&cfg.store.data_dir).display(),
+        mapping_dir = %absolute(&cfg.mapping.dir).display(), "resolved paths");
     // Mappings before the listener: a sender must not be able to connect to
     // an engine that is about to exit over a broken mapping file.
     let mappings = load_mappings(&cfg)?;
@@ -211,6 +219,11 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let running = start_with_faults(&cfg, listener, mappings, faults).await?;
     tokio::spawn(shutdown_on_signal(running.cancel_token()));
     running.wait().await
+}
+
+/// `path` as an absolute path for the log (the working directory prepended to a relative one).
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 async fn shutdown_on_signal(cancel: CancellationToken) {

@@ -5,9 +5,11 @@
 mod common;
 
 mod acks;
+mod charset;
 mod connections;
 mod durability;
 mod faults;
+mod logging;
 mod outcomes;
 mod records;
 mod replay;
