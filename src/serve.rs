@@ -59,7 +59,9 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
         idle_timeout: cfg.mllp.idle_timeout,
         frame_timeout: cfg.mllp.frame_timeout,
         max_connections: cfg.mllp.max_connections,
+        max_connections_per_peer: server::DEFAULT_MAX_CONNECTIONS_PER_PEER,
         max_in_flight: cfg.mllp.max_in_flight,
+        stats: Default::default(),
     }
 }
 
@@ -67,6 +69,8 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
 pub struct Running {
     /// Where the read API listens (useful when configured with port 0).
     pub http_addr: std::net::SocketAddr,
+    /// The MLLP listener's connection counters.
+    pub mllp_stats: std::sync::Arc<crate::mllp::admission::ConnectionStats>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -135,6 +139,7 @@ pub async fn start_with(cfg: &Config, listener: TcpListener, mappings: Mappings)
     tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let server_cfg = server_config(cfg);
+    let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "MLLP listener started");
     }
@@ -151,7 +156,7 @@ pub async fn start_with(cfg: &Config, listener: TcpListener, mappings: Mappings)
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { http_addr, cancel, task })
+    Ok(Running { http_addr, mllp_stats, cancel, task })
 }
 
 /// `recordhub serve`: runs until SIGTERM/ctrl-c.

@@ -7,4 +7,5 @@ mod common;
 mod acks;
 mod connections;
 mod durability;
+mod mllp_edges;
 mod records;

@@ -1,0 +1,274 @@
+//! One MLLP connection: a reader (bytes → frames → pipeline jobs) and a
+//! writer (ACKs, in the order the frames came).
+//!
+//! The reader owns its buffer and decoder (rather than a `FramedRead`) so
+//! that a timer can end a frame: a sender that ends a frame with `FS` but no
+//! `CR` and then waits for its ACK gets it after [`LONE_FS_GRACE`] (issue 8,
+//! hole 12: it used to wait until the stalled-frame timeout closed the
+//! connection). Three deadlines, one at a time:
+//! - between frames, `idle_timeout` after the last frame (bytes outside
+//!   frames are not activity: they are dropped and counted);
+//! - inside a frame, `frame_timeout` after its first byte;
+//! - `FS` as the last byte received: [`LONE_FS_GRACE`] after it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use super::admission::{Activity, ConnectionStats};
+use super::codec::{Frame, FrameError, MllpCodec};
+use super::server::Shared;
+use crate::pipeline::{now_ms, Outcome};
+use crate::worker::{FrameBuf, Job};
+
+/// Initial read and write buffer per connection. Small: an idle connection
+/// should cost kilobytes (1,000 idle connections measured at 183 MiB RSS
+/// with 64 KiB each); the read buffer grows with the frames that arrive.
+const CONN_BUFFER_BYTES: usize = 8 * 1024;
+
+/// How long an `FS` that is the last byte received waits for its `CR`
+/// before it ends the frame on its own. Long enough for a `CR` split into
+/// the next TCP segment to arrive, short against a sender's ACK timeout.
+pub const LONE_FS_GRACE: Duration = Duration::from_millis(150);
+
+/// Why a connection ended, for the log (read through `Debug`).
+#[allow(dead_code)]
+#[derive(Debug)]
+enum Close {
+    Eof,
+    Idle,
+    Stalled,
+    Truncated(usize),
+    Shutdown,
+    Evicted,
+    PipelineStopped,
+    Io(String),
+}
+
+pub(super) struct Connection {
+    pub(super) id: u64,
+    pub(super) peer: SocketAddr,
+    pub(super) shared: Arc<Shared>,
+    pub(super) activity: Arc<Activity>,
+    /// Cancelled when the connection is evicted to make way for another.
+    pub(super) evict: CancellationToken,
+}
+
+/// The reader's state: decoder, buffer, and how much junk was reported.
+struct Reader {
+    rd: OwnedReadHalf,
+    codec: MllpCodec,
+    buf: BytesMut,
+    junk_counted: u64,
+    peer: Arc<str>,
+    acks: mpsc::Sender<oneshot::Receiver<Outcome>>,
+}
+
+impl Connection {
+    pub(super) async fn serve(self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let (ack_tx, ack_rx) = mpsc::channel(self.shared.cfg.max_in_flight.max(1));
+        let writer = tokio::spawn(write_acks(wr, ack_rx, self.activity.clone()));
+        let peer: Arc<str> = Arc::from(self.peer.to_string());
+        tracing::debug!(conn_id = self.id, peer = %peer, "connection opened");
+        let mut r = Reader {
+            rd,
+            codec: MllpCodec::new(self.shared.cfg.max_frame_bytes),
+            buf: BytesMut::with_capacity(CONN_BUFFER_BYTES),
+            junk_counted: 0,
+            peer: peer.clone(),
+            acks: ack_tx,
+        };
+        let close = self.read_frames(&mut r).await;
+        let stats = r.codec.stats();
+        drop(r);
+        let written = writer.await.unwrap_or(0);
+        if matches!(close, Close::Idle | Close::Stalled) {
+            ConnectionStats::add(&self.shared.cfg.stats.timed_out, 1);
+        }
+        tracing::debug!(conn_id = self.id, peer = %peer, reason = ?close, acks = written,
+            junk_bytes = stats.junk_bytes, resyncs = stats.resyncs, oversize = stats.oversize_frames,
+            fs_without_cr = stats.fs_without_cr, late_crs = stats.late_crs, "connection closed");
+        if matches!(close, Close::Stalled | Close::Truncated(_)) || stats.junk_bytes > 0 {
+            tracing::warn!(conn_id = self.id, peer = %peer, reason = ?close, junk_bytes = stats.junk_bytes, "connection ended abnormally or sent bytes outside frames");
+        }
+    }
+
+    async fn read_frames(&self, r: &mut Reader) -> Close {
+        let cfg = &self.shared.cfg;
+        let mut last_frame = Instant::now();
+        let mut frame_started: Option<Instant> = None;
+        let mut lone_fs: Option<Instant> = None;
+        loop {
+            loop {
+                let decoded = r.codec.decode(&mut r.buf);
+                self.count_junk(r);
+                match decoded {
+                    Ok(Some(frame)) => {
+                        if let Err(close) = self.submit(r, frame).await {
+                            return close;
+                        }
+                        last_frame = Instant::now();
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Close::Io(e.to_string()),
+                }
+            }
+            let in_frame = r.codec.in_frame();
+            if self.activity.set_in_frame(in_frame).is_err() {
+                return Close::Evicted;
+            }
+            frame_started = if in_frame { Some(frame_started.unwrap_or_else(Instant::now)) } else { None };
+            lone_fs = if r.codec.awaiting_cr(&r.buf) { Some(lone_fs.unwrap_or_else(Instant::now)) } else { None };
+            let deadline = match (frame_started, lone_fs) {
+                (Some(start), Some(fs)) => (start + cfg.frame_timeout).min(fs + LONE_FS_GRACE),
+                (Some(start), None) => start + cfg.frame_timeout,
+                (None, _) => last_frame + cfg.idle_timeout,
+            };
+            if r.buf.capacity() - r.buf.len() < CONN_BUFFER_BYTES / 2 {
+                r.buf.reserve(CONN_BUFFER_BYTES);
+            }
+            // Deadlines before reads: a peer that never stops sending must
+            // still be timed out.
+            tokio::select! {
+                biased;
+                _ = self.shared.cancel.cancelled() => return Close::Shutdown,
+                _ = self.evict.cancelled() => return Close::Evicted,
+                _ = tokio::time::sleep_until(deadline) => {
+                    if lone_fs.is_some_and(|fs| fs + LONE_FS_GRACE <= Instant::now()) {
+                        if let Some(frame) = r.codec.end_lone_fs(&mut r.buf) {
+                            if let Err(close) = self.submit(r, frame).await {
+                                return close;
+                            }
+                            last_frame = Instant::now();
+                        }
+                        continue;
+                    }
+                    return if frame_started.is_some() { Close::Stalled } else { Close::Idle };
+                }
+                read = r.rd.read_buf(&mut r.buf) => match read {
+                    Ok(0) => return self.at_eof(r).await,
+                    Ok(_) => {}
+                    Err(e) => return Close::Io(e.to_string()),
+                },
+            }
+        }
+    }
+
+    /// The peer closed its side: an `FS` still buffered ends its frame.
+    async fn at_eof(&self, r: &mut Reader) -> Close {
+        loop {
+            let decoded = r.codec.decode_eof(&mut r.buf);
+            self.count_junk(r);
+            match decoded {
+                Ok(Some(frame)) => {
+                    if let Err(close) = self.submit(r, frame).await {
+                        return close;
+                    }
+                }
+                Ok(None) => return Close::Eof,
+                Err(FrameError::Truncated(n)) => return Close::Truncated(n),
+                Err(e) => return Close::Io(e.to_string()),
+            }
+        }
+    }
+
+    fn count_junk(&self, r: &mut Reader) {
+        let junk = r.codec.stats().junk_bytes;
+        if junk > r.junk_counted {
+            ConnectionStats::add(&self.shared.cfg.stats.bytes_dropped_outside_frames, junk - r.junk_counted);
+            r.junk_counted = junk;
+        }
+    }
+
+    /// Hands a frame to the pipeline and its pending ACK to the writer.
+    async fn submit(&self, r: &Reader, frame: Frame) -> Result<(), Close> {
+        let frame = match frame {
+            Frame::Message(b) => FrameBuf::Message(b),
+            Frame::Oversize { head, len } => FrameBuf::Oversize { head, len },
+        };
+        // Counted before the job exists, so the writer's `answered` never
+        // runs ahead of it.
+        self.activity.submitted().map_err(|_| Close::Evicted)?;
+        let (reply, rx) = oneshot::channel();
+        let job =
+            Job { frame, peer: r.peer.clone(), received_at_ms: now_ms(), started: std::time::Instant::now(), reply };
+        if self.shared.pipeline.submit(job).await.is_err() {
+            return Err(Close::PipelineStopped);
+        }
+        if r.acks.send(rx).await.is_err() {
+            return Err(Close::Io("ACK writer stopped".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Writes ACKs in arrival order; flushes whenever no further ACK is ready,
+/// so pipelined senders get their ACKs batched into few writes. Returns how
+/// many ACKs were written.
+async fn write_acks(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<oneshot::Receiver<Outcome>>,
+    activity: Arc<Activity>,
+) -> usize {
+    let mut w = tokio::io::BufWriter::with_capacity(CONN_BUFFER_BYTES, wr);
+    let mut n = 0;
+    loop {
+        let mut pending = match rx.try_recv() {
+            Ok(p) => p,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if w.flush().await.is_err() {
+                    break;
+                }
+                match rx.recv().await {
+                    Some(p) => p,
+                    None => break,
+                }
+            }
+        };
+        // Flush what is written before waiting on a message still in the
+        // pipeline, so earlier ACKs are not held back by a later group commit.
+        let outcome = match pending.try_recv() {
+            Ok(o) => o,
+            Err(oneshot::error::TryRecvError::Closed) => break,
+            Err(oneshot::error::TryRecvError::Empty) => {
+                if w.flush().await.is_err() {
+                    break;
+                }
+                match pending.await {
+                    Ok(o) => o,
+                    Err(_) => break,
+                }
+            }
+        };
+        if let Some(ack) = outcome.ack {
+            let mut buf = Vec::with_capacity(ack.len() + 3);
+            buf.push(0x0b);
+            buf.extend_from_slice(&ack);
+            buf.extend_from_slice(&[0x1c, 0x0d]);
+            if w.write_all(&buf).await.is_err() {
+                break;
+            }
+            n += 1;
+        }
+        // Idle (evictable) only once the ACK is on its way; with no further
+        // ACK ready, the flush at the top of the loop sends it.
+        if rx.is_empty() && w.flush().await.is_err() {
+            break;
+        }
+        activity.answered();
+    }
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+    n
+}
