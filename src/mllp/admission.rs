@@ -263,7 +263,10 @@ impl WarnLimit {
 
     /// `Some(lines held back since the last one)` when a line may be logged.
     pub(super) fn allow(&self) -> Option<u64> {
-        let now = Instant::now();
+        self.allow_at(Instant::now())
+    }
+
+    fn allow_at(&self, now: Instant) -> Option<u64> {
         let mut next = lock(&self.next);
         if next.is_some_and(|t| now < t) {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -293,42 +296,38 @@ mod tests {
         assert!(reg.claim(5, addr("10.0.0.1:1003"), 2).is_some());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_longest_idle_is_evicted_and_a_busy_one_never() {
+    #[test]
+    fn only_an_idle_connection_is_evicted_and_a_busy_one_never() {
         let reg = Arc::new(Registry::default());
-        let mut tokens = Vec::new();
-        let mut acts = Vec::new();
-        let mut claims = Vec::new();
-        for (id, port) in [(1, 1), (2, 2), (3, 3)] {
+        let mut conns = Vec::new();
+        for port in 1..=3u16 {
             let peer = addr(&format!("10.0.0.1:{port}"));
-            let claim = reg.claim(id, peer, 10).unwrap();
+            let claim = reg.claim(port.into(), peer, 10).unwrap();
             let (act, tok) = (Arc::new(Activity::new()), CancellationToken::new());
             reg.register(&claim, peer, act.clone(), tok.clone());
-            claims.push(claim);
-            acts.push(act);
-            tokens.push(tok);
-            tokio::time::advance(std::time::Duration::from_secs(1)).await;
+            conns.push((claim, act, tok));
         }
         // 1 is mid-frame, 2 owes an ACK: only 3 is idle.
-        acts[0].set_in_frame(true).unwrap();
-        acts[1].submitted().unwrap();
+        conns[0].1.set_in_frame(true).unwrap();
+        conns[1].1.submitted().unwrap();
         assert_eq!(reg.evict_longest_idle(), Some(addr("10.0.0.1:3")));
-        assert!(tokens[2].is_cancelled());
-        assert!(acts[2].set_in_frame(true).is_err(), "an evicted connection reads no further frame");
+        assert!(conns[2].2.is_cancelled());
+        assert!(conns[2].1.set_in_frame(true).is_err(), "an evicted connection reads no further frame");
         assert_eq!(reg.evict_longest_idle(), None, "nobody else is idle");
-        // Once 2's ACK is written it is idle, and goes next.
-        acts[1].answered();
+        // Once 2's ACK is written it is idle, and goes next; 1 never.
+        conns[1].1.answered();
         assert_eq!(reg.evict_longest_idle(), Some(addr("10.0.0.1:2")));
-        assert!(!tokens[0].is_cancelled());
+        assert_eq!(reg.evict_longest_idle(), None);
+        assert!(!conns[0].2.is_cancelled());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn warnings_are_rate_limited_and_count_what_was_held_back() {
+    #[test]
+    fn warnings_are_rate_limited_and_count_what_was_held_back() {
         let limit = WarnLimit::new();
-        assert_eq!(limit.allow(), Some(0));
-        assert_eq!(limit.allow(), None);
-        assert_eq!(limit.allow(), None);
-        tokio::time::advance(std::time::Duration::from_millis(1001)).await;
-        assert_eq!(limit.allow(), Some(2));
+        let t0 = Instant::now();
+        assert_eq!(limit.allow_at(t0), Some(0));
+        assert_eq!(limit.allow_at(t0 + std::time::Duration::from_millis(10)), None);
+        assert_eq!(limit.allow_at(t0 + std::time::Duration::from_millis(999)), None);
+        assert_eq!(limit.allow_at(t0 + std::time::Duration::from_millis(1000)), Some(2));
     }
 }
