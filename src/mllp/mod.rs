@@ -5,11 +5,13 @@
 //!   global bounds, idle connections make way, counters);
 //! - `connection`: per-connection reader and ACK writer, ACKs in order;
 //! - `client`: the client behind `recordhub send` and `recordhub load`;
+//!   `expect`: whether a message asks for an ACK at all (MSH-15);
 //! - `split`: turning an analyst's file into messages.
 
 pub mod admission;
 pub mod client;
 pub mod codec;
 pub mod connection;
+pub mod expect;
 pub mod server;
 pub mod split;

@@ -151,3 +151,87 @@ async fn hole_12_fs_without_cr_is_acknowledged_while_the_sender_waits() {
     let ids: Vec<_> = journal_lines(dir.path()).into_iter().map(|j| j["control_id"].clone()).collect();
     assert_eq!(ids, vec!["FS1", "FS2", "FS3", "FS4", "FS5"]);
 }
+
+/// Runs `recordhub send --to <engine> --timeout <secs>` on a file holding
+/// `messages`; returns (exit success, stdout lines).
+async fn send_file(e: &Engine, timeout_secs: u32, messages: &[String]) -> (bool, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batch.hl7");
+    std::fs::write(&path, messages.iter().map(|m| m.replace('\r', "\n")).collect::<Vec<_>>().join("\n")).unwrap();
+    let to = e.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_recordhub"))
+            .args(["send", "--to", &to, "--timeout", &timeout_secs.to_string()])
+            .arg(&path)
+            .output()
+            .expect("recordhub send runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    (out.status.success(), stdout.lines().map(str::to_string).collect())
+}
+
+/// An enhanced-mode message (v2.5) with the given MSH-9 and MSH-15.
+fn enhanced(msg_type: &str, control_id: &str, msh15: &str) -> String {
+    format!("MSH|^~\\&|PAS|RJ1|RH|LCR|20261121083000||{msg_type}|{control_id}|P|2.5|||{msh15}|NE\rPID|1\r")
+}
+
+/// Hole 9: after a message with MSH-15 = NE, `send` waited for an ACK that
+/// never comes, timed out and gave up on every later message (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_9_send_does_not_wait_for_an_ack_the_message_asked_not_to_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(config(dir.path())).await;
+    let messages =
+        [adt("SEND1"), enhanced("ADT^A01", "NE1", "NE"), adt("SEND2"), enhanced("ADT^A01", "ER1", "ER"), adt("SEND3")];
+    let (ok, lines) = send_file(&e, 3, &messages).await;
+    assert_eq!(
+        lines,
+        [
+            "SEND1 AA Message accepted",
+            "NE1 -- no ACK requested (MSH-15 = NE)",
+            "SEND2 AA Message accepted",
+            "ER1 -- no ACK unless rejected (MSH-15 = ER)",
+            "SEND3 AA Message accepted",
+        ]
+    );
+    assert!(ok, "every message accepted: exit 0");
+    e.stop().await;
+    let ids: Vec<_> = journal_lines(dir.path()).into_iter().map(|j| j["control_id"].clone()).collect();
+    assert_eq!(ids, ["SEND1", "NE1", "SEND2", "ER1", "SEND3"]);
+}
+
+/// Hole 9, the other conditions: an ER message's rejection is reported for
+/// that message (not taken as the next one's ACK), an SU message that gets
+/// no ACK is a failure but sending goes on, and the exit code says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_9_send_reports_er_rejections_and_missing_su_acks_and_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(config(dir.path())).await;
+    let messages = [
+        enhanced("ORM^O01", "ER2", "ER"),
+        enhanced("ADT^A01", "NE2", "NE"),
+        adt("SEND4"),
+        enhanced("ORM^O01", "SU2", "SU"),
+        adt("SEND5"),
+        enhanced("ORM^O01", "ER3", "ER"),
+    ];
+    let (ok, lines) = send_file(&e, 1, &messages).await;
+    let rejected = "CR message type ORM is not handled (ADT, ORU and MDM are)";
+    assert_eq!(
+        lines,
+        [
+            "ER2 -- no ACK unless rejected (MSH-15 = ER)".to_string(),
+            "NE2 -- no ACK requested (MSH-15 = NE)".to_string(),
+            format!("ER2 {rejected}"),
+            "SEND4 AA Message accepted".to_string(),
+            "SU2 -- no ACK within 1s: with MSH-15 = SU that means not accepted".to_string(),
+            "SEND5 AA Message accepted".to_string(),
+            "ER3 -- no ACK unless rejected (MSH-15 = ER)".to_string(),
+            format!("ER3 {rejected}"),
+        ]
+    );
+    assert!(!ok, "rejections make the exit code non-zero");
+    e.stop().await;
+}
