@@ -40,6 +40,7 @@ use tokio_util::codec::Decoder;
 
 use crate::mllp::client::MAX_ACK_BYTES;
 use crate::mllp::codec::{Frame, MllpCodec, CR, FS, VT};
+use crate::mllp::expect::AckExpected;
 use crate::mllp::split::split_messages;
 
 /// What to send, where, and how hard.
@@ -109,6 +110,12 @@ pub enum LoadError {
         "message {index} of {path} has no MSH segment with an MSH-10 field; load needs one to make each message unique"
     )]
     NoControlId { path: PathBuf, index: usize },
+    /// A message whose MSH-15 asks for no ACK, or for one only on some
+    /// outcomes: load measures ACKs, so it would count them as timeouts.
+    #[error(
+        "message {index} of {path} has MSH-15 = {msh15}, so it may get no ACK; load measures ACKs: leave MSH-15 empty or set it to AL"
+    )]
+    NoAckRequested { path: PathBuf, index: usize, msh15: &'static str },
     /// Options that cannot work (zero connections, pipeline 0, rate <= 0).
     #[error("invalid load options: {0}")]
     Options(&'static str),
@@ -247,6 +254,15 @@ fn load_templates(files: &[PathBuf]) -> Result<Vec<Template>, LoadError> {
         for (index, message) in split_messages(&bytes).iter().enumerate() {
             let template = Template::new(message)
                 .ok_or_else(|| LoadError::NoControlId { path: path.clone(), index: index + 1 })?;
+            let msh15 = match AckExpected::of(message) {
+                AckExpected::Always => None,
+                AckExpected::Never => Some("NE"),
+                AckExpected::OnlyOnError => Some("ER"),
+                AckExpected::OnlyOnSuccess => Some("SU"),
+            };
+            if let Some(msh15) = msh15 {
+                return Err(LoadError::NoAckRequested { path: path.clone(), index: index + 1, msh15 });
+            }
             templates.push(template);
         }
     }
@@ -690,6 +706,17 @@ mod tests {
         let mut out = Vec::new();
         t.write_framed(&mut out, "r", 0, 7);
         assert_eq!(out, b"\x0bMSH#@!$%#A#B#C#D#1##ORU@R01#ID9-r-L0-7\nPID#1\x1c\r");
+    }
+
+    #[test]
+    fn a_message_asking_for_no_ack_is_refused_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = fixture(&dir, b"MSH|^~\\&|A|B|C|D|20250101||ADT^A01|X1|P|2.5|||AL|NE\rPID|1\r");
+        assert!(load_templates(&[ok]).is_ok());
+        let ne = fixture(&dir, b"MSH|^~\\&|A|B|C|D|20250101||ADT^A01|X1|P|2.5|||NE|NE\rPID|1\r");
+        let err = load_templates(&[ne]).unwrap_err();
+        assert!(matches!(err, LoadError::NoAckRequested { index: 1, msh15: "NE", .. }), "{err:?}");
+        assert!(err.to_string().contains("leave MSH-15 empty or set it to AL"), "{err}");
     }
 
     #[test]
