@@ -137,6 +137,11 @@ impl Activity {
         s.refresh();
     }
 
+    /// True while an ACK (or a "no ACK") is still owed for a frame read.
+    pub(super) fn owes_acks(&self) -> bool {
+        lock(&self.state).pending_acks > 0
+    }
+
     fn idle_since(&self) -> Option<Instant> {
         let s = lock(&self.state);
         if s.evicted {

@@ -6,8 +6,9 @@
 //! `CR` and then waits for its ACK gets it after [`LONE_FS_GRACE`] (issue 8,
 //! hole 12: it used to wait until the stalled-frame timeout closed the
 //! connection). Three deadlines, one at a time:
-//! - between frames, `idle_timeout` after the last frame (bytes outside
-//!   frames are not activity: they are dropped and counted);
+//! - between frames, `idle_timeout` after the last frame, unless an ACK is
+//!   still owed (bytes outside frames are not activity: they are dropped and
+//!   counted);
 //! - inside a frame, `frame_timeout` after its first byte;
 //! - `FS` as the last byte received: [`LONE_FS_GRACE`] after it.
 
@@ -153,7 +154,16 @@ impl Connection {
                         }
                         continue;
                     }
-                    return if frame_started.is_some() { Close::Stalled } else { Close::Idle };
+                    if frame_started.is_some() {
+                        return Close::Stalled;
+                    }
+                    // A sender waiting for an ACK the pipeline has not
+                    // produced yet is not idle (unless the writer is gone).
+                    if self.activity.owes_acks() && !r.acks.is_closed() {
+                        last_frame = Instant::now();
+                        continue;
+                    }
+                    return Close::Idle;
                 }
                 read = r.rd.read_buf(&mut r.buf) => match read {
                     Ok(0) => return self.at_eof(r).await,
