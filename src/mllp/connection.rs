@@ -73,6 +73,66 @@ struct Reader {
     acks: mpsc::Sender<oneshot::Receiver<Outcome>>,
 }
 
+/// The reader's deadlines (see the module docs), apart from the I/O so
+/// that their interplay can be tested with explicit instants.
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    /// When the last frame ended (or the connection opened).
+    last_frame: Instant,
+    /// When the frame in progress was first seen.
+    frame_started: Option<Instant>,
+    /// When the `FS` that is the last byte received was first seen.
+    lone_fs: Option<Instant>,
+}
+
+/// What a deadline that passed means.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    /// End the frame at its lone `FS`.
+    EndLoneFs,
+    /// The frame in progress took too long.
+    Stalled,
+    /// No frame for the idle timeout.
+    Idle,
+    /// Nothing yet (the deadline has not passed).
+    Nothing,
+}
+
+impl Timers {
+    fn new(now: Instant) -> Timers {
+        Timers { last_frame: now, frame_started: None, lone_fs: None }
+    }
+
+    /// After decoding everything buffered: a frame in progress keeps its
+    /// first-seen time, however many reads it spans.
+    fn observe(&mut self, now: Instant, in_frame: bool, awaiting_cr: bool) {
+        self.frame_started = if in_frame { Some(self.frame_started.unwrap_or(now)) } else { None };
+        self.lone_fs = if awaiting_cr { Some(self.lone_fs.unwrap_or(now)) } else { None };
+    }
+
+    /// The one deadline that applies now.
+    fn deadline(&self, idle_timeout: Duration, frame_timeout: Duration) -> Instant {
+        match (self.frame_started, self.lone_fs) {
+            (Some(start), Some(fs)) => (start + frame_timeout).min(fs + LONE_FS_GRACE),
+            (Some(start), None) => start + frame_timeout,
+            (None, _) => self.last_frame + idle_timeout,
+        }
+    }
+
+    /// Which deadline passed, once [`Timers::deadline`] has.
+    fn due(&self, now: Instant, frame_timeout: Duration) -> Due {
+        // A frame that is complete but for its CR is ended, never timed out.
+        if self.lone_fs.is_some_and(|fs| fs + LONE_FS_GRACE <= now) {
+            return Due::EndLoneFs;
+        }
+        match self.frame_started {
+            Some(start) if start + frame_timeout <= now => Due::Stalled,
+            Some(_) => Due::Nothing,
+            None => Due::Idle,
+        }
+    }
+}
+
 impl Connection {
     pub(super) async fn serve(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
@@ -106,9 +166,7 @@ impl Connection {
 
     async fn read_frames(&self, r: &mut Reader) -> Close {
         let cfg = &self.shared.cfg;
-        let mut last_frame = Instant::now();
-        let mut frame_started: Option<Instant> = None;
-        let mut lone_fs: Option<Instant> = None;
+        let mut timers = Timers::new(Instant::now());
         loop {
             loop {
                 let decoded = r.codec.decode(&mut r.buf);
@@ -118,7 +176,7 @@ impl Connection {
                         if let Err(close) = self.submit(r, frame).await {
                             return close;
                         }
-                        last_frame = Instant::now();
+                        timers.last_frame = Instant::now();
                     }
                     Ok(None) => break,
                     Err(e) => return Close::Io(e.to_string()),
@@ -128,13 +186,7 @@ impl Connection {
             if self.activity.set_in_frame(in_frame).is_err() {
                 return Close::Evicted;
             }
-            frame_started = if in_frame { Some(frame_started.unwrap_or_else(Instant::now)) } else { None };
-            lone_fs = if r.codec.awaiting_cr(&r.buf) { Some(lone_fs.unwrap_or_else(Instant::now)) } else { None };
-            let deadline = match (frame_started, lone_fs) {
-                (Some(start), Some(fs)) => (start + cfg.frame_timeout).min(fs + LONE_FS_GRACE),
-                (Some(start), None) => start + cfg.frame_timeout,
-                (None, _) => last_frame + cfg.idle_timeout,
-            };
+            timers.observe(Instant::now(), in_frame, r.codec.awaiting_cr(&r.buf));
             if r.buf.capacity() - r.buf.len() < CONN_BUFFER_BYTES / 2 {
                 r.buf.reserve(CONN_BUFFER_BYTES);
             }
@@ -144,26 +196,25 @@ impl Connection {
                 biased;
                 _ = self.shared.cancel.cancelled() => return Close::Shutdown,
                 _ = self.evict.cancelled() => return Close::Evicted,
-                _ = tokio::time::sleep_until(deadline) => {
-                    if lone_fs.is_some_and(|fs| fs + LONE_FS_GRACE <= Instant::now()) {
-                        if let Some(frame) = r.codec.end_lone_fs(&mut r.buf) {
-                            if let Err(close) = self.submit(r, frame).await {
-                                return close;
+                _ = tokio::time::sleep_until(timers.deadline(cfg.idle_timeout, cfg.frame_timeout)) => {
+                    match timers.due(Instant::now(), cfg.frame_timeout) {
+                        Due::EndLoneFs => {
+                            if let Some(frame) = r.codec.end_lone_fs(&mut r.buf) {
+                                if let Err(close) = self.submit(r, frame).await {
+                                    return close;
+                                }
+                                timers.last_frame = Instant::now();
                             }
-                            last_frame = Instant::now();
                         }
-                        continue;
+                        Due::Stalled => return Close::Stalled,
+                        // A sender waiting for an ACK the pipeline has not
+                        // produced yet is not idle (unless the writer is gone).
+                        Due::Idle if self.activity.owes_acks() && !r.acks.is_closed() => {
+                            timers.last_frame = Instant::now();
+                        }
+                        Due::Idle => return Close::Idle,
+                        Due::Nothing => {}
                     }
-                    if frame_started.is_some() {
-                        return Close::Stalled;
-                    }
-                    // A sender waiting for an ACK the pipeline has not
-                    // produced yet is not idle (unless the writer is gone).
-                    if self.activity.owes_acks() && !r.acks.is_closed() {
-                        last_frame = Instant::now();
-                        continue;
-                    }
-                    return Close::Idle;
                 }
                 read = r.rd.read_buf(&mut r.buf) => match read {
                     Ok(0) => return self.at_eof(r).await,
@@ -281,4 +332,64 @@ async fn write_acks(
     let _ = w.flush().await;
     let _ = w.shutdown().await;
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(300);
+    const FRAME: Duration = Duration::from_secs(30);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn between_frames_the_idle_timeout_counts_from_the_last_frame() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        t.observe(t0 + 5 * MS, false, false);
+        assert_eq!(t.deadline(IDLE, FRAME), t0 + IDLE);
+        t.last_frame = t0 + 10 * MS;
+        t.observe(t0 + 10 * MS, false, false);
+        assert_eq!(t.deadline(IDLE, FRAME), t0 + 10 * MS + IDLE);
+        assert_eq!(t.due(t0 + 10 * MS + IDLE, FRAME), Due::Idle);
+    }
+
+    #[test]
+    fn a_frame_in_progress_has_the_frame_timeout_from_its_first_byte_not_the_idle_one() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        t.observe(t0 + MS, true, false);
+        // More reads of the same frame do not move its start.
+        t.observe(t0 + 20 * MS, true, false);
+        assert_eq!(
+            t.deadline(Duration::from_millis(5), FRAME),
+            t0 + MS + FRAME,
+            "a short idle timeout does not cut a frame"
+        );
+        assert_eq!(t.due(t0 + MS + FRAME, FRAME), Due::Stalled);
+        // Once it ends, the idle deadline is back.
+        t.last_frame = t0 + 30 * MS;
+        t.observe(t0 + 30 * MS, false, false);
+        assert_eq!(t.deadline(IDLE, FRAME), t0 + 30 * MS + IDLE);
+    }
+
+    #[test]
+    fn a_lone_fs_ends_its_frame_after_the_grace_even_past_the_frame_timeout() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        t.observe(t0, true, false);
+        t.observe(t0 + 10 * MS, true, true);
+        assert_eq!(t.deadline(IDLE, FRAME), t0 + 10 * MS + LONE_FS_GRACE);
+        assert_eq!(t.due(t0 + 10 * MS + LONE_FS_GRACE, FRAME), Due::EndLoneFs);
+        // With a frame timeout shorter than the grace, the frame is still
+        // ended (it is complete), not timed out.
+        let short = Duration::from_millis(50);
+        assert_eq!(t.deadline(IDLE, short), t0 + short);
+        assert_eq!(t.due(t0 + 10 * MS + LONE_FS_GRACE, short), Due::EndLoneFs);
+        assert_eq!(t.due(t0 + short, short), Due::Stalled, "before the grace, a stalled frame is stalled");
+        assert_eq!(t.due(t0 + 11 * MS, FRAME), Due::Nothing);
+        // The CR arrives: no lone FS any more.
+        t.observe(t0 + 20 * MS, false, false);
+        assert_eq!(t.lone_fs, None);
+    }
 }
