@@ -69,7 +69,9 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
         idle_timeout: cfg.mllp.idle_timeout,
         frame_timeout: cfg.mllp.frame_timeout,
         max_connections: cfg.mllp.max_connections,
+        max_connections_per_peer: cfg.mllp.max_connections_per_peer,
         max_in_flight: cfg.mllp.max_in_flight,
+        stats: Default::default(),
     }
 }
 
@@ -79,6 +81,8 @@ pub struct Running {
     pub http_addr: std::net::SocketAddr,
     /// What `/health` and `/ready` report.
     pub health: Health,
+    /// The MLLP listener's connection counters.
+    pub mllp_stats: std::sync::Arc<crate::mllp::admission::ConnectionStats>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -169,6 +173,7 @@ pub async fn start_with_faults(
     tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let server_cfg = server_config(cfg);
+    let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "MLLP listener started");
     }
@@ -196,7 +201,7 @@ pub async fn start_with_faults(
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { http_addr, health: api_health, cancel, task })
+    Ok(Running { http_addr, health: api_health, mllp_stats, cancel, task })
 }
 
 /// `recordhub serve`: runs until SIGTERM/ctrl-c.

@@ -43,7 +43,8 @@ pub struct RawMllp {
     pub idle_timeout_secs: u64,
     /// Seconds a started frame may take to finish (a stalled sender) before the connection is closed.
     pub frame_timeout_secs: u64,
-    /// Concurrent connections; beyond it, new connections wait for a slot.
+    /// Concurrent connections. At the limit the longest-idle connection is closed to make way;
+    /// with none idle, a new connection is closed after 0.5 s (and counted).
     pub max_connections: u64,
     /// Concurrent connections from one peer IP address (at least 1, at most
     /// `max_connections`), so one misbehaving sender cannot take every slot.

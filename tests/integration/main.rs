@@ -10,6 +10,7 @@ mod connections;
 mod durability;
 mod faults;
 mod logging;
+mod mllp_edges;
 mod outcomes;
 mod records;
 mod replay;
