@@ -129,6 +129,11 @@ impl Fields {
         }
     }
 
+    /// The value of `name`, to change in place.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut serde_json::Value> {
+        self.0.iter_mut().find(|(n, _)| &**n == name).map(|(_, v)| v)
+    }
+
     pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
         self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
     }
@@ -215,6 +220,66 @@ pub struct Mapped {
     /// still accepted: a bad optional value must not block a sender's queue.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Where `{seq}` templates put the journal seq, so [`Mapped::assign_seq`]
+    /// can set it after mapping. Empty for most messages.
+    #[serde(skip)]
+    pub seq_refs: Vec<SeqRef>,
+}
+
+/// One value rendered from a template holding `{seq}` (MDM's `journal:{seq}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqRef {
+    /// Index in [`Mapped::items`].
+    pub item: usize,
+    pub at: SeqAt,
+    /// The rendered text around each `{seq}`: joined with the seq, it is the value.
+    pub pieces: Vec<String>,
+}
+
+/// Which value of an item a [`SeqRef`] renders.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeqAt {
+    /// The item's id.
+    Id,
+    /// A field of the item.
+    Field(Arc<str>),
+    /// A field of row `row` of the item's list `list`.
+    Row { list: Arc<str>, row: usize, field: Arc<str> },
+}
+
+impl Mapped {
+    /// Gives the mapped message its journal seq: the provenance of every item and
+    /// every `{seq}` value. Mapping with seq 0 and then `assign_seq(s)` gives what
+    /// mapping with `s` gives, so a message can be mapped before its seq is known.
+    /// Cheap: one new `Provenance` shared by all items, and one string per `{seq}` value.
+    pub fn assign_seq(&mut self, seq: u64) {
+        let mut swapped: Option<(Arc<Provenance>, Arc<Provenance>)> = None;
+        for item in &mut self.items {
+            match &swapped {
+                Some((old, new)) if Arc::ptr_eq(old, &item.provenance) => item.provenance = new.clone(),
+                _ => {
+                    let new = Arc::new(Provenance { seq, ..(*item.provenance).clone() });
+                    let old = std::mem::replace(&mut item.provenance, new.clone());
+                    swapped = Some((old, new));
+                }
+            }
+        }
+        let digits = seq.to_string();
+        for r in &self.seq_refs {
+            let Some(item) = self.items.get_mut(r.item) else { continue };
+            let value = r.pieces.join(&digits);
+            match &r.at {
+                SeqAt::Id => item.id = value,
+                SeqAt::Field(name) => item.fields.insert(name.clone(), serde_json::Value::String(value)),
+                SeqAt::Row { list, row, field } => {
+                    let cell = item.fields.get_mut(list).and_then(|rows| rows.get_mut(*row));
+                    if let Some(serde_json::Value::Object(row)) = cell {
+                        row.insert(field.to_string(), serde_json::Value::String(value));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

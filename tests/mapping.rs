@@ -6,7 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use recordhub::mapping::{check::check, MappingSet};
+use recordhub::hl7::Message;
+use recordhub::mapping::check::{check, provenance};
+use recordhub::mapping::MappingSet;
+use recordhub::mllp::split::split_messages;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -78,4 +81,67 @@ fn invalid_mappings_fail_with_their_message() {
         failures.extend(compare(&toml.with_extension("err"), &actual));
     }
     assert!(failures.is_empty(), "{} error text(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn shipped() -> MappingSet {
+    MappingSet::load_dir(&root().join("mappings")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every message of every golden fixture, as raw bytes.
+fn fixture_messages() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for hl7 in with_ext(&root().join("fixtures"), "hl7") {
+        for raw in split_messages(&fs::read(&hl7).unwrap()) {
+            out.push((hl7.clone(), raw));
+        }
+    }
+    out
+}
+
+/// Issue 8 hole 10: OBR 2 (potassium 6.8) was given the NTE "Sample haemolysed -
+/// repeat" of OBR 1, because a path whose segment was not in its group searched the
+/// whole message.
+#[test]
+fn hole_10_a_result_never_carries_a_sibling_groups_note() {
+    let set = shipped();
+    let raw = fs::read(root().join("fixtures/oru-sibling-note.hl7")).unwrap();
+    let msg = Message::parse(&raw).unwrap();
+    let mapped = set.apply(&msg, &provenance(&msg, 1)).unwrap();
+    let fields: Vec<serde_json::Value> =
+        mapped.items.iter().map(|i| serde_json::to_value(&i.fields).unwrap()).collect();
+    assert_eq!(fields.len(), 2);
+    assert_eq!(fields[0]["test_code"], "FBC");
+    assert_eq!(fields[0]["comment"], "Sample haemolysed - repeat");
+    assert_eq!(fields[1]["test_code"], "K");
+    assert_eq!(fields[1]["observations"][0]["value"], "6.8");
+    assert!(fields[1].get("comment").is_none(), "OBR 2 got OBR 1's note: {}", fields[1]);
+}
+
+/// Issue 8 hole 10: the pipeline maps a large message off its thread before the
+/// journal seq is known; `assign_seq` must then give exactly what mapping with the
+/// seq gives (provenance and `{seq}` values such as MDM's `journal:{seq}`).
+#[test]
+fn hole_10_mapping_with_seq_0_then_assign_seq_equals_mapping_with_the_seq() {
+    let set = shipped();
+    let mut seq_values = 0;
+    let mut mapped_messages = 0;
+    for (file, raw) in fixture_messages() {
+        let Ok(msg) = Message::parse(&raw) else { continue };
+        for seq in [1, 42, 9_876_543_210] {
+            let direct = set.apply(&msg, &provenance(&msg, seq));
+            let later = set.apply(&msg, &provenance(&msg, 0)).map(|mut m| {
+                m.assign_seq(seq);
+                m
+            });
+            assert_eq!(direct, later, "{} with seq {seq}", file.display());
+            if let Ok(m) = direct {
+                mapped_messages += 1;
+                seq_values += m.seq_refs.len();
+                let json = serde_json::to_string(&m.items).unwrap();
+                assert!(!json.contains("journal:0"), "{}: a {{seq}} value kept seq 0", file.display());
+            }
+        }
+    }
+    assert!(mapped_messages >= 10, "fixtures map");
+    assert!(seq_values > 0, "no fixture has a {{seq}} value: the test would prove nothing");
 }
