@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod fields;
+pub use fields::{FieldRef, Fields, FieldsBuilder};
+
 /// What a record item is about (the leaflet categories of the shared care record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,100 +101,6 @@ pub struct Item {
     pub provenance: Arc<Provenance>,
 }
 
-/// An item's mapped values, in the order the mapping file lists them; a JSON
-/// object when serialised. Names are `Arc<str>` shared with the compiled
-/// mapping, so mapping a message allocates no key strings (a `BTreeMap` of
-/// `String`s cost a fifth of the mapping stage).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Fields(Vec<(Arc<str>, serde_json::Value)>);
-
-impl Fields {
-    pub fn new() -> Fields {
-        Fields(Vec::new())
-    }
-
-    pub fn with_capacity(n: usize) -> Fields {
-        Fields(Vec::with_capacity(n))
-    }
-
-    /// Appends `name`, which the caller knows is not present yet (a mapping
-    /// file's field names are the keys of one TOML table, so unique).
-    pub fn push_new(&mut self, name: Arc<str>, value: serde_json::Value) {
-        debug_assert!(self.get(&name).is_none(), "field {name} set twice");
-        self.0.push((name, value));
-    }
-
-    /// Sets `name`, replacing an earlier value of the same name.
-    pub fn insert(&mut self, name: Arc<str>, value: serde_json::Value) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => *v = value,
-            None => self.0.push((name, value)),
-        }
-    }
-
-    /// The value of `name`, to change in place.
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut serde_json::Value> {
-        self.0.iter_mut().find(|(n, _)| &**n == name).map(|(_, v)| v)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
-        self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
-        self.0.iter().map(|(n, v)| (&**n, v))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// As a JSON object (a list row inside another item's fields).
-    pub fn into_json(self) -> serde_json::Value {
-        serde_json::Value::Object(self.0.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-    }
-}
-
-impl<K: Into<Arc<str>>> FromIterator<(K, serde_json::Value)> for Fields {
-    fn from_iter<I: IntoIterator<Item = (K, serde_json::Value)>>(iter: I) -> Fields {
-        let mut f = Fields::new();
-        for (k, v) in iter {
-            f.insert(k.into(), v);
-        }
-        f
-    }
-}
-
-impl Serialize for Fields {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (&**k, v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Fields;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object of mapped values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut f = Fields(Vec::with_capacity(map.size_hint().unwrap_or(8)));
-                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
-                    f.insert(k.into(), v);
-                }
-                Ok(f)
-            }
-        }
-        d.deserialize_map(Visit)
-    }
-}
-
 /// Whose record a message belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Identity {
@@ -270,9 +179,9 @@ impl Mapped {
             let value = r.pieces.join(&digits);
             match &r.at {
                 SeqAt::Id => item.id = value,
-                SeqAt::Field(name) => item.fields.insert(name.clone(), serde_json::Value::String(value)),
+                SeqAt::Field(name) => item.fields.insert(name, serde_json::Value::String(value)),
                 SeqAt::Row { list, row, field } => {
-                    let cell = item.fields.get_mut(list).and_then(|rows| rows.get_mut(*row));
+                    let cell = item.fields.get_json_mut(list).and_then(|rows| rows.get_mut(*row));
                     if let Some(serde_json::Value::Object(row)) = cell {
                         row.insert(field.to_string(), serde_json::Value::String(value));
                     }
@@ -285,18 +194,6 @@ impl Mapped {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fields_keep_mapping_order_through_json() {
-        let mut f: Fields = [("zeta", serde_json::json!(1)), ("alpha", serde_json::json!("a"))].into_iter().collect();
-        f.insert("zeta".into(), serde_json::json!(2));
-        let json = serde_json::to_string(&f).unwrap();
-        assert_eq!(json, r#"{"zeta":2,"alpha":"a"}"#);
-        let back: Fields = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, f);
-        assert_eq!(back.get("alpha"), Some(&serde_json::json!("a")));
-        assert_eq!(back.len(), 2);
-    }
 
     #[test]
     fn kind_names_round_trip() {

@@ -145,3 +145,52 @@ fn hole_10_mapping_with_seq_0_then_assign_seq_equals_mapping_with_the_seq() {
     assert!(mapped_messages >= 10, "fixtures map");
     assert!(seq_values > 0, "no fixture has a {{seq}} value: the test would prove nothing");
 }
+
+// The engine's allocator, so the memory figure below is the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// An ADT^A01 with `n` DG1s, as `scripts/bigmsg.py adt` writes it (340,000: 16 MB).
+fn big_adt(n: usize) -> Vec<u8> {
+    let mut m = b"MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|20261121090000||ADT^A01^ADT_A01|BIGADT1|P|2.4\r\
+EVN|A01|20261121090000\rPID|1||9434765919^^^NHS^NH||TEST^PATIENT||19700101|F\r\
+PV1|1|I|WARD1^BAY1^BED1||||||||||||||||V1234\r"
+        .to_vec();
+    for i in 1..=n {
+        m.extend_from_slice(format!("DG1|{i}||I{i:05}^Hypertension^I10||20261121|F\r").as_bytes());
+    }
+    m
+}
+
+fn proc_status_kib(key: &str) -> usize {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Issue 8 hole 10: a 16 MB ADT with 340k DG1s peaked at 22x its size. Peak RSS
+/// growth of parsing and mapping it, beyond the frame itself, must stay under 5x the
+/// frame. A measurement, not a unit test (RSS depends on the machine): run by
+/// `scripts/memory.py`, or `cargo test --test mapping -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn hole_10_mapping_an_item_heavy_message_peaks_under_5x_the_frame() {
+    let set = shipped();
+    let frame = big_adt(340_000);
+    // Linux: writing 5 to clear_refs resets VmHWM to the current RSS.
+    fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = proc_status_kib("VmRSS");
+    let msg = Message::parse(&frame).unwrap();
+    let mapped = set.apply(&msg, &provenance(&msg, 1)).unwrap();
+    let peak = proc_status_kib("VmHWM");
+    let growth = (peak - before) * 1024;
+    let ratio = growth as f64 / frame.len() as f64;
+    println!(
+        "mapping {} items from a {:.1} MB frame: peak RSS growth {:.1} MB = {ratio:.2}x the frame",
+        mapped.items.len(),
+        frame.len() as f64 / 1e6,
+        growth as f64 / 1e6
+    );
+    assert_eq!(mapped.items.len(), 340_000 + 2);
+    assert!(ratio < 5.0, "peak RSS growth {ratio:.2}x the frame");
+}

@@ -12,11 +12,15 @@ use serde_json::Value as Json;
 
 use super::convert::convert;
 use super::path::{Path, Rep};
-use super::plan::{Cond, FieldPlan, ItemPlan, Part, Plan, ProvField, Source, Template};
+use super::plan::{Cond, FieldPlan, ItemPlan, Part, Plan, ProvField, Source, Template, Ty};
 use super::scope::{Layout, ListScope, Scope};
 use crate::ack::{Location, Problem};
 use crate::hl7::{Field, FieldTable, Message, Segment, Value};
-use crate::record::{Fields, Identity, Item, LocalId, Mapped, Provenance, SeqAt, SeqRef};
+use crate::record::{Fields, FieldsBuilder, Identity, Item, LocalId, Mapped, Provenance, SeqAt, SeqRef};
+
+/// How many segments' field tables a run keeps: the item's segment, a list row,
+/// and the message-level segments a plan reads (MSH, PID, PV1, ...).
+const TABLES: usize = 8;
 
 /// One application of a plan to a message.
 pub struct Run<'m, 'a> {
@@ -26,10 +30,13 @@ pub struct Run<'m, 'a> {
     reads: Option<&'m mut Vec<(usize, usize)>>,
     /// Optional values left out because they did not fit their type.
     warnings: Vec<String>,
-    /// Field boundaries per segment index, found the first time a field of
-    /// that segment is read: a plan reads dozens of fields of PID and PV1,
-    /// and `Segment::field` would rescan from the start for each.
-    tables: Vec<Option<FieldTable<'a>>>,
+    /// Field boundaries of the segments read last, by segment index: a plan
+    /// reads dozens of fields of PID and PV1, and `Segment::field` would rescan
+    /// from the start for each. Bounded: one table per segment of a 340k-DG1
+    /// message cost more memory than the message.
+    tables: Vec<(usize, FieldTable<'a>)>,
+    /// The slot the next new table replaces once `tables` is full.
+    evict: usize,
     /// MSH-9.2, which every `when.events` condition compares.
     event: &'a [u8],
     layout: Layout,
@@ -44,16 +51,25 @@ impl<'m, 'a> Run<'m, 'a> {
         let event = msg.header().field(9).component(2).raw();
         // Shared by every item of the message: one Arc clone, no copies.
         let prov = prov.clone();
-        let (warnings, tables, layout) = (Vec::new(), vec![None; msg.segment_count()], Layout::new(msg));
-        Run { msg, prov, reads, warnings, tables, event, layout, seq_refs: Vec::new(), pending: Vec::new() }
+        let (warnings, tables, layout) = (Vec::new(), Vec::with_capacity(TABLES), Layout::new(msg));
+        Run { msg, prov, reads, warnings, tables, evict: 0, event, layout, seq_refs: Vec::new(), pending: Vec::new() }
     }
 
     /// Field `n` of `seg`, through the per-segment table.
     fn field(&mut self, seg: &Segment<'a>, n: usize) -> Field<'a> {
-        match self.tables.get_mut(seg.index()) {
-            Some(slot) => slot.get_or_insert_with(|| seg.field_table()).field(n),
-            None => seg.field(n),
+        let i = seg.index();
+        if let Some((_, t)) = self.tables.iter().find(|(at, _)| *at == i) {
+            return t.field(n);
         }
+        let table = seg.field_table();
+        let field = table.field(n);
+        if self.tables.len() < TABLES {
+            self.tables.push((i, table));
+        } else {
+            self.tables[self.evict] = (i, table);
+            self.evict = (self.evict + 1) % TABLES;
+        }
+        field
     }
 
     /// Maps the message with `plan`.
@@ -154,14 +170,14 @@ impl<'m, 'a> Run<'m, 'a> {
                 }
                 rows.push(fields.into_json());
             }
-            fields.insert(list.name.clone(), Json::Array(rows));
+            fields.insert(&list.name, Json::Array(rows));
         }
-        out.push(Item { kind: plan.kind, id, fields, provenance: self.prov.clone() });
+        out.push(Item { kind: plan.kind, id, fields: fields.finish(), provenance: self.prov.clone() });
         Ok(())
     }
 
-    fn fields(&mut self, plans: &[FieldPlan], scope: Scope<'a>) -> Result<Fields, Problem> {
-        let mut out = Fields::with_capacity(plans.len() + 1);
+    fn fields(&mut self, plans: &[FieldPlan], scope: Scope<'a>) -> Result<FieldsBuilder, Problem> {
+        let mut out = Fields::builder(plans.len() + 1);
         for f in plans {
             if !self.holds(f.when.as_ref(), scope) {
                 continue;
@@ -179,6 +195,11 @@ impl<'m, 'a> Run<'m, 'a> {
                 },
                 Source::Paths(paths) => match self.first(paths, scope) {
                     Some((_, v, _)) if v.is_null() => (Some(Json::Null), None),
+                    // Most values are plain text: packed without a JSON string in between.
+                    Some((_, v, _)) if matches!(f.ty, Ty::String) => {
+                        out.push_str(&f.name, &v.text());
+                        continue;
+                    }
                     Some((seg, v, rep)) => {
                         let p = paths_first(paths, seg);
                         match convert(&f.ty, &v.text()) {
@@ -200,7 +221,7 @@ impl<'m, 'a> Run<'m, 'a> {
                 },
             };
             match value {
-                Some(v) => out.push_new(f.name.clone(), v),
+                Some(v) => out.push_new(&f.name, v),
                 None if f.required => {
                     let seg = at.and_then(|p| self.segment(p, scope));
                     return Err(problem(101, &f.name, at, seg.map(|s| (s, 1)), "required value is missing"));
