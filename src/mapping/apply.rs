@@ -16,7 +16,7 @@ use super::plan::{Cond, FieldPlan, ItemPlan, Part, Plan, ProvField, Source, Temp
 use super::scope::{Layout, ListScope, Scope};
 use crate::ack::{Location, Problem};
 use crate::hl7::{Field, FieldTable, Message, Segment, Value};
-use crate::record::{Fields, FieldsBuilder, Identity, Item, LocalId, Mapped, Provenance, SeqAt, SeqRef};
+use crate::record::{Fields, FieldsBuilder, Identity, Item, LocalId, Mapped, Names, Provenance, SeqAt, SeqRef};
 
 /// How many segments' field tables a run keeps: the item's segment, a list row,
 /// and the message-level segments a plan reads (MSH, PID, PV1, ...).
@@ -121,12 +121,13 @@ impl<'m, 'a> Run<'m, 'a> {
         let Some(name) = plan.for_each else {
             return self.one_item(plan, Scope::default(), out);
         };
-        let starts: Vec<usize> = self.layout.all(name).collect();
-        out.reserve(starts.len());
+        let places = self.layout.range(name);
+        out.reserve(places.len());
         let count = self.msg.segment_count();
-        let message_end = starts.first().copied().unwrap_or(count);
-        for (n, &start) in starts.iter().enumerate() {
-            let group_end = starts.get(n + 1).copied().unwrap_or(count);
+        let message_end = self.layout.at(places.start).filter(|_| !places.is_empty()).unwrap_or(count);
+        for k in places.clone() {
+            let Some(start) = self.layout.at(k) else { continue };
+            let group_end = (k + 1 < places.end).then(|| self.layout.at(k + 1)).flatten().unwrap_or(count);
             let scope = Scope { item: self.msg.segment(start), group_end, message_end, list: None };
             self.one_item(plan, scope, out)?;
         }
@@ -147,7 +148,7 @@ impl<'m, 'a> Run<'m, 'a> {
             self.seq_refs.push(SeqRef { item: at, at: SeqAt::Id, pieces });
         }
         self.pending.clear();
-        let mut fields = self.fields(&plan.fields, scope)?;
+        let mut fields = self.fields(&plan.fields, &plan.names, scope)?;
         for (field, pieces) in std::mem::take(&mut self.pending) {
             self.seq_refs.push(SeqRef { item: at, at: SeqAt::Field(field), pieces });
         }
@@ -163,21 +164,24 @@ impl<'m, 'a> Run<'m, 'a> {
                 let Some(row) = self.msg.segment(i) else { continue };
                 let row_end = rows_at.get(n + 1).copied().unwrap_or(to);
                 let list_scope = ListScope { row, row_end, head_end };
-                let fields = self.fields(&list.fields, Scope { list: Some(list_scope), ..scope })?;
+                let fields = self.fields(&list.fields, &list.names, Scope { list: Some(list_scope), ..scope })?;
                 for (field, pieces) in std::mem::take(&mut self.pending) {
                     let at = SeqAt::Row { list: list.name.clone(), row: rows.len(), field };
                     self.seq_refs.push(SeqRef { item: out.len(), at, pieces });
                 }
                 rows.push(fields.into_json());
             }
-            fields.insert(&list.name, Json::Array(rows));
+            match list.shadows {
+                true => fields.insert(&list.name, Json::Array(rows)),
+                false => fields.push_at(list.index, Json::Array(rows)),
+            }
         }
         out.push(Item { kind: plan.kind, id, fields: fields.finish(), provenance: self.prov.clone() });
         Ok(())
     }
 
-    fn fields(&mut self, plans: &[FieldPlan], scope: Scope<'a>) -> Result<FieldsBuilder, Problem> {
-        let mut out = Fields::builder(plans.len() + 1);
+    fn fields(&mut self, plans: &[FieldPlan], names: &Names, scope: Scope<'a>) -> Result<FieldsBuilder, Problem> {
+        let mut out = Fields::builder(names);
         for f in plans {
             if !self.holds(f.when.as_ref(), scope) {
                 continue;
@@ -197,7 +201,7 @@ impl<'m, 'a> Run<'m, 'a> {
                     Some((_, v, _)) if v.is_null() => (Some(Json::Null), None),
                     // Most values are plain text: packed without a JSON string in between.
                     Some((_, v, _)) if matches!(f.ty, Ty::String) => {
-                        out.push_str(&f.name, &v.text());
+                        out.push_str_at(f.index, &v.text());
                         continue;
                     }
                     Some((seg, v, rep)) => {
@@ -221,7 +225,7 @@ impl<'m, 'a> Run<'m, 'a> {
                 },
             };
             match value {
-                Some(v) => out.push_new(&f.name, v),
+                Some(v) => out.push_at(f.index, v),
                 None if f.required => {
                     let seg = at.and_then(|p| self.segment(p, scope));
                     return Err(problem(101, &f.name, at, seg.map(|s| (s, 1)), "required value is missing"));

@@ -119,7 +119,20 @@ impl Compiler<'_> {
                     name: lname.get_ref().as_str().into(),
                     for_each,
                     fields: self.fields(&l.fields.0),
+                    names: Vec::new().into(),
+                    index: 0,
+                    shadows: false,
                 });
+            }
+        }
+        let fields = self.fields(&spec.fields.0);
+        let mut names: Vec<Arc<str>> = fields.iter().map(|f| f.name.clone()).collect();
+        for list in &mut lists {
+            list.names = list.fields.iter().map(|f| f.name.clone()).collect();
+            list.shadows = names[..fields.len()].contains(&list.name);
+            list.index = names.iter().position(|n| *n == list.name).unwrap_or(names.len());
+            if list.index == names.len() {
+                names.push(list.name.clone());
             }
         }
         Some(ItemPlan {
@@ -129,12 +142,18 @@ impl Compiler<'_> {
             id: self.template(id),
             when: spec.when.as_ref().and_then(|w| self.cond(w)),
             lists,
-            fields: self.fields(&spec.fields.0),
+            fields,
+            names: names.into(),
         })
     }
 
     fn fields(&mut self, specs: &[(Spanned<String>, super::spec::TargetSpec)]) -> Vec<FieldPlan> {
-        specs.iter().filter_map(|(name, t)| self.field(name.get_ref(), &t.0)).collect()
+        let mut fields: Vec<FieldPlan> =
+            specs.iter().filter_map(|(name, t)| self.field(name.get_ref(), &t.0)).collect();
+        for (i, f) in fields.iter_mut().enumerate() {
+            f.index = i;
+        }
+        fields
     }
 
     fn field(&mut self, name: &str, target: &Spanned<Target>) -> Option<FieldPlan> {
@@ -143,6 +162,7 @@ impl Compiler<'_> {
                 let path = self.path(&Spanned::new(target.span(), p.clone()))?;
                 return Some(FieldPlan {
                     name: name.into(),
+                    index: 0,
                     source: Source::Paths(vec![path]),
                     ty: Ty::String,
                     required: false,
@@ -153,6 +173,7 @@ impl Compiler<'_> {
                 let paths = self.paths(&Paths(list.clone()));
                 return Some(FieldPlan {
                     name: name.into(),
+                    index: 0,
                     source: Source::Paths(paths),
                     ty: Ty::String,
                     required: false,
@@ -182,6 +203,7 @@ impl Compiler<'_> {
         };
         Some(FieldPlan {
             name: name.into(),
+            index: 0,
             source,
             ty,
             required: spec.required.unwrap_or(false),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::path::Path;
-use crate::record::Kind;
+use crate::record::{Kind, Names};
 
 /// A compiled mapping file: which messages it takes, its default plan, per-sender plans.
 #[derive(Debug)]
@@ -53,6 +53,9 @@ pub struct ItemPlan {
     pub when: Option<Cond>,
     pub fields: Vec<FieldPlan>,
     pub lists: Vec<ListPlan>,
+    /// The fields' names, then the lists' (each field's `index` is its place):
+    /// shared by every item mapped, so items hold no name bytes.
+    pub names: Names,
 }
 
 #[derive(Debug)]
@@ -60,12 +63,20 @@ pub struct ListPlan {
     pub name: std::sync::Arc<str>,
     pub for_each: [u8; 3],
     pub fields: Vec<FieldPlan>,
+    /// The row fields' names.
+    pub names: Names,
+    /// The list's place in its item's `names`.
+    pub index: usize,
+    /// A field of the item has the list's name: the list replaces its value.
+    pub shadows: bool,
 }
 
 #[derive(Debug)]
 pub struct FieldPlan {
     /// Shared with every item mapped, so mapping allocates no key strings.
     pub name: std::sync::Arc<str>,
+    /// The field's place in the names of its item (or list row).
+    pub index: usize,
     pub source: Source,
     pub ty: Ty,
     pub required: bool,

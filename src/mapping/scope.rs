@@ -36,9 +36,18 @@ impl Layout {
 
     /// Indices of the segments called `name`, in message order.
     pub fn all(&self, name: [u8; 3]) -> impl ExactSizeIterator<Item = usize> + '_ {
-        let from = self.by_name.partition_point(|&(n, _)| n < name);
-        let to = self.by_name.partition_point(|&(n, _)| n <= name);
-        self.by_name[from..to].iter().map(|&(_, i)| i as usize)
+        self.by_name[self.range(name)].iter().map(|&(_, i)| i as usize)
+    }
+
+    /// Where the segments called `name` are in the layout: [`Self::at`] gives each one's
+    /// segment index (a range, so a caller can hold it while mutating its own state).
+    pub fn range(&self, name: [u8; 3]) -> std::ops::Range<usize> {
+        self.by_name.partition_point(|&(n, _)| n < name)..self.by_name.partition_point(|&(n, _)| n <= name)
+    }
+
+    /// The segment index at place `k` of the layout.
+    pub fn at(&self, k: usize) -> Option<usize> {
+        self.by_name.get(k).map(|&(_, i)| i as usize)
     }
 
     /// Indices of the segments called `name` with `from <= index < to`.

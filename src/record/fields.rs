@@ -3,21 +3,27 @@
 //! A message can map to hundreds of thousands of items (an ADT with 340k DG1s):
 //! a `Vec<(Arc<str>, serde_json::Value)>` cost 48 bytes per value plus one
 //! allocation per string, about 14 times the bytes of the segment it came from.
-//! Here names and strings are packed into one byte buffer per item; other values
-//! (numbers, lists of rows, literal booleans) are kept as JSON beside it.
+//! Here the values are packed into one byte buffer per item, and the names are a
+//! table shared with the compiled mapping (one `Arc` per item, no name bytes);
+//! values other than text and null (numbers, lists of rows) are kept as JSON beside it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+/// The names an item's values may have, in the mapping file's order.
+pub type Names = Arc<[Arc<str>]>;
+
 /// An item's mapped values, in the order the mapping file lists them; a JSON
 /// object when serialised.
 ///
-/// The buffer holds, per value: the name's length (LEB128) and bytes, a tag, and
-/// for a string its length (LEB128) and bytes, for other JSON its index in `other`.
-#[derive(Clone, PartialEq, Default)]
+/// The buffer holds, per value: the name's index in `names` (LEB128), a tag, and
+/// for text its length (LEB128) and bytes, for other JSON its index in `other`.
+#[derive(Clone)]
 pub struct Fields {
+    names: Names,
     buf: Box<[u8]>,
     other: Box<[Json]>,
 }
@@ -44,17 +50,6 @@ impl FieldRef<'_> {
     }
 }
 
-impl PartialEq<Json> for FieldRef<'_> {
-    fn eq(&self, other: &Json) -> bool {
-        match (self, other) {
-            (FieldRef::Str(a), Json::String(b)) => a == b,
-            (FieldRef::Null, Json::Null) => true,
-            (FieldRef::Json(a), b) => *a == b,
-            _ => false,
-        }
-    }
-}
-
 impl Serialize for FieldRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -68,23 +63,46 @@ impl Serialize for FieldRef<'_> {
 /// Builds [`Fields`] value by value; [`FieldsBuilder::finish`] packs them.
 #[derive(Default)]
 pub struct FieldsBuilder {
+    names: Vec<Arc<str>>,
+    /// The table `names` came from, while no name was added to it.
+    shared: Option<Names>,
     buf: Vec<u8>,
     other: Vec<Json>,
 }
 
 impl FieldsBuilder {
-    /// Room for about `n` short values.
-    pub fn with_capacity(n: usize) -> FieldsBuilder {
-        FieldsBuilder { buf: Vec::with_capacity(n * 24), other: Vec::new() }
+    /// Values named from `names` (a compiled item's field names).
+    pub fn with_names(names: &Names) -> FieldsBuilder {
+        FieldsBuilder {
+            names: Vec::new(),
+            shared: Some(names.clone()),
+            buf: Vec::with_capacity(256),
+            other: Vec::new(),
+        }
     }
 
-    /// Appends `name`, which the caller knows is not present yet (a mapping
-    /// file's field names are the keys of one TOML table, so unique).
-    pub fn push_new(&mut self, name: &str, value: Json) {
-        push_len(&mut self.buf, name.len());
-        self.buf.extend_from_slice(name.as_bytes());
+    fn names(&self) -> &[Arc<str>] {
+        self.shared.as_deref().unwrap_or(&self.names)
+    }
+
+    /// The index of `name`, added to the table if it is not there.
+    fn index(&mut self, name: &str) -> usize {
+        if let Some(i) = self.names().iter().position(|n| &**n == name) {
+            return i;
+        }
+        if let Some(shared) = self.shared.take() {
+            self.names = shared.to_vec();
+        }
+        self.names.push(name.into());
+        self.names.len() - 1
+    }
+
+    /// Appends the value of name number `i` of the table, which the caller knows
+    /// is not set yet (a mapping file's field names are the keys of one TOML table).
+    pub fn push_at(&mut self, i: usize, value: Json) {
+        push_len(&mut self.buf, i);
         match value {
-            Json::String(s) => self.push_str_value(&s),
+            Json::String(s) => self.push_text(&s),
             Json::Null => self.buf.push(NULL),
             v => {
                 self.buf.push(JSON);
@@ -94,49 +112,49 @@ impl FieldsBuilder {
         }
     }
 
-    /// Appends a string value without building a `serde_json::Value` first.
-    pub fn push_str(&mut self, name: &str, value: &str) {
-        push_len(&mut self.buf, name.len());
-        self.buf.extend_from_slice(name.as_bytes());
-        self.push_str_value(value);
+    /// Appends text as the value of name number `i`, without a JSON string in between.
+    pub fn push_str_at(&mut self, i: usize, value: &str) {
+        push_len(&mut self.buf, i);
+        self.push_text(value);
     }
 
-    fn push_str_value(&mut self, s: &str) {
+    fn push_text(&mut self, s: &str) {
         self.buf.push(STR);
         push_len(&mut self.buf, s.len());
         self.buf.extend_from_slice(s.as_bytes());
     }
 
-    /// Sets `name`, replacing an earlier value of the same name in its place.
-    pub fn insert(&mut self, name: &str, value: Json) {
-        let view = Fields { buf: std::mem::take(&mut self.buf).into(), other: std::mem::take(&mut self.other).into() };
-        if view.get(name).is_none() {
-            *self = view.into_builder();
-            self.push_new(name, value);
-            return;
-        }
-        let mut found = false;
-        let mut out = FieldsBuilder::with_capacity(0);
-        out.buf.reserve(view.buf.len() + name.len() + 8);
-        for (n, v) in view.iter() {
-            if n == name {
-                found = true;
-                out.push_new(n, value.clone());
-            } else {
-                out.push_new(n, v.to_json());
-            }
-        }
-        if !found {
-            out.push_new(name, value);
-        }
-        *self = out;
+    fn iter(&self) -> Iter<'_> {
+        Iter { names: self.names(), buf: &self.buf, other: &self.other, at: 0 }
     }
 
-    /// The packed fields, with no spare capacity.
+    /// Sets `name`, replacing an earlier value of the same name in its place.
+    pub fn insert(&mut self, name: &str, value: Json) {
+        if !self.iter().any(|(n, _)| n == name) {
+            let i = self.index(name);
+            self.push_at(i, value);
+            return;
+        }
+        // Rare (a list named like a field, a repeated JSON key): rebuild.
+        let entries: Vec<(Arc<str>, Json)> = self.iter().map(|(n, v)| (Arc::from(n), v.to_json())).collect();
+        let shared = self.shared.take();
+        *self = FieldsBuilder { names: std::mem::take(&mut self.names), shared, ..FieldsBuilder::default() };
+        let mut value = Some(value);
+        for (n, v) in entries {
+            let i = self.index(&n);
+            match value.take_if(|_| &*n == name) {
+                Some(new) => self.push_at(i, new),
+                None => self.push_at(i, v),
+            }
+        }
+    }
+
+    /// The packed fields.
     pub fn finish(self) -> Fields {
+        let names = self.shared.unwrap_or_else(|| self.names.into());
         // A copy of exactly the bytes used: a shrinking realloc may keep the
         // whole block (mimalloc keeps it while the new size is over half).
-        Fields { buf: Box::from(&self.buf[..]), other: self.other.into_boxed_slice() }
+        Fields { names, buf: Box::from(&self.buf[..]), other: self.other.into_boxed_slice() }
     }
 
     /// As a JSON object (a list row inside another item's fields).
@@ -153,7 +171,7 @@ fn push_len(buf: &mut Vec<u8>, mut n: usize) {
     buf.push(n as u8);
 }
 
-/// Reads a LEB128 length at `*at`; `None` at the end of a damaged buffer.
+/// Reads a LEB128 number at `*at`; `None` at the end of a damaged buffer.
 fn read_len(buf: &[u8], at: &mut usize) -> Option<usize> {
     let mut n = 0usize;
     for shift in (0..64).step_by(7) {
@@ -167,49 +185,67 @@ fn read_len(buf: &[u8], at: &mut usize) -> Option<usize> {
     None
 }
 
-fn read_str<'a>(buf: &'a [u8], at: &mut usize) -> Option<&'a str> {
-    let len = read_len(buf, at)?;
-    let bytes = buf.get(*at..*at + len)?;
-    *at += len;
-    // Written from a &str by push_new/push_str, so valid UTF-8.
-    std::str::from_utf8(bytes).ok()
-}
-
 /// The values of [`Fields`] in order.
 pub struct Iter<'a> {
-    fields: &'a Fields,
+    names: &'a [Arc<str>],
+    buf: &'a [u8],
+    other: &'a [Json],
     at: usize,
+}
+
+impl<'a> Iter<'a> {
+    /// The next entry: name index, then the value, or its index in `other`.
+    fn entry(&mut self) -> Option<(usize, Result<FieldRef<'a>, usize>)> {
+        let (buf, at) = (self.buf, &mut self.at);
+        let name = read_len(buf, at)?;
+        let tag = *buf.get(*at)?;
+        *at += 1;
+        let value = match tag {
+            STR => {
+                let len = read_len(buf, at)?;
+                let bytes = buf.get(*at..*at + len)?;
+                *at += len;
+                // Written from a &str by push_text, so valid UTF-8.
+                Ok(FieldRef::Str(std::str::from_utf8(bytes).ok()?))
+            }
+            NULL => Ok(FieldRef::Null),
+            _ => Err(read_len(buf, at)?),
+        };
+        Some((name, value))
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, FieldRef<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (buf, at) = (&self.fields.buf[..], &mut self.at);
-        let name = read_str(buf, at)?;
-        let tag = *buf.get(*at)?;
-        *at += 1;
-        let value = match tag {
-            STR => FieldRef::Str(read_str(buf, at)?),
-            NULL => FieldRef::Null,
-            _ => FieldRef::Json(self.fields.other.get(read_len(buf, at)?)?),
+        let (name, value) = self.entry()?;
+        let value = match value {
+            Ok(v) => v,
+            Err(i) => FieldRef::Json(self.other.get(i)?),
         };
-        Some((name, value))
+        Some((self.names.get(name)?, value))
     }
 }
 
 impl Fields {
     pub fn new() -> Fields {
-        Fields::default()
+        FieldsBuilder::default().finish()
     }
 
-    pub fn builder(n: usize) -> FieldsBuilder {
-        FieldsBuilder::with_capacity(n)
+    /// A builder for values named from `names`.
+    pub fn builder(names: &Names) -> FieldsBuilder {
+        FieldsBuilder::with_names(names)
     }
 
     /// Back to a builder, to add or replace values.
     pub fn into_builder(self) -> FieldsBuilder {
-        FieldsBuilder { buf: self.buf.into_vec(), other: self.other.into_vec() }
+        FieldsBuilder {
+            names: Vec::new(),
+            shared: Some(self.names),
+            buf: self.buf.into_vec(),
+            other: self.other.into_vec(),
+        }
     }
 
     /// Sets `name`, replacing an earlier value of the same name in its place.
@@ -225,28 +261,20 @@ impl Fields {
 
     /// A value held as JSON (a list of rows, a number), to change in place.
     pub fn get_json_mut(&mut self, name: &str) -> Option<&mut Json> {
-        let (buf, mut at) = (&self.buf[..], 0);
-        loop {
-            let n = read_str(buf, &mut at)?;
-            let tag = *buf.get(at)?;
-            at += 1;
-            match tag {
-                STR => {
-                    read_str(buf, &mut at)?;
-                }
-                NULL => {}
-                _ => {
-                    let i = read_len(buf, &mut at)?;
-                    if n == name {
-                        return self.other.get_mut(i);
-                    }
+        let mut it = self.iter();
+        let i = loop {
+            let (n, v) = it.entry()?;
+            if let Err(i) = v {
+                if self.names.get(n).is_some_and(|n| &**n == name) {
+                    break i;
                 }
             }
-        }
+        };
+        self.other.get_mut(i)
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter { fields: self, at: 0 }
+        Iter { names: &self.names, buf: &self.buf, other: &self.other, at: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -260,6 +288,20 @@ impl Fields {
     /// As a JSON object.
     pub fn into_json(self) -> Json {
         Json::Object(self.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect())
+    }
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields::new()
+    }
+}
+
+/// Equal when the same names have the same values in the same order, whatever
+/// name table they were built with.
+impl PartialEq for Fields {
+    fn eq(&self, other: &Fields) -> bool {
+        self.iter().eq(other.iter())
     }
 }
 
@@ -294,16 +336,10 @@ impl<'de> Deserialize<'de> for Fields {
                 f.write_str("an object of mapped values")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut names: Vec<String> = Vec::new();
                 let mut b = FieldsBuilder::default();
                 while let Some((k, v)) = map.next_entry::<String, Json>()? {
                     // A repeated name replaces the earlier value, as a JSON object does.
-                    if names.contains(&k) {
-                        b.insert(&k, v);
-                    } else {
-                        b.push_new(&k, v);
-                        names.push(k);
-                    }
+                    b.insert(&k, v);
                 }
                 Ok(b.finish())
             }
@@ -351,5 +387,21 @@ mod tests {
         let mut g = f.clone();
         g.get_json_mut("rows").unwrap()[0]["a"] = json!("c");
         assert_eq!(g.get("rows").unwrap().to_json(), json!([{"a": "c"}]));
+    }
+
+    #[test]
+    fn fields_built_from_a_plans_names_equal_the_same_values_read_back() {
+        let names: Names = ["unused", "code", "rows"].into_iter().map(Arc::from).collect();
+        let mut b = Fields::builder(&names);
+        b.push_str_at(1, "I10");
+        b.push_at(2, json!([{"a": 1}]));
+        let f = b.finish();
+        let back: Fields = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"code":"I10","rows":[{"a":1}]}"#);
+        let mut g = f.clone();
+        g.insert("code", json!("I11"));
+        g.insert("new", Json::Null);
+        assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"code":"I11","rows":[{"a":1}],"new":null}"#);
     }
 }
