@@ -21,6 +21,7 @@ fn result(i: u64) -> Mapped {
         identity: Identity::default(),
         items: vec![Item { kind: Kind::Result, id: format!("ACC{i}|FBC"), fields, provenance: provenance.into() }],
         warnings: Vec::new(),
+        seq_refs: Vec::new(),
     }
 }
 

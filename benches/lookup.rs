@@ -177,8 +177,13 @@ fn messages(p: usize) -> [Mapped; 2] {
         .collect();
     let identity = Identity::default();
     [
-        Mapped { identity: identity.clone(), items: vec![patient, encounter, gp], warnings: Vec::new() },
-        Mapped { identity, items: results, warnings: Vec::new() },
+        Mapped {
+            identity: identity.clone(),
+            items: vec![patient, encounter, gp],
+            warnings: Vec::new(),
+            seq_refs: Vec::new(),
+        },
+        Mapped { identity, items: results, warnings: Vec::new(), seq_refs: Vec::new() },
     ]
 }
 

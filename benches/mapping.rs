@@ -1,4 +1,6 @@
-//! Mapping only: a parsed message through the shipped mappings.
+//! Mapping only: a parsed message through the shipped mappings; and ORUs of 1k, 4k
+//! and 16k OBR/OBX groups, whose time per group must stay flat (issue 8, hole 10:
+//! mapping was quadratic in the group count).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use recordhub::hl7::Message;
@@ -6,6 +8,17 @@ use recordhub::mapping::MappingSet;
 use recordhub::record::Provenance;
 
 mod common;
+
+/// An ORU^R01 with `groups` OBR + OBX groups, as `scripts/bigmsg.py oru` writes it.
+fn oru_groups(groups: usize) -> Vec<u8> {
+    let mut m = b"MSH|^~\\&|WINPATH|RJ1LAB|RECORDHUB|LCR|20261121090000||ORU^R01^ORU_R01|BIGORU1|P|2.4\r\
+PID|1||9434765919^^^NHS^NH||TEST^PATIENT||19700101|F\rPV1|1|O|OPD\r"
+        .to_vec();
+    for g in 1..=groups {
+        m.extend_from_slice(format!("OBR|{g}||A{g:06}|K\rOBX|1|NM|K^Potassium||6.8|mmol/L|3.5-5.3|H|||F\r").as_bytes());
+    }
+    m
+}
 
 fn bench(c: &mut Criterion) {
     let set = MappingSet::load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings")))
@@ -27,6 +40,21 @@ fn bench(c: &mut Criterion) {
         assert!(!mapped.items.is_empty(), "{name} produces items");
         g.throughput(Throughput::Elements(1));
         g.bench_function(name, |b| b.iter(|| set.apply(std::hint::black_box(&msg), &prov).map(|m| m.items.len())));
+    }
+    g.finish();
+
+    // Elements = groups, so criterion prints time per group: flat means linear.
+    let mut g = c.benchmark_group("mapping_groups");
+    g.sample_size(10);
+    for groups in [1_000, 4_000, 16_000] {
+        let input = oru_groups(groups);
+        let msg = Message::parse(&input).expect("generated ORU parses");
+        let mapped = set.apply(&msg, &prov).expect("generated ORU maps");
+        assert_eq!(mapped.items.len(), groups, "one result per group");
+        g.throughput(Throughput::Elements(groups as u64));
+        g.bench_function(format!("oru_{groups}_groups"), |b| {
+            b.iter(|| set.apply(std::hint::black_box(&msg), &prov).map(|m| m.items.len()))
+        });
     }
     g.finish();
 }

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Memory figures for the README (not run by CI): server RSS with 1,000 idle
-MLLP connections, and peak RSS growth while one ~16 MB ORU (an embedded
-base64 PDF) is received, journaled and acknowledged.
+MLLP connections, and peak RSS growth while one ~16 MB message is received,
+journaled and acknowledged: an ORU with an embedded base64 PDF, and an
+item-heavy ADT with 340,000 DG1s (issue 8, hole 10: was 22x the frame).
+Mapping alone: `cargo test --test mapping -- --ignored --nocapture`.
 
     python3 scripts/memory.py [path/to/recordhub]
 
 Starts the release binary on free loopback ports with a temporary data dir;
 reads VmRSS/VmHWM from /proc; talks only to 127.0.0.1."""
 import os, socket, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bigmsg
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/recordhub"
 
@@ -43,6 +48,26 @@ def call(sock, msg):
         buf += chunk
     return buf
 
+def one(p, port, what, msg):
+    """Sends one message; prints the ACK and the peak RSS growth it caused."""
+    # Linux: writing 5 to clear_refs resets VmHWM to the current RSS (same user).
+    try:
+        with open(f"/proc/{p.pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    hwm0, rss0 = status(p.pid, "VmHWM"), status(p.pid, "VmRSS")
+    t0 = time.time()
+    s = socket.create_connection(("127.0.0.1", port))
+    ack = call(s, msg)
+    s.close()
+    took = time.time() - t0
+    time.sleep(0.3)
+    hwm1 = status(p.pid, "VmHWM")
+    growth = (hwm1 - max(hwm0, rss0)) * 1024
+    print(f"one {what} of {len(msg)/1e6:.1f} MB: ACK {ack[ack.find(b'MSA'):ack.find(b'MSA')+20]!r} in {took:.1f} s; "
+          f"peak RSS growth {growth/1e6:.1f} MB = {growth/len(msg):.2f}x the frame")
+
 ADT = open("fixtures/adt-a01.hl7", "rb").read()
 
 with tempfile.TemporaryDirectory() as d:
@@ -64,15 +89,8 @@ with tempfile.TemporaryDirectory() as d:
         oru = (b"MSH|^~\\&|LAB|RJ1|RECORDHUB|LCR|20261121090000||ORU^R01^ORU_R01|BIG1|P|2.5\r"
                b"PID|1||9434765919^^^NHS^NH\rOBR|1||FL99^LAB|PDF^Report^L|||20261121085000|||||||||||||||20261121090000|||F\r"
                b"OBX|1|ED|PDF^Report^L||^application^pdf^Base64^" + body + b"||||||F\r")
-        hwm0 = status(p.pid, "VmHWM")
-        rss0 = status(p.pid, "VmRSS")
-        s = socket.create_connection(("127.0.0.1", port))
-        ack = call(s, oru)
-        s.close()
-        time.sleep(0.3)
-        hwm1 = status(p.pid, "VmHWM")
-        growth = (hwm1 - max(hwm0, rss0)) * 1024
-        print(f"one ORU of {len(oru)/1e6:.1f} MB: ACK {ack[ack.find(b'MSA'):ack.find(b'MSA')+20]!r}; "
-              f"peak RSS growth {growth/1e6:.1f} MB = {growth/len(oru):.2f}x the frame")
+        one(p, port, "ORU with a PDF", oru)
+        # Item-heavy: 340,000 DG1s (~16 MB), one diagnosis item each.
+        one(p, port, "ADT with 340k DG1s", bigmsg.adt(340_000))
     finally:
         p.terminate(); p.wait(timeout=30)

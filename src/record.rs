@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod fields;
+pub use fields::{FieldRef, Fields, FieldsBuilder, Names};
+
 /// What a record item is about (the leaflet categories of the shared care record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,95 +101,6 @@ pub struct Item {
     pub provenance: Arc<Provenance>,
 }
 
-/// An item's mapped values, in the order the mapping file lists them; a JSON
-/// object when serialised. Names are `Arc<str>` shared with the compiled
-/// mapping, so mapping a message allocates no key strings (a `BTreeMap` of
-/// `String`s cost a fifth of the mapping stage).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Fields(Vec<(Arc<str>, serde_json::Value)>);
-
-impl Fields {
-    pub fn new() -> Fields {
-        Fields(Vec::new())
-    }
-
-    pub fn with_capacity(n: usize) -> Fields {
-        Fields(Vec::with_capacity(n))
-    }
-
-    /// Appends `name`, which the caller knows is not present yet (a mapping
-    /// file's field names are the keys of one TOML table, so unique).
-    pub fn push_new(&mut self, name: Arc<str>, value: serde_json::Value) {
-        debug_assert!(self.get(&name).is_none(), "field {name} set twice");
-        self.0.push((name, value));
-    }
-
-    /// Sets `name`, replacing an earlier value of the same name.
-    pub fn insert(&mut self, name: Arc<str>, value: serde_json::Value) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => *v = value,
-            None => self.0.push((name, value)),
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
-        self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
-        self.0.iter().map(|(n, v)| (&**n, v))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// As a JSON object (a list row inside another item's fields).
-    pub fn into_json(self) -> serde_json::Value {
-        serde_json::Value::Object(self.0.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-    }
-}
-
-impl<K: Into<Arc<str>>> FromIterator<(K, serde_json::Value)> for Fields {
-    fn from_iter<I: IntoIterator<Item = (K, serde_json::Value)>>(iter: I) -> Fields {
-        let mut f = Fields::new();
-        for (k, v) in iter {
-            f.insert(k.into(), v);
-        }
-        f
-    }
-}
-
-impl Serialize for Fields {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (&**k, v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Fields;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object of mapped values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut f = Fields(Vec::with_capacity(map.size_hint().unwrap_or(8)));
-                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
-                    f.insert(k.into(), v);
-                }
-                Ok(f)
-            }
-        }
-        d.deserialize_map(Visit)
-    }
-}
-
 /// Whose record a message belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Identity {
@@ -215,23 +129,71 @@ pub struct Mapped {
     /// still accepted: a bad optional value must not block a sender's queue.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Where `{seq}` templates put the journal seq, so [`Mapped::assign_seq`]
+    /// can set it after mapping. Empty for most messages.
+    #[serde(skip)]
+    pub seq_refs: Vec<SeqRef>,
+}
+
+/// One value rendered from a template holding `{seq}` (MDM's `journal:{seq}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqRef {
+    /// Index in [`Mapped::items`].
+    pub item: usize,
+    pub at: SeqAt,
+    /// The rendered text around each `{seq}`: joined with the seq, it is the value.
+    pub pieces: Vec<String>,
+}
+
+/// Which value of an item a [`SeqRef`] renders.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeqAt {
+    /// The item's id.
+    Id,
+    /// A field of the item.
+    Field(Arc<str>),
+    /// A field of row `row` of the item's list `list`.
+    Row { list: Arc<str>, row: usize, field: Arc<str> },
+}
+
+impl Mapped {
+    /// Gives the mapped message its journal seq: the provenance of every item and
+    /// every `{seq}` value. Mapping with seq 0 and then `assign_seq(s)` gives what
+    /// mapping with `s` gives, so a message can be mapped before its seq is known.
+    /// Cheap: one new `Provenance` shared by all items, and one string per `{seq}` value.
+    pub fn assign_seq(&mut self, seq: u64) {
+        let mut swapped: Option<(Arc<Provenance>, Arc<Provenance>)> = None;
+        for item in &mut self.items {
+            match &swapped {
+                Some((old, new)) if Arc::ptr_eq(old, &item.provenance) => item.provenance = new.clone(),
+                _ => {
+                    let new = Arc::new(Provenance { seq, ..(*item.provenance).clone() });
+                    let old = std::mem::replace(&mut item.provenance, new.clone());
+                    swapped = Some((old, new));
+                }
+            }
+        }
+        let digits = seq.to_string();
+        for r in &self.seq_refs {
+            let Some(item) = self.items.get_mut(r.item) else { continue };
+            let value = r.pieces.join(&digits);
+            match &r.at {
+                SeqAt::Id => item.id = value,
+                SeqAt::Field(name) => item.fields.insert(name, serde_json::Value::String(value)),
+                SeqAt::Row { list, row, field } => {
+                    let cell = item.fields.get_json_mut(list).and_then(|rows| rows.get_mut(*row));
+                    if let Some(serde_json::Value::Object(row)) = cell {
+                        row.insert(field.to_string(), serde_json::Value::String(value));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fields_keep_mapping_order_through_json() {
-        let mut f: Fields = [("zeta", serde_json::json!(1)), ("alpha", serde_json::json!("a"))].into_iter().collect();
-        f.insert("zeta".into(), serde_json::json!(2));
-        let json = serde_json::to_string(&f).unwrap();
-        assert_eq!(json, r#"{"zeta":2,"alpha":"a"}"#);
-        let back: Fields = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, f);
-        assert_eq!(back.get("alpha"), Some(&serde_json::json!("a")));
-        assert_eq!(back.len(), 2);
-    }
 
     #[test]
     fn kind_names_round_trip() {

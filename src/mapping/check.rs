@@ -72,7 +72,7 @@ pub fn provenance(msg: &Message<'_>, seq: u64) -> std::sync::Arc<Provenance> {
         sending_facility: text(4),
         control_id: msh.field(10).text().into_owned(),
         message_type: format!("{}^{}", msh9.component(1).text(), msh9.component(2).text()),
-        event_time: super::apply::convert(&super::compile::Ty::Timestamp, &when)
+        event_time: super::convert::convert(&super::plan::Ty::Timestamp, &when)
             .ok()
             .and_then(|v| v.as_str().map(String::from)),
         seq,
@@ -102,7 +102,10 @@ fn unused(msg: &Message<'_>, reads: &mut Vec<(usize, usize)>) -> Vec<String> {
         if unread.is_empty() {
             continue;
         }
-        if unread.len() == filled.len() && !reads.iter().any(|&(s, _)| s == i) {
+        // `reads` is sorted: is any field of segment i read? (A scan of all reads
+        // per segment made `check` quadratic in the segment count.)
+        let any_read = reads.get(reads.partition_point(|&(s, _)| s < i)).is_some_and(|&(s, _)| s == i);
+        if unread.len() == filled.len() && !any_read {
             out.push(name.to_string());
         } else {
             out.extend(unread.into_iter().map(|n| format!("{name}-{n}")));

@@ -2,144 +2,22 @@
 //! literal converted, once at load time. Every problem is collected (not just the
 //! first) as a [`LoadError`] with the file, line and column it comes from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use toml::Spanned;
 
-use super::apply::convert;
+use super::convert::convert;
 use super::path::{self, check_segment, Path};
+use super::plan::{
+    Cond, FieldPlan, FilePlan, IdentityPlan, ItemPlan, ListPlan, Part, Plan, Selector, SenderPlan, Source, Table,
+    Template, Ty, PROV_FIELDS,
+};
 use super::spec::{FieldSpec, FileSpec, IdentitySpec, ItemSpec, Paths, Target, TypeName, WhenSpec};
 use super::{LoadError, LoadErrorKind};
 use crate::record::Kind;
-
-/// A compiled mapping file: which messages it takes, its default plan, per-sender plans.
-#[derive(Debug)]
-pub struct FilePlan {
-    pub file: std::path::PathBuf,
-    pub selectors: Vec<Selector>,
-    pub base: Plan,
-    pub senders: Vec<SenderPlan>,
-}
-
-/// `ADT^A01` (event `Some`) or `ADT^*` (event `None`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selector {
-    pub code: String,
-    pub event: Option<String>,
-}
-
-#[derive(Debug)]
-pub struct SenderPlan {
-    pub app: Option<String>,
-    pub facility: Option<String>,
-    pub plan: Plan,
-}
-
-#[derive(Debug, Default)]
-pub struct Plan {
-    pub identity: IdentityPlan,
-    pub items: Vec<ItemPlan>,
-}
-
-#[derive(Debug, Default)]
-pub struct IdentityPlan {
-    pub nhs_number: Vec<Path>,
-    pub nhs_status: Vec<Path>,
-    pub local_ids: Option<Path>,
-}
-
-#[derive(Debug)]
-pub struct ItemPlan {
-    pub name: String,
-    pub kind: Kind,
-    pub for_each: Option<[u8; 3]>,
-    pub id: Template,
-    pub when: Option<Cond>,
-    pub fields: Vec<FieldPlan>,
-    pub lists: Vec<ListPlan>,
-}
-
-#[derive(Debug)]
-pub struct ListPlan {
-    pub name: std::sync::Arc<str>,
-    pub for_each: [u8; 3],
-    pub fields: Vec<FieldPlan>,
-}
-
-#[derive(Debug)]
-pub struct FieldPlan {
-    /// Shared with every item mapped, so mapping allocates no key strings.
-    pub name: std::sync::Arc<str>,
-    pub source: Source,
-    pub ty: Ty,
-    pub required: bool,
-    pub when: Option<Cond>,
-}
-
-#[derive(Debug)]
-pub enum Source {
-    /// The first path with a value.
-    Paths(Vec<Path>),
-    /// Already converted to its type.
-    Literal(serde_json::Value),
-    Template(Template),
-}
-
-#[derive(Debug)]
-pub enum Ty {
-    String,
-    Date,
-    Timestamp,
-    Number,
-    Code { table: Arc<Table>, strict: bool },
-}
-
-/// A code table from `tables/NAME.toml`.
-#[derive(Debug)]
-pub struct Table {
-    pub name: String,
-    pub values: HashMap<String, String>,
-    pub default: Option<String>,
-}
-
-#[derive(Debug, Default)]
-pub struct Template(pub Vec<Part>);
-
-#[derive(Debug)]
-pub enum Part {
-    Text(String),
-    Path(Path),
-    Prov(ProvField),
-}
-
-/// Provenance values a template may use: `{seq}`, `{control_id}` ….
-#[derive(Debug, Clone, Copy)]
-pub enum ProvField {
-    Seq,
-    ControlId,
-    SendingApp,
-    SendingFacility,
-    MessageType,
-}
-
-const PROV_FIELDS: [(&str, ProvField); 5] = [
-    ("seq", ProvField::Seq),
-    ("control_id", ProvField::ControlId),
-    ("sending_app", ProvField::SendingApp),
-    ("sending_facility", ProvField::SendingFacility),
-    ("message_type", ProvField::MessageType),
-];
-
-#[derive(Debug, Default)]
-pub struct Cond {
-    pub events: Vec<String>,
-    pub field: Option<(Path, Vec<String>)>,
-    /// The field's value must be none of these.
-    pub field_not: Option<(Path, Vec<String>)>,
-}
 
 /// Collects errors for one file while compiling it.
 pub struct Compiler<'a> {
@@ -241,7 +119,20 @@ impl Compiler<'_> {
                     name: lname.get_ref().as_str().into(),
                     for_each,
                     fields: self.fields(&l.fields.0),
+                    names: Vec::new().into(),
+                    index: 0,
+                    shadows: false,
                 });
+            }
+        }
+        let fields = self.fields(&spec.fields.0);
+        let mut names: Vec<Arc<str>> = fields.iter().map(|f| f.name.clone()).collect();
+        for list in &mut lists {
+            list.names = list.fields.iter().map(|f| f.name.clone()).collect();
+            list.shadows = names[..fields.len()].contains(&list.name);
+            list.index = names.iter().position(|n| *n == list.name).unwrap_or(names.len());
+            if list.index == names.len() {
+                names.push(list.name.clone());
             }
         }
         Some(ItemPlan {
@@ -251,12 +142,18 @@ impl Compiler<'_> {
             id: self.template(id),
             when: spec.when.as_ref().and_then(|w| self.cond(w)),
             lists,
-            fields: self.fields(&spec.fields.0),
+            fields,
+            names: names.into(),
         })
     }
 
     fn fields(&mut self, specs: &[(Spanned<String>, super::spec::TargetSpec)]) -> Vec<FieldPlan> {
-        specs.iter().filter_map(|(name, t)| self.field(name.get_ref(), &t.0)).collect()
+        let mut fields: Vec<FieldPlan> =
+            specs.iter().filter_map(|(name, t)| self.field(name.get_ref(), &t.0)).collect();
+        for (i, f) in fields.iter_mut().enumerate() {
+            f.index = i;
+        }
+        fields
     }
 
     fn field(&mut self, name: &str, target: &Spanned<Target>) -> Option<FieldPlan> {
@@ -265,6 +162,7 @@ impl Compiler<'_> {
                 let path = self.path(&Spanned::new(target.span(), p.clone()))?;
                 return Some(FieldPlan {
                     name: name.into(),
+                    index: 0,
                     source: Source::Paths(vec![path]),
                     ty: Ty::String,
                     required: false,
@@ -275,6 +173,7 @@ impl Compiler<'_> {
                 let paths = self.paths(&Paths(list.clone()));
                 return Some(FieldPlan {
                     name: name.into(),
+                    index: 0,
                     source: Source::Paths(paths),
                     ty: Ty::String,
                     required: false,
@@ -304,6 +203,7 @@ impl Compiler<'_> {
         };
         Some(FieldPlan {
             name: name.into(),
+            index: 0,
             source,
             ty,
             required: spec.required.unwrap_or(false),

@@ -13,7 +13,10 @@
 pub mod apply;
 pub mod check;
 pub mod compile;
+pub mod convert;
 pub mod path;
+pub mod plan;
+pub mod scope;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -21,7 +24,8 @@ use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
-use compile::{Compiler, FilePlan, Plan, Table};
+use compile::Compiler;
+use plan::{FilePlan, Plan, Table};
 
 use crate::ack::Problem;
 use crate::hl7::Message;

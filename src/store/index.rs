@@ -178,7 +178,8 @@ mod tests {
         });
         let item = Item { kind: Kind::Result, id: "ACC1^FBC".into(), fields: fields.into_iter().collect(), provenance };
         let nhs = NhsNumber::parse("9434765919").unwrap();
-        let mapped = Mapped { identity: Default::default(), items: vec![item.clone()], warnings: vec![] };
+        let mapped =
+            Mapped { identity: Default::default(), items: vec![item.clone()], warnings: vec![], seq_refs: vec![] };
         store.index(&nhs, &mapped).unwrap();
         assert_eq!(store.record(&nhs).unwrap(), vec![item]);
 
