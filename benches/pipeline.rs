@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use recordhub::pipeline::{Frame, Inbound, Mappings, Options, Pipeline};
+use recordhub::pipeline::{Inbound, Mappings, Options, Pipeline};
 
 mod common;
 
@@ -59,8 +59,7 @@ fn bench(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         };
         let check = make();
-        let frames: Vec<Inbound> =
-            check.iter().map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 }).collect();
+        let frames: Vec<Inbound> = check.iter().map(|m| Inbound::message(m, "bench", 0)).collect();
         let out = p.process(&frames);
         p.sync_index();
         assert!(
@@ -76,10 +75,7 @@ fn bench(c: &mut Criterion) {
                 let inputs: Vec<Vec<Vec<u8>>> = (0..iters).map(|_| make()).collect();
                 let start = Instant::now();
                 for msgs in &inputs {
-                    let frames: Vec<Inbound> = msgs
-                        .iter()
-                        .map(|m| Inbound { frame: Frame::Message(m), peer: "bench", received_at_ms: 0 })
-                        .collect();
+                    let frames: Vec<Inbound> = msgs.iter().map(|m| Inbound::message(m, "bench", 0)).collect();
                     black_box(p.process(&frames));
                 }
                 p.sync_index();

@@ -11,8 +11,8 @@ use crate::http::{self, Api};
 use crate::intake::Policy;
 use crate::mapping::MappingSet;
 use crate::mllp::server::{self, ServerConfig};
-use crate::pipeline::{self, Mappings, Options, Pipeline};
-use crate::worker::{self, Ended};
+use crate::pipeline::{self, Mappings, Options, Pipeline, Premapper};
+use crate::worker::{self, Ended, WorkerOptions};
 
 /// Errors that stop the engine.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +144,7 @@ pub async fn start_with_faults(
     }
     let mut opts = pipeline_options(cfg, mappings.clone());
     opts.faults = faults;
+    let premapper = Premapper::new(mappings.clone(), opts.policy.clone());
     let health = opts.health.clone();
     let opened = tokio::task::spawn_blocking(move || Pipeline::open(opts))
         .await
@@ -167,8 +168,16 @@ pub async fn start_with_faults(
         health: health.clone(),
     };
     let cancel = CancellationToken::new();
-    let (handle, thread) =
-        worker::spawn(pipeline, cfg.store.max_batch, health.clone(), cancel.clone()).map_err(ServeError::Thread)?;
+    let (handle, thread) = worker::spawn(
+        pipeline,
+        WorkerOptions {
+            max_batch: cfg.store.max_batch,
+            health: health.clone(),
+            on_panic: cancel.clone(),
+            premapper: Some(premapper),
+        },
+    )
+    .map_err(ServeError::Thread)?;
     let http_task = tokio::spawn(http::run(http_listener, api, cancel.clone()));
     tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, Part};
-use crate::pipeline::{self, Frame, Inbound, Outcome, Pipeline};
+use crate::pipeline::{self, Frame, Inbound, Outcome, Pipeline, Premapped, Premapper};
 
 /// A frame as received, owned.
 #[derive(Debug)]
@@ -38,20 +38,65 @@ pub struct Job {
     pub reply: oneshot::Sender<Outcome>,
 }
 
+/// A job on its way to the pipeline thread, with its mapping when it was
+/// large enough to be mapped ahead (see `pipeline/premap.rs`).
+struct Queued {
+    job: Job,
+    premapped: Option<Premapped>,
+}
+
 /// Cheap to clone; the worker stops when every handle is dropped.
 #[derive(Clone)]
 pub struct Handle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
+    premapper: Option<Arc<Premapper>>,
 }
 
 impl Handle {
-    /// Queues a job; waits while the queue is full (back-pressure to the socket).
+    /// Queues a job; waits while the queue is full (back-pressure to the
+    /// socket). A large frame is first mapped on tokio's blocking pool, so
+    /// the pipeline thread only journals it and other senders do not wait
+    /// behind its mapping; the connection that sent it does (its later
+    /// frames keep their order).
     ///
     /// # Errors
     /// The worker has stopped.
     pub async fn submit(&self, job: Job) -> Result<(), Job> {
-        self.tx.send(job).await.map_err(|e| e.0)
+        let (job, premapped) = match (&self.premapper, &job.frame) {
+            (Some(pm), FrameBuf::Message(raw)) if pm.wants(raw.len()) => {
+                let pm = pm.clone();
+                let ahead = tokio::task::spawn_blocking(move || {
+                    let premapped = match &job.frame {
+                        // Mapping panics are caught inside; this guards intake too.
+                        FrameBuf::Message(raw) => catch_unwind(AssertUnwindSafe(|| pm.premap(raw))).ok().flatten(),
+                        FrameBuf::Oversize { .. } => None,
+                    };
+                    (job, premapped)
+                });
+                match ahead.await {
+                    Ok(pair) => pair,
+                    // Only at runtime shutdown: the job and its reply are
+                    // dropped, so the connection closes unanswered and the
+                    // sender retries; nothing was acknowledged.
+                    Err(_) => return Ok(()),
+                }
+            }
+            _ => (job, None),
+        };
+        self.tx.send(Queued { job, premapped }).await.map_err(|e| e.0.job)
     }
+}
+
+/// How the worker runs.
+pub struct WorkerOptions {
+    /// Most messages sharing one fdatasync.
+    pub max_batch: usize,
+    /// Told when the thread panics.
+    pub health: Health,
+    /// Cancelled when the thread panics, to stop the server.
+    pub on_panic: CancellationToken,
+    /// Maps large frames ahead; `None` maps everything on the pipeline thread.
+    pub premapper: Option<Premapper>,
 }
 
 /// How the worker thread ended.
@@ -65,17 +110,13 @@ pub enum Ended {
 /// Starts the worker thread. Join it after dropping every `Handle` to get the
 /// pipeline back (for a clean shutdown flush). If it panics, `health` says so
 /// and `on_panic` is cancelled.
-pub fn spawn(
-    mut pipeline: Pipeline,
-    max_batch: usize,
-    health: Health,
-    on_panic: CancellationToken,
-) -> std::io::Result<(Handle, JoinHandle<Ended>)> {
-    let (tx, mut rx) = mpsc::channel::<Job>(max_batch.max(1) * 4);
+pub fn spawn(mut pipeline: Pipeline, opts: WorkerOptions) -> std::io::Result<(Handle, JoinHandle<Ended>)> {
+    let WorkerOptions { max_batch, health, on_panic, premapper } = opts;
+    let (tx, mut rx) = mpsc::channel::<Queued>(max_batch.max(1) * 4);
     let max_batch = max_batch.max(1);
     let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || {
         let run = catch_unwind(AssertUnwindSafe(|| {
-            let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+            let mut jobs: Vec<Queued> = Vec::with_capacity(max_batch);
             while let Some(first) = rx.blocking_recv() {
                 jobs.push(first);
                 while jobs.len() < max_batch {
@@ -102,24 +143,25 @@ pub fn spawn(
             }
         }
     })?;
-    Ok((Handle { tx }, thread))
+    Ok((Handle { tx, premapper: premapper.map(Arc::new) }, thread))
 }
 
-fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Job>) {
+fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
     let inbound: Vec<Inbound<'_>> = jobs
         .iter()
-        .map(|j| Inbound {
-            frame: match &j.frame {
+        .map(|q| Inbound {
+            frame: match &q.job.frame {
                 FrameBuf::Message(b) => Frame::Message(b),
                 FrameBuf::Oversize { head, len } => Frame::Oversize { head, len: *len },
             },
-            peer: &j.peer,
-            received_at_ms: j.received_at_ms,
+            peer: &q.job.peer,
+            received_at_ms: q.job.received_at_ms,
+            premapped: q.premapped.as_ref(),
         })
         .collect();
     let outcomes = pipeline.process(&inbound);
     drop(inbound);
-    for (job, outcome) in jobs.drain(..).zip(outcomes) {
+    for (Queued { job, .. }, outcome) in jobs.drain(..).zip(outcomes) {
         log_outcome(&job, &outcome);
         // The connection may be gone (peer closed); its ACK has nowhere to go
         // but the message is durable and journaled either way.

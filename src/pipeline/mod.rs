@@ -16,6 +16,7 @@
 //! AR 207: the sender retries, nothing acknowledged is lost.
 
 mod mappings;
+mod premap;
 mod recent;
 mod replay;
 mod stage;
@@ -31,6 +32,7 @@ use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
 pub use mappings::Mappings;
+pub use premap::{Premapped, Premapper, PREMAP_BYTES};
 pub use replay::Replayer;
 pub use types::{
     elapsed_us, error_chain, index_dir, journal_dir, now_ms, Frame, Inbound, OpenError, Options, Outcome, Stage,
@@ -173,7 +175,14 @@ impl Pipeline {
             }
             if let Some(msg) = msg {
                 s.stage = Stage::Map;
-                match self.map(&set, &msg, &s) {
+                // Mapped ahead (a large frame) with this batch's set, or here.
+                let seq = self.journal.next_seq();
+                let ahead = inbound.premapped.and_then(|p| p.take(&set, seq));
+                let mapped = match ahead {
+                    Some(result) => result.map_err(|e| stage::verdict_of(e)),
+                    None => self.map(&set, &msg, &s),
+                };
+                match mapped {
                     Ok(m) => s.mapped = Some(m),
                     Err(v) => {
                         s.verdict = v;

@@ -36,6 +36,19 @@ impl Staged {
     }
 }
 
+/// The verdict for a mapping failure: AR 201 when no mapping handles the
+/// event (nothing the sender can fix by resending the same message, but not
+/// an error in it either), AE with the rule's code for content.
+pub(super) fn verdict_of(e: MapError) -> Verdict {
+    match e {
+        MapError::NoMapping { message_type } => {
+            let text = format!("no mapping handles {message_type}");
+            Verdict::Rejected(Problem::new(201, text).at(ack::Location::field("MSH", 1, 9)))
+        }
+        MapError::Content(p) => Verdict::Error(p),
+    }
+}
+
 impl Pipeline {
     /// Intake for one frame: its envelope, verdict and dedup identity, and
     /// the parsed message when it passed intake and still has to be mapped.
@@ -97,12 +110,7 @@ impl Pipeline {
             set.apply(msg, &prov)
         }));
         match result {
-            Ok(Ok(m)) => Ok(m),
-            Ok(Err(MapError::NoMapping { message_type })) => {
-                let text = format!("no mapping handles {message_type}");
-                Err(Verdict::Rejected(Problem::new(201, text).at(ack::Location::field("MSH", 1, 9))))
-            }
-            Ok(Err(MapError::Content(p))) => Err(Verdict::Error(p)),
+            Ok(r) => r.map_err(verdict_of),
             Err(payload) => {
                 let e = &s.envelope.inbound;
                 tracing::error!(control_id = %e.control_id, msg_type = %s.envelope.message_type,

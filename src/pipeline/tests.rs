@@ -26,7 +26,7 @@ fn open(dir: &Path) -> Pipeline {
 }
 
 fn inbound(raw: &[u8]) -> Inbound<'_> {
-    Inbound { frame: Frame::Message(raw), peer: "test", received_at_ms: 0 }
+    Inbound::message(raw, "test", 0)
 }
 
 fn one(p: &mut Pipeline, raw: &[u8]) -> Outcome {

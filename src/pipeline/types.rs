@@ -19,6 +19,15 @@ pub struct Inbound<'a> {
     /// The sender's address, for the journal and logs.
     pub peer: &'a str,
     pub received_at_ms: u64,
+    /// Its mapping, done ahead off the pipeline thread (large frames).
+    pub premapped: Option<&'a super::Premapped>,
+}
+
+impl<'a> Inbound<'a> {
+    /// A complete message, not mapped ahead.
+    pub fn message(raw: &'a [u8], peer: &'a str, received_at_ms: u64) -> Inbound<'a> {
+        Inbound { frame: Frame::Message(raw), peer, received_at_ms, premapped: None }
+    }
 }
 
 /// A complete frame, or the head of one that exceeded `max_frame_bytes`.

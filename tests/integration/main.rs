@@ -9,6 +9,7 @@ mod charset;
 mod connections;
 mod durability;
 mod faults;
+mod isolation;
 mod logging;
 mod mllp_edges;
 mod outcomes;
