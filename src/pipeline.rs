@@ -19,7 +19,7 @@ use crate::ack::{self, AckCode, Mode, Problem, Verdict};
 use crate::hl7::Message;
 use crate::indexer::{self, Filing, Indexer, Progress, Work};
 use crate::intake::{self, Envelope, Policy};
-use crate::journal::{Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Recovery};
+use crate::journal::{Entry, EntryRef, Journal, JournalError, JournalOptions, JournalReader, Reason, Recovery};
 use crate::mapping::{MapError, MappingSet};
 use crate::record::Mapped;
 use crate::store::dedup::Fingerprint;
@@ -185,8 +185,11 @@ impl Pipeline {
         let idir = index_dir(&opts.data_dir);
         let store = Store::open(&idir).map_err(|source| OpenError::Store { dir: idir.clone(), source })?;
         let jdir = journal_dir(&opts.data_dir);
-        let (journal, recovery) = Journal::open(&jdir, JournalOptions { segment_bytes: opts.journal_segment_bytes })
-            .map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
+        let (journal, recovery) = Journal::open(
+            &jdir,
+            JournalOptions { segment_bytes: opts.journal_segment_bytes, ..JournalOptions::default() },
+        )
+        .map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
         let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
         if !store.item_format_current().map_err(fail)? {
             // Written by an older recordhub: the index is derived, so rebuild it.
@@ -284,6 +287,21 @@ impl Pipeline {
                 Frame::Message(m) => m,
                 Frame::Oversize { .. } => b"",
             };
+            // The verdict and why, journaled whether or not an ACK was sent.
+            let problem = match &s.verdict {
+                Verdict::Accepted => None,
+                Verdict::Error(p) | Verdict::Rejected(p) => Some(p),
+            };
+            let location = problem
+                .and_then(|p| p.location.as_ref())
+                .map(|l| format!("{}-{}", l.segment, l.field))
+                .unwrap_or_default();
+            let reason = problem.map_or(Reason::default(), |p| Reason {
+                stage: s.stage.as_str(),
+                code: p.code,
+                location: &location,
+                text: &p.text,
+            });
             let entry = EntryRef {
                 received_at_ms: inbound.received_at_ms,
                 peer: inbound.peer,
@@ -291,7 +309,9 @@ impl Pipeline {
                 sending_facility: &s.envelope.inbound.sending_facility,
                 control_id: &s.envelope.inbound.control_id,
                 message_type: &s.envelope.message_type,
-                ack_code: if sent.is_empty() { "" } else { code.as_str() },
+                ack_code: code.as_str(),
+                ack_sent: !sent.is_empty(),
+                reason,
                 ack: sent,
                 raw,
             };
@@ -520,9 +540,13 @@ fn replay(store: &Store, journal_dir: &Path, opts: &Options) -> Result<u64, Open
 /// The index effects of one journaled, accepted message, derived again from
 /// its raw bytes with the mappings now in force.
 fn apply_entry(store: &Store, opts: &Options, e: &Entry) -> Result<(), StoreError> {
-    if !matches!(e.ack_code.as_str(), "AA" | "CA") {
-        return Ok(());
-    }
+    // `None`: a version 1 entry sent without an ACK, whose verdict was not
+    // journaled: taken as accepted when it still parses and maps.
+    let unknown = match e.accepted() {
+        Some(accepted) if !accepted => return Ok(()),
+        Some(_) => false,
+        None => true,
+    };
     let key = DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id);
     let rec = DedupRecord { fingerprint: Fingerprint::of(&e.raw), seq: e.seq, ack: e.ack.clone() };
     store.dedup_put(&key, &rec)?;
@@ -532,6 +556,7 @@ fn apply_entry(store: &Store, opts: &Options, e: &Entry) -> Result<(), StoreErro
         Ok(mapped) => indexer::file(store, e.seq, &mapped),
         // Accepted under older mappings, failing under these: keep it
         // visible to operators rather than dropping it silently.
+        Err(_) if unknown => Ok(()),
         Err(err) => store.note_unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
     }
 }
