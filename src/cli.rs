@@ -251,3 +251,46 @@ pub fn check(mapping_dir: &Path, files: &[PathBuf]) -> Result<bool, CliError> {
     }
     Ok(ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hole 5: `recordhub journal` shows the verdict, whether an ACK was sent
+    /// and why a message was rejected, without the logs and without content.
+    #[test]
+    fn hole5_journal_listing_shows_verdict_ack_sent_and_reason() {
+        let entry = crate::journal::Entry {
+            seq: 7,
+            format_version: 2,
+            received_at_ms: 0,
+            peer: "p".into(),
+            sending_app: "PAS".into(),
+            sending_facility: "RJ1".into(),
+            control_id: "C7".into(),
+            message_type: "ADT^A01".into(),
+            ack_code: "AE".into(),
+            ack_sent: false,
+            reason: Some(crate::journal::OwnedReason {
+                stage: "map".into(),
+                error_code: 102,
+                location: "PID-7".into(),
+                text: "not a date".into(),
+            }),
+            ack: Vec::new(),
+            raw: b"MSH|secret".to_vec(),
+        };
+        let line = entry_json(&entry).to_string();
+        for want in [
+            r#""ack_code":"AE""#,
+            r#""accepted":false"#,
+            r#""ack_sent":false"#,
+            r#""stage":"map""#,
+            r#""error_code":102"#,
+            r#""location":"PID-7""#,
+        ] {
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        assert!(!line.contains("secret"), "{line}");
+    }
+}

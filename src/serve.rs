@@ -118,6 +118,11 @@ pub async fn start_with(cfg: &Config, listener: TcpListener, mappings: Mappings)
         tracing::warn!(segment = %t.segment.display(), offset = t.offset, bytes_dropped = t.bytes_dropped, reason = %t.reason,
             "journal had a torn tail (a write interrupted by a crash); truncated it: nothing acknowledged was lost");
     }
+    for d in &startup.recovery.damage {
+        tracing::error!(segment = %d.segment.display(), offset = d.offset, len = d.len, seq_before = ?d.seq_before,
+            seq_after = ?d.seq_after, reason = %d.reason, quarantined = ?d.quarantined,
+            "journal damage: entries inside this range are lost unless the segment is restored from a backup; intact entries around it are kept");
+    }
     tracing::info!(entries = startup.recovery.entries, last_seq = startup.recovery.last_seq, replayed = startup.replayed,
         data_dir = %cfg.store.data_dir.display(), "journal opened");
     let http_listener =

@@ -80,6 +80,9 @@ pub(super) fn refusal_text(damage: &[Damage]) -> String {
     )
 }
 
+/// Entry seqs held for the commit-record gap check before folding.
+const MAX_SINCE_COMMIT: usize = 4096;
+
 /// Accumulates damage while segments are scanned in order, filling in the
 /// seqs around each range and checking commit records for missing seqs.
 #[derive(Debug, Default)]
@@ -106,6 +109,12 @@ impl Tracker {
         }
         self.open = self.damage.len();
         self.last_seq = Some(seq);
+        if self.since_commit.len() >= MAX_SINCE_COMMIT {
+            // Version 1 (no commit records) or a huge group: fold what is
+            // held into the floor. That can only hide a gap, never invent one.
+            self.seen_at_commit = self.seen_at_commit.max(self.since_commit.iter().copied().max());
+            self.since_commit.clear();
+        }
         self.since_commit.push(seq);
         self.saw(seq);
     }

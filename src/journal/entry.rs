@@ -264,10 +264,7 @@ pub(super) fn decode(body: &[u8]) -> Result<(u64, EntryRef<'_>), String> {
         return Err(format!("unknown flags {flags:#04x}"));
     }
     let code = cur.u16()?;
-    let mut strings = [""; 9];
-    for (slot, name) in strings.iter_mut().zip(STRING_FIELDS) {
-        *slot = cur.str16(name)?;
-    }
+    let strings = strings16(&mut cur)?;
     let ack = cur.bytes32("ack")?;
     let raw = cur.bytes32("raw")?;
     cur.end()?;
@@ -288,6 +285,36 @@ pub(super) fn decode(body: &[u8]) -> Result<(u64, EntryRef<'_>), String> {
     Ok((seq, entry))
 }
 
+/// The nine strings. One UTF-8 check over all of them (their u16 lengths
+/// included) when that region is valid UTF-8, as it is when every string is
+/// shorter than 128 bytes; a string is then valid exactly when its ends are
+/// char boundaries. Otherwise one check per string.
+fn strings16<'a>(cur: &mut Cursor<'a>) -> Result<[&'a str; 9], String> {
+    let start = cur.pos;
+    let mut spans = [(0usize, 0usize); 9];
+    for (span, name) in spans.iter_mut().zip(STRING_FIELDS) {
+        let len = cur.u16()? as usize;
+        let from = cur.pos - start;
+        cur.take(len, name)?;
+        *span = (from, from + len);
+    }
+    let region = &cur.body[start..cur.pos];
+    let mut strings = [""; 9];
+    match std::str::from_utf8(region) {
+        Ok(all) => {
+            for ((slot, &(a, b)), name) in strings.iter_mut().zip(&spans).zip(STRING_FIELDS) {
+                *slot = all.get(a..b).ok_or_else(|| format!("{name} is not valid UTF-8"))?;
+            }
+        }
+        Err(_) => {
+            for ((slot, &(a, b)), name) in strings.iter_mut().zip(&spans).zip(STRING_FIELDS) {
+                *slot = std::str::from_utf8(&region[a..b]).map_err(|_| format!("{name} is not valid UTF-8"))?;
+            }
+        }
+    }
+    Ok(strings)
+}
+
 /// Reads little-endian fields from a body, describing what overran.
 pub(super) struct Cursor<'a> {
     pub(super) body: &'a [u8],
@@ -295,6 +322,7 @@ pub(super) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     pub(super) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&end| end <= self.body.len());
         let end = end.ok_or_else(|| format!("{what} ({n} bytes) runs past the end of the body"))?;
@@ -302,6 +330,7 @@ impl<'a> Cursor<'a> {
         self.pos = end;
         Ok(bytes)
     }
+    #[inline]
     pub(super) fn u16(&mut self) -> Result<u16, String> {
         let b = self.take(2, "a length")?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
@@ -357,14 +386,14 @@ pub(super) mod tests {
         let h = record::parse_header(buf[..record::HEADER_LEN].try_into().unwrap()).unwrap();
         let body = &buf[record::HEADER_LEN..];
         assert_eq!(h.len as usize, body.len());
-        assert!(record::crc_ok(&buf[..record::HEADER_LEN], body));
+        assert!(record::crc_ok(buf));
         body
     }
 
     #[test]
     fn roundtrip_with_binary_raw_and_a_reason() {
         let raw: Vec<u8> = (0..=255u8).chain([0x0b, 0x1c, 0x0d]).collect();
-        let reason = Reason { stage: "parse", code: 102, location: "PID-7", text: "bad date" };
+        let reason = Reason { stage: "parse", code: 102, location: "PID-7", text: "bad date 'é'" };
         let e = EntryRef { ack_code: "AE", ack_sent: false, reason, ack: b"", ..sample(&raw) };
         let mut buf = Vec::new();
         encode(7, &e, &mut buf).unwrap();
@@ -403,10 +432,12 @@ pub(super) mod tests {
             1, 0, b's', 0, 0, 1, 0, b't', // reason stage, location, text
             1, 0, 0, 0, b'k', 2, 0, 0, 0, 0x00, 0xff, // ack, raw
         ];
-        let mut header = vec![0xF7, b'R', b'J', b'2', 1, 0, 0, 0];
-        header.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&header[4..12]), body);
-        header.extend_from_slice(&crc.to_le_bytes());
+        let mut covered = vec![1, 0, 0, 0]; // kind, reserved
+        covered.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        covered.extend_from_slice(body);
+        let mut header = vec![0xF7, b'R', b'J', b'2'];
+        header.extend_from_slice(&crc32c::crc32c(&covered).to_le_bytes());
+        header.extend_from_slice(&covered[..8]);
         assert_eq!(&buf[..16], &header[..]);
         assert_eq!(&buf[16..], body);
     }

@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! 0..4   sync   F7 52 4A 32  ("\xF7RJ2"; 0xF7 never occurs in UTF-8)
-//! 4      kind   1 = entry, 2 = commit record
-//! 5..8   reserved, zero
-//! 8..12  body length, u32 LE
-//! 12..16 CRC32C of bytes 4..12 followed by the body, u32 LE
+//! 4..8   CRC32C of bytes 8..16 followed by the body, u32 LE
+//! 8      kind   1 = entry, 2 = commit record
+//! 9..12  reserved, zero
+//! 12..16 body length, u32 LE
 //! ```
 
 /// The four bytes every version 2 record starts with.
@@ -40,23 +40,24 @@ pub(super) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<Header, &'static str>
     if h[..4] != SYNC {
         return Err("no record sync marker");
     }
-    let kind = match h[4] {
+    let kind = match h[8] {
         1 => Kind::Entry,
         2 => Kind::Commit,
         _ => return Err("unknown record kind"),
     };
-    if h[5..8] != [0, 0, 0] {
+    if h[9..12] != [0, 0, 0] {
         return Err("reserved header bytes are not zero");
     }
-    let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    let crc = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let len = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
     Ok(Header { kind, len, crc })
 }
 
-/// Whether the CRC in `header` matches its kind, length and `body`.
-pub(super) fn crc_ok(header: &[u8], body: &[u8]) -> bool {
-    let stored = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
-    crc32c::crc32c_append(crc32c::crc32c(&header[4..12]), body) == stored
+/// Whether the CRC of `record` (header and body, contiguous) matches its
+/// kind, length and body: one pass over bytes 8.. .
+pub(super) fn crc_ok(record: &[u8]) -> bool {
+    let stored = u32::from_le_bytes([record[4], record[5], record[6], record[7]]);
+    crc32c::crc32c(&record[8..]) == stored
 }
 
 /// Starts a record in `buf` (header with length and CRC left zero); returns
@@ -64,8 +65,9 @@ pub(super) fn crc_ok(header: &[u8], body: &[u8]) -> bool {
 pub(super) fn begin(buf: &mut Vec<u8>, kind: Kind) -> usize {
     let start = buf.len();
     buf.extend_from_slice(&SYNC);
+    buf.extend_from_slice(&[0; 4]);
     buf.extend_from_slice(&[kind as u8, 0, 0, 0]);
-    buf.extend_from_slice(&[0; 8]);
+    buf.extend_from_slice(&[0; 4]);
     start
 }
 
@@ -73,10 +75,9 @@ pub(super) fn begin(buf: &mut Vec<u8>, kind: Kind) -> usize {
 /// everything after its header.
 pub(super) fn finish(buf: &mut [u8], start: usize) {
     let body_len = (buf.len() - start - HEADER_LEN) as u32;
-    buf[start + 8..start + 12].copy_from_slice(&body_len.to_le_bytes());
-    let (header, body) = buf[start..].split_at_mut(HEADER_LEN);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[4..12]), body);
-    header[12..16].copy_from_slice(&crc.to_le_bytes());
+    buf[start + 12..start + 16].copy_from_slice(&body_len.to_le_bytes());
+    let crc = crc32c::crc32c(&buf[start + 8..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A commit record: seqs `first..=last` were made durable together, and the
@@ -124,10 +125,11 @@ mod tests {
     fn commit_record_roundtrip_and_layout() {
         let c = Commit { first: 5, last: 9, prev: 3 };
         let bytes = c.encode();
-        assert_eq!(&bytes[..12], &[0xF7, b'R', b'J', b'2', 2, 0, 0, 0, 24, 0, 0, 0]);
+        assert_eq!(&bytes[..4], &[0xF7, b'R', b'J', b'2']);
+        assert_eq!(&bytes[8..16], &[2, 0, 0, 0, 24, 0, 0, 0]);
         let h = parse_header(bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
         assert_eq!((h.kind, h.len), (Kind::Commit, 24));
-        assert!(crc_ok(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..]));
+        assert!(crc_ok(&bytes));
         assert_eq!(Commit::decode(&bytes[HEADER_LEN..]).unwrap(), c);
         assert!(Commit::decode(&Commit { first: 5, last: 4, prev: 0 }.encode()[HEADER_LEN..]).is_err());
     }
@@ -135,7 +137,7 @@ mod tests {
     #[test]
     fn the_crc_covers_the_length() {
         let mut bytes = Commit { first: 1, last: 1, prev: 0 }.encode();
-        bytes[8] ^= 1;
-        assert!(!crc_ok(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..]));
+        bytes[12] ^= 1;
+        assert!(!crc_ok(&bytes));
     }
 }

@@ -137,7 +137,9 @@ impl SegmentScan {
         let decoded = if self.version == 1 { v1::decode(body) } else { entry::decode(body) };
         Ok(Some(match decoded {
             Ok((seq, entry)) => Item::Entry { seq, entry },
-            // `check` decoded this very body; kept total rather than unwrapped.
+            // Framing and CRC are intact, so the next record starts right
+            // after this one: a body that does not decode is damage of
+            // exactly this record (a writer bug, not a torn write).
             Err(reason) => Item::Invalid { offset, len: found.total as u64, reason, trailing: false },
         }))
     }
@@ -176,23 +178,21 @@ impl SegmentScan {
         if !self.fill(total)? {
             return Ok(Err("segment shrank while being read".to_owned()));
         }
-        let (header, body) = self.buf[self.pos..self.pos + total].split_at(header_len);
-        let crc_ok = if self.version == 1 {
-            crc32c::crc32c(body) == v1::parse_frame_header(header).1
-        } else {
-            record::crc_ok(header, body)
-        };
+        let rec = &self.buf[self.pos..self.pos + total];
+        let body = &rec[header_len..];
+        let crc_ok =
+            if self.version == 1 { crc32c::crc32c(body) == v1::parse_frame_header(rec).1 } else { record::crc_ok(rec) };
         if !crc_ok {
             return Ok(Err("CRC32C mismatch".to_owned()));
         }
         if kind == Kind::Commit {
             return Ok(Commit::decode(body).map(|c| Found { header_len, total, seq: 0, commit: Some(c) }));
         }
-        let decoded = if self.version == 1 { v1::decode(body) } else { entry::decode(body) };
-        let seq = match decoded {
-            Ok((seq, _)) => seq,
-            Err(reason) => return Ok(Err(reason)),
-        };
+        // The body is decoded once, by `next_item`; here only its seq (the
+        // first 8 bytes, present since the length is at least the minimum).
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&body[..8]);
+        let seq = u64::from_le_bytes(seq);
         // Version 1 seqs are contiguous; version 2 seqs only increase (gaps are
         // seqs burned by failed commits).
         let follows = if self.version == 1 && !resync { seq == self.next_min } else { seq >= self.next_min };

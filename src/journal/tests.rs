@@ -356,7 +356,7 @@ fn hole14_bogus_length_in_a_120_byte_segment_is_bounded_by_the_segment() {
         bytes.extend_from_slice(&version.to_le_bytes());
         bytes.extend_from_slice(&[0, 0]);
         if version == 2 {
-            bytes.extend_from_slice(&[0xF7, b'R', b'J', b'2', 1, 0, 0, 0]);
+            bytes.extend_from_slice(&[0xF7, b'R', b'J', b'2', 0, 0, 0, 0, 1, 0, 0, 0]);
         }
         bytes.extend_from_slice(&(MAX_BODY_LEN - 1).to_le_bytes());
         bytes.resize(120, 0x41);
