@@ -150,10 +150,11 @@ impl Entries {
         }
     }
 
-    /// Reads one item of the open segment into `ready`/`held`/the tracker.
-    fn step(&mut self) -> Result<(), JournalError> {
+    /// Reads one item of the open segment: an entry to yield now, or into
+    /// `held`/`ready`/the tracker.
+    fn step(&mut self) -> Result<Option<Entry>, JournalError> {
         let Some((index, scan)) = &mut self.scan else {
-            return Ok(());
+            return Ok(None);
         };
         let (first, path) = &self.segments[*index];
         let is_last = *index + 1 == self.segments.len();
@@ -172,11 +173,10 @@ impl Entries {
                 self.tracker.entry(seq);
                 if seq >= self.since_seq {
                     let e = Entry::from_ref(seq, version, &entry);
-                    if hold {
-                        self.held.push_back(e)
-                    } else {
-                        self.ready.push_back(e)
+                    if !hold {
+                        return Ok(Some(e));
                     }
+                    self.held.push_back(e);
                 }
             }
             Some(Item::Commit { offset, commit }) => {
@@ -192,7 +192,7 @@ impl Entries {
             }
             Some(Item::Invalid { offset, len, reason, .. }) => self.tracker.invalid(path, offset, len, reason),
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -210,9 +210,18 @@ impl Iterator for Entries {
             if self.done {
                 return None;
             }
-            let result = if self.scan.is_none() { self.open_next().map(|more| self.done = !more) } else { self.step() };
-            if let Err(e) = result {
-                return self.fail(e);
+            let result = if self.scan.is_none() {
+                self.open_next().map(|more| {
+                    self.done = !more;
+                    None
+                })
+            } else {
+                self.step()
+            };
+            match result {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => {}
+                Err(e) => return self.fail(e),
             }
         }
     }
