@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(&buf[8..], body);
         assert_eq!(parse_frame_header(&buf[..8]), (body.len() as u32, crc32c::crc32c(body)));
         let (_, back) = decode(&buf[8..]).unwrap();
-        assert_eq!(back.ack_sent, false);
+        assert!(!back.ack_sent);
         let mut buf = Vec::new();
         encode(2, &sample(b"x"), &mut buf);
         assert!(decode(&buf[8..]).unwrap().1.ack_sent);
