@@ -293,4 +293,41 @@ mod tests {
         }
         assert!(!line.contains("secret"), "{line}");
     }
+
+    /// Hole 1: `recordhub journal --verify` reads everything and fails on
+    /// damage; the listing goes on past it.
+    #[test]
+    fn hole1_journal_verify_fails_on_a_damaged_byte() {
+        use crate::journal::{EntryRef, Journal, JournalOptions, Reason};
+        let data = tempfile::tempdir().unwrap();
+        let dir = crate::pipeline::journal_dir(data.path());
+        let (mut j, _) = Journal::open(&dir, JournalOptions::default()).unwrap();
+        for i in 1..=3u64 {
+            let raw = format!("MSH|^~\\&|{i}");
+            let e = EntryRef {
+                received_at_ms: 0,
+                peer: "p",
+                sending_app: "A",
+                sending_facility: "F",
+                control_id: "C",
+                message_type: "ADT^A01",
+                ack_code: "AA",
+                ack_sent: true,
+                reason: Reason::default(),
+                ack: b"",
+                raw: raw.as_bytes(),
+            };
+            j.append(&e).unwrap();
+            j.commit().unwrap();
+        }
+        drop(j);
+        assert!(journal(data.path(), 0, None, true).unwrap(), "a clean journal verifies");
+        let seg = dir.join("00000000000000000001.seg");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        std::fs::write(&seg, &bytes).unwrap();
+        assert!(!journal(data.path(), 0, None, true).unwrap(), "--verify fails on damage");
+        assert!(!journal(data.path(), 0, None, false).unwrap(), "the listing reports it too");
+    }
 }
