@@ -28,6 +28,7 @@ fn open(dir: &std::path::Path) -> Pipeline {
     let opts = Options {
         data_dir: dir.to_path_buf(),
         journal_segment_bytes: 1 << 30,
+        journal_damage: Default::default(),
         application: "RECORDHUB".into(),
         facility: "RECORDHUB".into(),
         policy: Default::default(),

@@ -58,6 +58,9 @@ enum Command {
         /// Print the raw message of this sequence number instead of the listing.
         #[arg(long)]
         show: Option<u64>,
+        /// Scan every segment and report damage only; exit 1 if any is found.
+        #[arg(long, conflicts_with = "show")]
+        verify: bool,
     },
     /// Print a patient's record as JSON (the read is audited).
     Record {
@@ -166,10 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ok = rt.block_on(cli::send(&to, std::time::Duration::from_secs(timeout), &files))?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Journal { common, since, show } => {
+        Command::Journal { common, since, show, verify } => {
             let cfg = common.load(None, None)?;
-            cli::journal(&cfg.store.data_dir, since, show)?;
-            Ok(ExitCode::SUCCESS)
+            let clean = cli::journal(&cfg.store.data_dir, since, show, verify)?;
+            Ok(if clean || !verify { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Record { nhs_number, user, server, common } => {
             let cfg = common.load(None, None)?;

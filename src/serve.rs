@@ -50,6 +50,10 @@ pub fn pipeline_options(cfg: &Config, mappings: Mappings) -> Options {
     Options {
         data_dir: cfg.store.data_dir.clone(),
         journal_segment_bytes: cfg.store.journal_segment_bytes,
+        journal_damage: match cfg.store.on_journal_damage {
+            crate::config::JournalDamage::Refuse => crate::journal::DamagePolicy::Refuse,
+            crate::config::JournalDamage::Quarantine => crate::journal::DamagePolicy::Quarantine,
+        },
         application: cfg.ack.application.clone(),
         facility: cfg.ack.facility.clone(),
         policy: Policy {
@@ -153,6 +157,11 @@ pub async fn start_with_faults(
     if let Some(t) = &startup.recovery.truncated {
         tracing::warn!(segment = %t.segment.display(), offset = t.offset, bytes_dropped = t.bytes_dropped, reason = %t.reason,
             "journal had a torn tail (a write interrupted by a crash); truncated it: nothing acknowledged was lost");
+    }
+    for d in &startup.recovery.damage {
+        tracing::error!(segment = %d.segment.display(), offset = d.offset, len = d.len, seq_before = ?d.seq_before,
+            seq_after = ?d.seq_after, reason = %d.reason, quarantined = ?d.quarantined,
+            "journal damage: entries inside this range are lost unless the segment is restored from a backup; intact entries around it are kept");
     }
     tracing::info!(entries = startup.recovery.entries, last_seq = startup.recovery.last_seq, replayed = startup.replayed,
         data_dir = %cfg.store.data_dir.display(), "journal opened");

@@ -10,11 +10,16 @@
 //!
 //! - [`Journal`] is the single writer. `append` only encodes into a buffer;
 //!   `commit` makes everything appended since the previous commit durable with
-//!   one write and one `fdatasync` (group commit), rotating to a new segment
-//!   file when the current one is full. On `open` it scans every segment,
-//!   truncates a torn tail left by a crash, and reports what it did.
+//!   one write and one `fdatasync` (group commit), then writes a small commit
+//!   record (no second sync: the next commit's `fdatasync` covers it). Readers
+//!   only see entries that a commit record covers, so nothing is readable
+//!   before it is durable. A failed commit burns its seqs: seqs are never
+//!   reused. On `open` it scans every segment, truncates a torn tail left by a
+//!   crash, and finds damage (invalid bytes followed by valid records), which
+//!   it refuses or quarantines per [`DamagePolicy`], keeping every intact entry.
 //! - [`JournalReader`] reads the same files without ever modifying them, so
 //!   `reindex`, replication or an operator's tool can run beside a live server.
+//!   It skips damaged ranges by resynchronising and reports them.
 //!
 //! The on-disk format is versioned and documented in `docs/journal-format.md`
 //! for readers written in other languages.
@@ -24,16 +29,25 @@
 //! separate decision), or lock the directory against a second writer (the
 //! caller must run one engine per journal directory).
 
+mod damage;
 mod entry;
 mod reader;
+mod record;
+mod recovery;
+mod scan;
+#[cfg(test)]
+mod tests;
+mod v1;
 mod writer;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use entry::{Entry, EntryRef, MAX_BODY_LEN};
-pub use reader::JournalReader;
-pub use writer::{Journal, JournalOptions, Recovery, Truncation};
+pub use damage::{Damage, DamagePolicy};
+pub use entry::{Entry, EntryRef, OwnedReason, Reason, MAX_BODY_LEN};
+pub use reader::{Entries, JournalReader};
+pub use recovery::{Recovery, Truncation};
+pub use writer::{Journal, JournalOptions};
 
 /// Errors from opening, writing or reading the journal.
 #[derive(Debug, thiserror::Error)]
@@ -51,15 +65,11 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
-    /// A segment holds data that a crash cannot explain (a bad entry before the
-    /// last segment's tail, a bad header, a gap in sequence numbers). Entries
-    /// before `offset` are intact. Nothing was modified: an operator must
-    /// inspect the segment (copy it aside, compare with a replica) before the
-    /// journal is used again.
+    /// A segment cannot be read at all (written by a newer format version, or
+    /// not a segment). Nothing was modified: an operator must inspect it.
     #[error(
-        "journal segment {segment} is corrupt at byte {offset}: {reason}; \
-         entries before this offset are intact and nothing was changed; \
-         an operator must inspect the segment before the journal is used again"
+        "journal segment {segment} is unreadable at byte {offset}: {reason}; \
+         nothing was changed; an operator must inspect the segment before the journal is used again"
     )]
     Corrupt {
         /// The segment file.
@@ -68,6 +78,14 @@ pub enum JournalError {
         offset: u64,
         /// What was wrong.
         reason: String,
+    },
+    /// Damage found at open under [`DamagePolicy::Refuse`]: bytes that are not
+    /// valid records but are followed by valid ones, or committed seqs that
+    /// are missing. Nothing was modified; the text says how to proceed.
+    #[error("{}", damage::refusal_text(damage))]
+    Damaged {
+        /// Every damaged range found, in journal order.
+        damage: Vec<Damage>,
     },
     /// An entry would be larger than the format allows; it was not appended.
     /// Lower the MLLP maximum frame size below the limit.
@@ -88,8 +106,8 @@ impl JournalError {
 
 /// Every segment file starts with these four bytes.
 const MAGIC: [u8; 4] = *b"RHJL";
-/// The segment format version this code writes and reads.
-const FORMAT_VERSION: u16 = 1;
+/// The segment format version this code writes; it also reads version 1.
+const FORMAT_VERSION: u16 = 2;
 /// Segment header: magic, u16 LE version, 2 reserved zero bytes.
 const HEADER_LEN: u64 = 8;
 const SEGMENT_SUFFIX: &str = ".seg";
@@ -129,8 +147,14 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
     Ok(segments)
 }
 
+/// Makes file creations, renames and removals in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    let d = std::fs::File::open(dir).map_err(JournalError::io("open", dir))?;
+    d.sync_all().map_err(JournalError::io("fsync", dir))
+}
+
 #[cfg(test)]
-mod tests {
+mod unit {
     use super::*;
 
     #[test]
@@ -146,7 +170,7 @@ mod tests {
 
     #[test]
     fn header_is_magic_version_reserved() {
-        assert_eq!(&segment_header(), b"RHJL\x01\x00\x00\x00");
+        assert_eq!(&segment_header(), b"RHJL\x02\x00\x00\x00");
     }
 
     #[test]
@@ -159,5 +183,18 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("/j/00000000000000000001.seg"), "{text}");
         assert!(text.contains("operator"), "{text}");
+        let d = Damage {
+            segment: PathBuf::from("/j/00000000000000000001.seg"),
+            offset: 100,
+            len: 20,
+            seq_before: Some(4),
+            seq_after: Some(6),
+            reason: "CRC32C mismatch".into(),
+            quarantined: None,
+        };
+        let text = JournalError::Damaged { damage: vec![d] }.to_string();
+        for want in ["bytes 100..120", "seq 4 and seq 6", "--verify", "backup", "on_journal_damage = \"quarantine\""] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
     }
 }

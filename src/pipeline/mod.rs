@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use crate::ack::{self, Verdict};
 use crate::health::Part;
 use crate::indexer::{Context, Filing, Indexer, Progress, Work};
-use crate::journal::{EntryRef, Journal, JournalOptions, Recovery};
+use crate::journal::{EntryRef, Journal, JournalOptions, Reason, Recovery};
 use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
@@ -92,7 +92,11 @@ impl Pipeline {
         let store = Store::open_with(&idir, opts.faults.clone())
             .map_err(|source| OpenError::Store { dir: idir.clone(), source })?;
         let jdir = journal_dir(&opts.data_dir);
-        let jopts = JournalOptions { segment_bytes: opts.journal_segment_bytes };
+        let jopts = JournalOptions {
+            segment_bytes: opts.journal_segment_bytes,
+            on_damage: opts.journal_damage,
+            faults: opts.faults.clone(),
+        };
         let (journal, recovery) =
             Journal::open(&jdir, jopts).map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
         let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
@@ -101,6 +105,9 @@ impl Pipeline {
             tracing::warn!(dir = %idir.display(), why, "rebuilding the index from the journal");
             replay::clear(&store)?;
         }
+        // Remembered after any rebuild (which clears it), so the same damage
+        // does not rebuild the index again at every start.
+        store.set_damage_mark(damage_mark(&recovery)).map_err(fail)?;
         let replayer = Replayer { journal_dir: jdir, mappings: opts.mappings.clone(), policy: opts.policy.clone() };
         let replayed = replayer.replay(&store)?;
         let applied = store.applied_seq().map_err(fail)?;
@@ -148,6 +155,7 @@ impl Pipeline {
         let mut pending: Vec<Option<Pending>> = Vec::with_capacity(batch.len());
         // Accepted originals in this batch: their dedup records are not stored yet.
         let mut in_batch: HashMap<DedupKey, (Fingerprint, usize)> = HashMap::new();
+        let mut location = String::new();
 
         for inbound in batch {
             let (mut s, msg) = self.stage(inbound);
@@ -192,7 +200,7 @@ impl Pipeline {
             }
             let ack = self.render_ack(&s, self.journal.next_seq(), &stamp);
             let ack = if s.mode.sends(s.code()) { ack } else { Vec::new() };
-            let appended = self.journal.append(&journal_entry(inbound, &s, &ack));
+            let appended = self.journal.append(&journal_entry(inbound, &s, &ack, &mut location));
             let seq = match appended {
                 Ok(seq) => seq,
                 Err(e) => {
@@ -329,11 +337,26 @@ impl Pipeline {
     }
 }
 
-/// The journal entry for a staged frame.
-fn journal_entry<'a>(inbound: &'a Inbound<'_>, s: &'a Staged, ack: &'a [u8]) -> EntryRef<'a> {
+/// The journal entry for a staged frame: the verdict and why, journaled
+/// whether or not an ACK was sent. `location` is the caller's buffer for
+/// the problem's place (`PID-7`).
+fn journal_entry<'a>(inbound: &'a Inbound<'_>, s: &'a Staged, ack: &'a [u8], location: &'a mut String) -> EntryRef<'a> {
     let raw = match inbound.frame {
         Frame::Message(m) => m,
         Frame::Oversize { .. } => b"",
+    };
+    let reason = match &s.verdict {
+        Verdict::Accepted => Reason::default(),
+        Verdict::Error(p) | Verdict::Rejected(p) => {
+            location.clear();
+            if let Some(l) = &p.location {
+                location.push_str(&format!("{}-{}", l.segment, l.field));
+                if l.component > 0 {
+                    location.push_str(&format!(".{}", l.component));
+                }
+            }
+            Reason { stage: s.stage.as_str(), code: p.code, location, text: &p.text }
+        }
     };
     EntryRef {
         received_at_ms: inbound.received_at_ms,
@@ -342,7 +365,9 @@ fn journal_entry<'a>(inbound: &'a Inbound<'_>, s: &'a Staged, ack: &'a [u8]) -> 
         sending_facility: &s.envelope.inbound.sending_facility,
         control_id: &s.envelope.inbound.control_id,
         message_type: &s.envelope.message_type,
-        ack_code: if ack.is_empty() { "" } else { s.code().as_str() },
+        ack_code: s.code().as_str(),
+        ack_sent: s.mode.sends(s.code()),
+        reason,
         ack,
         raw,
     }
@@ -370,7 +395,26 @@ fn rebuild_reason(store: &Store, recovery: &Recovery) -> Result<Option<&'static 
         // The index points at entries the journal no longer holds.
         return Ok(Some("the index is ahead of the journal"));
     }
+    if store.damage_mark()? != damage_mark(recovery) {
+        // Entries in a damaged range are gone: the items, dedup records and
+        // document references filed from them must go too, or a resent lost
+        // message would be answered as a duplicate and never journaled again.
+        return Ok(Some("the journal has damaged ranges the index has not been rebuilt for"));
+    }
     Ok(None)
+}
+
+/// Identifies the set of damaged ranges (0 for none).
+fn damage_mark(recovery: &Recovery) -> u64 {
+    let mut text = String::new();
+    for d in &recovery.damage {
+        text.push_str(&format!("{}:{}:{};", d.segment.display(), d.offset, d.len));
+    }
+    if text.is_empty() {
+        0
+    } else {
+        u64::from(crc32c::crc32c(text.as_bytes())) | 1 << 32
+    }
 }
 
 #[cfg(test)]

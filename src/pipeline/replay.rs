@@ -38,7 +38,8 @@ impl Replayer {
         let mut n = 0;
         let mut batch = IndexBatch::new();
         let mut entries_in_batch = 0;
-        for entry in reader.iter_from(from) {
+        let mut entries = reader.iter_from(from);
+        for entry in &mut entries {
             let entry = entry.map_err(|e| replay_error(from + n, e))?;
             self.apply_entry(&mut batch, &entry);
             batch.applied_up_to(entry.seq);
@@ -52,6 +53,11 @@ impl Replayer {
         }
         if !batch.is_empty() {
             store.apply(batch).map_err(|e| replay_error(from + n, e))?;
+        }
+        for d in entries.damage() {
+            // Reported at ERROR when the journal was opened; here only which
+            // ranges replay stepped over.
+            tracing::warn!(damage = %d, "replay skipped a damaged journal range");
         }
         Ok(n)
     }
@@ -85,10 +91,9 @@ impl Replayer {
 /// code (format 1, sent with MSH-15 NE or ER) is judged again by intake,
 /// which is what decided it the first time.
 fn accepted(e: &Entry, policy: &Policy) -> bool {
-    match e.ack_code.as_str() {
-        "AA" | "CA" => true,
-        "" => intake::inspect(&e.raw, policy).verdict == crate::ack::Verdict::Accepted,
-        _ => false,
+    match e.accepted() {
+        Some(accepted) => accepted,
+        None => intake::inspect(&e.raw, policy).verdict == crate::ack::Verdict::Accepted,
     }
 }
 

@@ -11,6 +11,7 @@ fn open_with(dir: &Path, faults: Faults) -> Pipeline {
     let opts = Options {
         data_dir: dir.to_path_buf(),
         journal_segment_bytes: 1 << 20,
+        journal_damage: Default::default(),
         application: "RECORDHUB".into(),
         facility: "LCR".into(),
         policy: crate::intake::Policy::default(),

@@ -7,7 +7,7 @@ use crate::ack::{AckCode, Problem};
 use crate::fault::Faults;
 use crate::health::Health;
 use crate::intake::{Envelope, Policy};
-use crate::journal::{JournalError, Recovery};
+use crate::journal::{DamagePolicy, JournalError, Recovery};
 use crate::store::StoreError;
 
 use super::Mappings;
@@ -91,6 +91,8 @@ impl Outcome {
 pub struct Options {
     pub data_dir: PathBuf,
     pub journal_segment_bytes: u64,
+    /// What start-up does with a journal damaged before its end.
+    pub journal_damage: DamagePolicy,
     pub application: String,
     pub facility: String,
     pub policy: Policy,

@@ -85,6 +85,7 @@ pub struct Store {
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
 const ITEM_FORMAT: &[u8] = b"item_format";
+const DAMAGE_MARK: &[u8] = b"journal_damage_mark";
 
 impl Store {
     /// Opens (or creates) the index under `dir`.
@@ -184,6 +185,22 @@ impl Store {
             }
             None => Ok(false),
         }
+    }
+
+    /// Which set of journal damage the index was last rebuilt for (0: none).
+    pub fn damage_mark(&self) -> Result<u64, StoreError> {
+        match self.t()?.meta.get(DAMAGE_MARK)? {
+            None => Ok(0),
+            Some(v) => {
+                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Damaged { tree: "meta" })?;
+                Ok(u64::from_be_bytes(b))
+            }
+        }
+    }
+
+    pub fn set_damage_mark(&self, mark: u64) -> Result<(), StoreError> {
+        self.t()?.meta.insert(DAMAGE_MARK, &mark.to_be_bytes())?;
+        Ok(())
     }
 
     pub fn set_applied_seq(&self, seq: u64) -> Result<(), StoreError> {
