@@ -101,8 +101,13 @@ impl Faults {
                 "abort" => Action::Abort,
                 "error" => Action::Error,
                 s => {
-                    let ms = s.strip_prefix("sleep(").and_then(|s| s.strip_suffix(')')).ok_or_else(|| err("unknown action"))?;
-                    Action::Sleep(Duration::from_millis(ms.trim().parse().map_err(|_| err("sleep(MS) needs a number"))?))
+                    let ms = s
+                        .strip_prefix("sleep(")
+                        .and_then(|s| s.strip_suffix(')'))
+                        .ok_or_else(|| err("unknown action"))?;
+                    Action::Sleep(Duration::from_millis(
+                        ms.trim().parse().map_err(|_| err("sleep(MS) needs a number"))?,
+                    ))
                 }
             };
             points.insert(name.trim().to_string(), Point { action, skip, times, hits: AtomicU64::new(0) });
