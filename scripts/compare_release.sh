@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Network load of two builds side by side, in one run: is the new one slower?
 #
-#   bash scripts/compare_release.sh [-n ROUNDS] OLD NEW
+#   bash scripts/compare_release.sh [-n ROUNDS] OLD NEW [FILE...]
 #
+# FILEs are the messages offered (default fixtures/adt-a01.hl7, the load of
+# the README's Performance table), the same for both builds.
 # OLD and NEW are each one of
 #   REV           a git revision of this repository: exported (git archive)
 #                 into a temporary tree and built with `cargo build --release
@@ -29,18 +31,31 @@
 # LOCKSTEP_MESSAGES (default 10000), LOAD_BIN, KEEP (keep the JSON summaries
 # in this directory).
 set -euo pipefail
+CALLER="$PWD"
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
+
+# absolute PATH: PATH as the caller meant it (relative to where they ran this).
+absolute() {
+  case "$1" in /*) echo "$1" ;; *) echo "$CALLER/$1" ;; esac
+}
 
 ROUNDS="${ROUNDS:-5}"
 if [ "${1:-}" = "-n" ]; then
   ROUNDS="$2"
   shift 2
 fi
-if [ "$#" -ne 2 ]; then
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+if [ "$#" -lt 2 ]; then
+  sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
+OLD_SIDE="$1"
+NEW_SIDE="$2"
+shift 2
+FILES=()
+for f in "$@"; do FILES+=("$(absolute "$f")"); done
+[ "${#FILES[@]}" -gt 0 ] || FILES=("$ROOT/fixtures/adt-a01.hl7")
+for f in "${FILES[@]}"; do [ -f "$f" ] || { echo "compare_release.sh: no file $f" >&2; exit 2; }; done
 export MESSAGES="${MESSAGES:-50000}"
 export LOCKSTEP_MESSAGES="${LOCKSTEP_MESSAGES:-10000}"
 
@@ -53,8 +68,8 @@ prepare() {
   local side="$1" name="$2" bin tree
   case "$side" in
     *=*)
-      bin="${side%%=*}"
-      tree="${side#*=}"
+      bin="$(absolute "${side%%=*}")"
+      tree="$(absolute "${side#*=}")"
       ;;
     .)
       echo "== $name: building this working tree"
@@ -86,8 +101,8 @@ prepare() {
   echo "== $name: $bin (mappings and engine.toml from $tree)"
 }
 
-prepare "$1" OLD
-prepare "$2" NEW
+prepare "$OLD_SIDE" OLD
+prepare "$NEW_SIDE" NEW
 LOAD_BIN="${LOAD_BIN:-$BIN_NEW}"
 
 # run NAME ROUND: one load.sh run (both shapes) of build NAME.
@@ -100,7 +115,7 @@ run() {
   echo "== round $round: $name"
   RECORDHUB_BIN="${!bin}" RECORDHUB_LOAD="$LOAD_BIN load" ENGINE_CONFIG="${!tree}/engine.toml" \
     RECORDHUB__MAPPING__DIR="${!tree}/mappings" SCENARIOS="c16-p8 lockstep" LOAD_OUT="$out" \
-    bash "$ROOT/scripts/load.sh" >"$out/load.log" 2>&1 || {
+    bash "$ROOT/scripts/load.sh" "${FILES[@]}" >"$out/load.log" 2>&1 || {
     echo "load.sh failed for $name in round $round:"
     tail -n 30 "$out/load.log"
     exit 1
@@ -118,9 +133,10 @@ if [ -n "${KEEP:-}" ]; then
 fi
 
 echo
-echo "OLD: $1"
-echo "NEW: $2"
-echo "$ROUNDS rounds, alternating; $(nproc) cores shared by engine and load tool; messages: c16-p8 $MESSAGES, lockstep $LOCKSTEP_MESSAGES"
+echo "OLD: $OLD_SIDE"
+echo "NEW: $NEW_SIDE"
+echo "$ROUNDS rounds, alternating; $(nproc) cores shared by engine and load tool"
+echo "messages: c16-p8 $MESSAGES, lockstep $LOCKSTEP_MESSAGES, from ${FILES[*]#"$ROOT/"}"
 python3 - "$WORK/results" "$ROUNDS" <<'PY'
 import json, statistics, sys
 res, rounds = sys.argv[1], int(sys.argv[2])
