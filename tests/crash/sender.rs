@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,20 +132,23 @@ impl Tally {
         self.stray.extend(other.stray);
     }
 
-    fn answer(&mut self, in_flight: &mut VecDeque<String>, ack: Vec<u8>) {
+    /// Files one ACK; true when it accepted a message in flight.
+    fn answer(&mut self, in_flight: &mut VecDeque<String>, ack: Vec<u8>) -> bool {
         let Some((code, id)) = msa(&ack) else {
             self.stray.push(ack);
-            return;
+            return false;
         };
         let Some(pos) = in_flight.iter().position(|i| *i == id) else {
             self.stray.push(ack);
-            return;
+            return false;
         };
         in_flight.remove(pos);
         if code == "AA" || code == "CA" {
             self.acked.insert(id, ack);
+            true
         } else {
             self.refused.push((id, ack));
+            false
         }
     }
 }
@@ -161,15 +164,23 @@ pub struct Plan {
     pub limit: u64,
 }
 
+/// Shared by the senders of one load: the signal to stop sending, and how
+/// many messages have been accepted so far (to kill under load, not before).
+#[derive(Default)]
+pub struct Control {
+    pub stop: AtomicBool,
+    pub accepted: AtomicU64,
+}
+
 /// Sends messages until `stop`, the limit, or a broken connection (the
 /// kill); returns what was acknowledged and what was left unanswered.
-pub fn send_until(addr: SocketAddr, plan: Plan, stop: &AtomicBool) -> Tally {
+pub fn send_until(addr: SocketAddr, plan: Plan, ctl: &Control) -> Tally {
     let mut tally = Tally::default();
     let Ok(mut conn) = Conn::open(addr) else { return tally };
     let mut in_flight: VecDeque<String> = VecDeque::new();
     let mut n = 0;
     loop {
-        while in_flight.len() < plan.depth && n < plan.limit && !stop.load(Ordering::Relaxed) {
+        while in_flight.len() < plan.depth && n < plan.limit && !ctl.stop.load(Ordering::Relaxed) {
             let id = control_id(plan.round, plan.conn, n);
             n += 1;
             // A message written before the connection broke may have been
@@ -185,7 +196,11 @@ pub fn send_until(addr: SocketAddr, plan: Plan, stop: &AtomicBool) -> Tally {
             return tally;
         }
         match conn.ack() {
-            Ok(ack) => tally.answer(&mut in_flight, ack),
+            Ok(ack) => {
+                if tally.answer(&mut in_flight, ack) {
+                    ctl.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Err(_) => {
                 tally.unanswered.extend(in_flight.drain(..));
                 return tally;
@@ -196,13 +211,13 @@ pub fn send_until(addr: SocketAddr, plan: Plan, stop: &AtomicBool) -> Tally {
 
 /// Eight connections at once, half in lockstep and half pipelined (4, 8,
 /// 16 and 32 outstanding), until `stop` or each has sent `limit`.
-pub fn load(addr: SocketAddr, round: usize, limit: u64, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Tally>> {
+pub fn load(addr: SocketAddr, round: usize, limit: u64, ctl: &Arc<Control>) -> Vec<std::thread::JoinHandle<Tally>> {
     (0..8)
         .map(|conn| {
             let depth = if conn % 2 == 0 { 1 } else { 4 << (conn / 2) };
             let plan = Plan { round, conn, depth, limit };
-            let stop = stop.clone();
-            std::thread::spawn(move || send_until(addr, plan, &stop))
+            let ctl = ctl.clone();
+            std::thread::spawn(move || send_until(addr, plan, &ctl))
         })
         .collect()
 }
@@ -210,14 +225,14 @@ pub fn load(addr: SocketAddr, round: usize, limit: u64, stop: Arc<AtomicBool>) -
 /// `messages` accepted messages (round 0) as fast as the engine takes
 /// them: eight connections, 32 outstanding each.
 pub fn fill(addr: SocketAddr, messages: u64) -> Tally {
-    let stop = AtomicBool::new(false);
+    let ctl = Control::default();
     std::thread::scope(|s| {
         let threads: Vec<_> = (0..8)
             .map(|conn| {
                 let plan =
                     Plan { round: 0, conn, depth: 32, limit: messages / 8 + u64::from(conn < (messages % 8) as usize) };
-                let stop = &stop;
-                s.spawn(move || send_until(addr, plan, stop))
+                let ctl = &ctl;
+                s.spawn(move || send_until(addr, plan, ctl))
             })
             .collect();
         let mut all = Tally::default();
