@@ -32,6 +32,8 @@ fn open(dir: &std::path::Path) -> Pipeline {
         facility: "RECORDHUB".into(),
         policy: Default::default(),
         mappings: Mappings::new(set),
+        health: Default::default(),
+        faults: Default::default(),
     };
     Pipeline::open(opts).expect("pipeline opens").0
 }

@@ -51,7 +51,8 @@ with tempfile.TemporaryDirectory() as d:
         s = socket.create_connection(("127.0.0.1", port)); call(s, ADT); s.close()
         time.sleep(0.3)
         base = status(p.pid, "VmRSS")
-        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(1000)]
+        # From 16 loopback addresses: one address may hold at most 64 connections.
+        conns = [socket.create_connection(("127.0.0.1", port), source_address=(f"127.0.0.{2 + i % 16}", 0)) for i in range(1000)]
         time.sleep(1.0)
         idle = status(p.pid, "VmRSS")
         print(f"idle connections: 1000; server RSS {idle/1024:.1f} MiB (before: {base/1024:.1f} MiB; +{(idle-base)/1000:.1f} kB per connection)")

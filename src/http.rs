@@ -1,5 +1,5 @@
 //! The read API: `GET /patients/{nhs}` (audited), `POST /admin/reload`,
-//! `GET /health`.
+//! `GET /health`, `GET /ready`.
 //!
 //! Every record view names its user (`X-User`, required) and is written to the
 //! audit tree, flushed, before the record is returned: who, when, which NHS
@@ -19,6 +19,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::Health;
 use crate::hl7::nhs::NhsNumber;
 use crate::indexer::Progress;
 use crate::mapping::MappingSet;
@@ -33,7 +34,12 @@ pub struct Api {
     pub progress: Progress,
     pub mappings: Mappings,
     pub mapping_dir: PathBuf,
+    pub health: Health,
 }
+
+/// `/ready` fails when the index is more than this many journal entries
+/// behind what was acknowledged (about a second of peak load).
+const MAX_INDEX_LAG: u64 = 50_000;
 
 /// How long a record read waits for the index writer to catch up.
 const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -44,18 +50,27 @@ pub async fn run(listener: TcpListener, api: Api, cancel: CancellationToken) -> 
         .route("/patients/{nhs}", get(patient))
         .route("/admin/reload", post(reload))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .with_state(api);
     axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
 }
 
-/// `ok`, or 503 when an index write failed: messages are still acknowledged
-/// and journaled, but records lag until a restart re-files them.
+/// 200 with `{"status":"ok",...}`, or 503 naming each failing part and why:
+/// the pipeline thread died, journal writes fail (messages are refused with
+/// AR 207), or index writes fail (records lag until sled recovers).
 async fn health(State(api): State<Api>) -> Response {
-    if api.progress.failed() {
-        let text = "index writes failing: messages are journaled but not filed; check disk space and restart";
-        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
-    }
-    "ok".into_response()
+    report(api.health.health())
+}
+
+/// 200 once listening, replayed and the index within [`MAX_INDEX_LAG`] of
+/// what was acknowledged, and healthy; else 503 with the reasons.
+async fn ready(State(api): State<Api>) -> Response {
+    report(api.health.ready(api.progress.lag(), MAX_INDEX_LAG))
+}
+
+fn report(r: crate::health::Report) -> Response {
+    let status = if r.ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(r)).into_response()
 }
 
 fn error(status: StatusCode, text: impl Into<String>) -> Response {

@@ -11,21 +11,29 @@
 //! `applied` reaches the `committed` it saw on arrival, so a professional who
 //! looks a patient up after the sender had its ACK sees that message.
 //!
-//! `applied_seq` in sled advances only after a batch's items are in; if a
-//! write fails, it stops advancing until restart, when replay re-files every
-//! entry after it (filing is an upsert, so re-filing changes nothing).
+//! Each handed-over batch is filed as one [`IndexBatch`] (see
+//! `store/batch.rs` for why a crash inside it is repaired by replay). When a
+//! write fails (a full disk), the writer reports the index failing in
+//! [`Health`], stops filing, and every few seconds reopens sled and replays
+//! the journal from the index's `applied_seq`: when space returns the index
+//! catches up by itself, no restart needed.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::health::{Health, Part};
 use crate::hl7::nhs::NhsNumber;
+use crate::pipeline::{error_chain, Replayer};
 use crate::record::Mapped;
-use crate::store::{DedupKey, DedupRecord, Store, StoreError};
+use crate::store::{DedupKey, DedupRecord, IndexBatch, Store, StoreError};
 
 /// Batches queued before the pipeline thread waits (back-pressure).
 const QUEUE_BATCHES: usize = 16;
+
+/// How often a failed index writer tries to reopen sled and catch up.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 /// One accepted message to file.
 pub struct Filing {
@@ -47,8 +55,6 @@ pub struct Work {
 struct Marks {
     committed: u64,
     applied: u64,
-    /// A write failed; `applied_seq` is frozen until restart.
-    failed: bool,
     /// Readers blocked in `wait_caught_up`: without any, a batch filed wakes
     /// nobody (a futex call per batch shows in lockstep latency).
     waiters: usize,
@@ -70,10 +76,9 @@ impl Progress {
         m.committed = m.committed.max(seq);
     }
 
-    fn set_applied(&self, seq: u64, failed: bool) {
+    fn set_applied(&self, seq: u64) {
         let mut m = self.marks();
         m.applied = m.applied.max(seq);
-        m.failed |= failed;
         if m.waiters > 0 {
             self.0 .1.notify_all();
         }
@@ -84,9 +89,10 @@ impl Progress {
         self.marks().applied
     }
 
-    /// Whether an index write has failed since start-up.
-    pub fn failed(&self) -> bool {
-        self.marks().failed
+    /// Journal entries acknowledged but not yet filed.
+    pub fn lag(&self) -> u64 {
+        let m = self.marks();
+        m.committed.saturating_sub(m.applied)
     }
 
     /// Waits until everything committed before this call is filed. `false`
@@ -108,46 +114,50 @@ impl Progress {
     }
 }
 
+/// What the writer thread needs.
+pub struct Context {
+    pub store: Store,
+    /// The index's `applied_seq` at start.
+    pub applied: u64,
+    pub health: Health,
+    /// Re-files from the journal when recovering from a failure.
+    pub replayer: Replayer,
+}
+
 /// The index-writer thread and its queue.
 pub struct Indexer {
-    store: Store,
     tx: Option<SyncSender<Work>>,
     thread: Option<JoinHandle<()>>,
     progress: Progress,
 }
 
 impl Indexer {
-    /// Starts the thread. `applied` is the index's `applied_seq` at start.
+    /// Starts the thread.
     ///
     /// # Errors
     /// The OS refused a thread.
-    pub fn spawn(store: Store, applied: u64) -> std::io::Result<Indexer> {
+    pub fn spawn(ctx: Context) -> std::io::Result<Indexer> {
         let progress = Progress::default();
-        progress.set_committed(applied);
-        progress.set_applied(applied, false);
+        progress.set_committed(ctx.applied);
+        progress.set_applied(ctx.applied);
         let (tx, rx) = sync_channel::<Work>(QUEUE_BATCHES);
-        let (s, p) = (store.clone(), progress.clone());
-        let thread = std::thread::Builder::new().name("indexer".into()).spawn(move || run(&s, &p, rx))?;
-        Ok(Indexer { store, tx: Some(tx), thread: Some(thread), progress })
+        let p = progress.clone();
+        let thread = std::thread::Builder::new().name("indexer".into()).spawn(move || run(&ctx, &p, &rx))?;
+        Ok(Indexer { tx: Some(tx), thread: Some(thread), progress })
     }
 
     pub fn progress(&self) -> &Progress {
         &self.progress
     }
 
-    /// Hands over a committed batch; waits while the queue is full.
+    /// Hands over a committed batch; waits while the queue is full. If the
+    /// thread is gone (a panic: a bug), the work is dropped: the journal has
+    /// it and the next start re-files it; health already says so.
     pub fn submit(&self, work: Work) {
         self.progress.set_committed(work.last_seq);
-        let work = match &self.tx {
-            Some(tx) => match tx.send(work) {
-                Ok(()) => return,
-                // The thread is gone (it cannot be, short of a bug): file
-                // here rather than lose the index update.
-                Err(e) => e.0,
-            },
-            None => work,
-        };
-        apply(&self.store, &self.progress, work);
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(work);
+        }
     }
 
     /// Waits until every submitted batch is filed.
@@ -175,59 +185,117 @@ impl Drop for Indexer {
     }
 }
 
-fn run(store: &Store, progress: &Progress, rx: Receiver<Work>) {
-    while let Ok(work) = rx.recv() {
-        apply(store, progress, work);
+fn run(ctx: &Context, progress: &Progress, rx: &Receiver<Work>) {
+    let _guard = PanicGuard(&ctx.health);
+    let mut failing = false;
+    let mut last_try = std::time::Instant::now();
+    loop {
+        let work = match rx.recv_timeout(RETRY_EVERY) {
+            Ok(work) => Some(work),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if failing {
+            // What this work carries is in the journal: recovery replays it.
+            if last_try.elapsed() >= RETRY_EVERY {
+                failing = !recover(ctx, progress);
+                last_try = std::time::Instant::now();
+            }
+            continue;
+        }
+        let Some(work) = work else { continue };
+        let last_seq = work.last_seq;
+        match ctx.store.apply(batch_of(work)) {
+            Ok(()) => progress.set_applied(last_seq),
+            Err(e) => {
+                failing = true;
+                last_try = std::time::Instant::now();
+                let why = error_chain(&e);
+                if ctx.health.fail(Part::Index, &why) {
+                    tracing::error!(seq = last_seq, error = %why,
+                        "index write failed; messages are still journaled and acknowledged; the index will be reopened and caught up from the journal");
+                }
+            }
+        }
+    }
+    if failing {
+        // Shutting down while failing: one last try, else the next start replays.
+        recover(ctx, progress);
     }
 }
 
-fn apply(store: &Store, progress: &Progress, work: Work) {
-    let mut failed = progress.failed();
+/// Reports a panic of the writer thread in health (the thread then ends;
+/// acknowledged messages stay in the journal and the next start re-files them).
+struct PanicGuard<'a>(&'a Health);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(Part::Index, "the index writer thread panicked; restart recordhub to re-file from the journal");
+        }
+    }
+}
+
+/// Reopens sled and replays the journal from its `applied_seq`. True when
+/// the index is whole again.
+fn recover(ctx: &Context, progress: &Progress) -> bool {
+    let result = ctx.store.reopen().map_err(|e| error_chain(&e)).and_then(|()| {
+        ctx.replayer.replay(&ctx.store).map_err(|e| error_chain(&e))?;
+        ctx.store.applied_seq().map_err(|e| error_chain(&e))
+    });
+    match result {
+        Ok(applied) => {
+            progress.set_applied(applied);
+            if ctx.health.recover(Part::Index) {
+                tracing::info!(applied_seq = applied, "index writes succeed again; caught up from the journal");
+            }
+            true
+        }
+        Err(why) => {
+            tracing::debug!(error = %why, "index still failing; retrying");
+            false
+        }
+    }
+}
+
+fn batch_of(work: Work) -> IndexBatch {
+    let mut batch = IndexBatch::new();
+    for f in &work.filings {
+        file(&mut batch, f.seq, &f.mapped);
+    }
     for (key, rec) in &work.dedup {
-        if let Err(e) = store.dedup_put(key, rec) {
-            if !failed {
-                tracing::error!(seq = rec.seq, error = %e,
-                    "dedup write failed; the message is safe in the journal and is re-applied at the next start");
-            }
-            failed = true;
-        }
+        batch.dedup(key, rec);
     }
-    for f in work.filings {
-        if let Err(e) = file(store, f.seq, &f.mapped) {
-            if !failed {
-                tracing::error!(seq = f.seq, error = %e,
-                    "index write failed; the message is safe in the journal and is re-filed at the next start");
-            }
-            failed = true;
-        }
-    }
-    if !failed {
-        // Lazily persisted by sled: after a crash, replay starts from an older value.
-        failed = store.set_applied_seq(work.last_seq).is_err();
-    }
-    progress.set_applied(work.last_seq, failed);
+    batch.applied_up_to(work.last_seq);
+    batch
 }
 
 /// Files mapped items under their NHS number, or records why it cannot.
-///
-/// # Errors
-/// sled could not write.
-/// `mapped` was mapped with provenance seq `seq` (the pipeline knows the seq
-/// before it maps: the journal's next).
-pub fn file(store: &Store, seq: u64, mapped: &Mapped) -> Result<(), StoreError> {
+/// `mapped` was mapped with provenance seq `seq`.
+pub fn file(batch: &mut IndexBatch, seq: u64, mapped: &Mapped) {
     if !mapped.warnings.is_empty() {
         // Field names and rules only, never the values.
         tracing::warn!(seq, warnings = ?mapped.warnings, "optional values did not fit their type and were left out");
     }
-    match mapped.identity.nhs_number.as_deref().filter(|n| !n.is_empty()).map(NhsNumber::parse) {
-        Some(Ok(nhs)) => store.index(&nhs, mapped),
-        Some(Err(_)) => unindexed(store, seq, "NHS number fails the Modulus 11 check"),
-        None => unindexed(store, seq, "no NHS number"),
-    }
+    let reason = match mapped.identity.nhs_number.as_deref().filter(|n| !n.is_empty()).map(NhsNumber::parse) {
+        Some(Ok(nhs)) => match batch.index(&nhs, mapped) {
+            Ok(()) => return,
+            Err(_) => "an item could not be encoded",
+        },
+        Some(Err(_)) => "NHS number fails the Modulus 11 check",
+        None => "no NHS number",
+    };
+    // Accepted (AA: the sender cannot fix it by resending) but not filed.
+    tracing::info!(seq, reason, "message kept in the journal but not indexed");
+    batch.unindexed(seq, reason);
 }
 
-/// Accepted (AA: the sender cannot fix it by resending) but not filed.
-fn unindexed(store: &Store, seq: u64, reason: &str) -> Result<(), StoreError> {
-    tracing::info!(seq, reason, "message kept in the journal but not indexed");
-    store.note_unindexed(seq, reason)
+/// Kept for callers that file outside the writer thread.
+///
+/// # Errors
+/// sled could not write.
+pub fn file_now(store: &Store, seq: u64, mapped: &Mapped) -> Result<(), StoreError> {
+    let mut batch = IndexBatch::new();
+    file(&mut batch, seq, mapped);
+    store.apply(batch)
 }

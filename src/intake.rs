@@ -6,7 +6,11 @@
 //! id. It does not map content; the mapping stage adds its own verdicts.
 
 use crate::ack::{self, Location, Mode, Problem, Verdict, VersionNum};
-use crate::hl7::{Message, ParseError, ParseErrorKind, ParseOptions, Segment};
+use crate::config::UnknownCharset;
+use crate::hl7::{Charset, Message, ParseError, ParseErrorKind, ParseOptions, Segment};
+
+/// Longest MSH-18 value repeated in an ACK or a log line; longer ones are cut.
+const CHARSET_ECHO_CHARS: usize = 32;
 
 /// Message types this engine handles (MSH-9.1). Anything else is AR 200.
 pub const HANDLED_TYPES: [&str; 3] = ["ADT", "ORU", "MDM"];
@@ -17,11 +21,17 @@ pub struct Policy {
     /// Accepted MSH-11.1 values (default P, D, T).
     pub processing_ids: Vec<String>,
     pub parse: ParseOptions,
+    /// What an MSH-18 we cannot decode gets (`hl7.unknown_charset`; default reject).
+    pub unknown_charset: UnknownCharset,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { processing_ids: vec!["P".into(), "D".into(), "T".into()], parse: ParseOptions::default() }
+        Policy {
+            processing_ids: vec!["P".into(), "D".into(), "T".into()],
+            parse: ParseOptions::default(),
+            unknown_charset: UnknownCharset::default(),
+        }
     }
 }
 
@@ -148,7 +158,33 @@ fn check_envelope(env: &Envelope, msh: Segment<'_>, policy: &Policy) -> Verdict 
     if msh.field(10).is_empty() {
         return Verdict::Error(Problem::new(101, "MSH-10 message control id is empty").at(at(10)));
     }
-    Verdict::Accepted
+    check_charset(&env.inbound.charset, policy)
+}
+
+/// Issue 8, hole 8: an MSH-18 we do not know was decoded as Windows-1252 without
+/// a word. Rejected with table 0357 code 103 "table value not found": MSH-18 is
+/// coded from HL7 table 0211 and this value is not one we support. Not 203 (that
+/// is MSH-12, the version) nor 207 (an engine fault the sender should retry);
+/// AR rather than AE because the content may be right: the engine cannot read it
+/// (an analyst may choose `fallback`, or the sender may send a supported charset).
+fn check_charset(charset: &str, policy: &Policy) -> Verdict {
+    if charset.trim().is_empty() || Charset::from_msh18(charset.as_bytes()).is_some() {
+        return Verdict::Accepted;
+    }
+    let shown: String = charset.trim().chars().take(CHARSET_ECHO_CHARS).collect();
+    match policy.unknown_charset {
+        UnknownCharset::Reject => {
+            let text =
+                format!("MSH-18 character set '{shown}' is not supported; supported: {}", Charset::msh18_names());
+            Verdict::Rejected(Problem::new(103, text).at(Location::field("MSH", 1, 18)))
+        }
+        UnknownCharset::Fallback => {
+            crate::telemetry::count_charset_fallback();
+            tracing::warn!(charset = %shown, fallback = policy.parse.fallback_charset.name(),
+                "MSH-18 names an unknown character set; decoding with the fallback (hl7.unknown_charset = \"fallback\")");
+            Verdict::Accepted
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +224,33 @@ mod tests {
             Verdict::Error(p) => assert_eq!(p.location.map(|l| l.sequence), Some(3)),
             other => panic!("expected AE, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn hole_8_unknown_charset_is_rejected_at_msh_18_naming_it() {
+        let raw = "MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|C1|P|2.5||||||ISO IR87\rPID|1\r";
+        match verdict(raw) {
+            Verdict::Rejected(p) => {
+                assert_eq!(p.code, 103);
+                assert_eq!(p.location, Some(Location::field("MSH", 1, 18)));
+                assert!(p.text.contains("'ISO IR87'") && p.text.contains("UNICODE UTF-8"), "{}", p.text);
+            }
+            other => panic!("expected AR, got {other:?}"),
+        }
+        let known = "MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|C1|P|2.5||||||8859/1\rPID|1\r";
+        assert_eq!(verdict(known), Verdict::Accepted);
+    }
+
+    #[test]
+    fn hole_8_unknown_charset_with_fallback_is_accepted_and_counted() {
+        let policy = Policy { unknown_charset: UnknownCharset::Fallback, ..Policy::default() };
+        let before = crate::telemetry::charset_fallbacks();
+        let raw = b"MSH|^~\\&|PAS|RJ1|RH|LCR|20260101||ADT^A01|C1|P|2.5||||||KLINGON\rPID|1||||M\xfcller\r";
+        let i = inspect(raw, &policy);
+        assert_eq!(i.verdict, Verdict::Accepted);
+        assert!(crate::telemetry::charset_fallbacks() > before, "the fallback is counted");
+        let msg = i.message.expect("parsed");
+        assert_eq!(msg.charset(), Charset::Windows1252);
     }
 
     #[test]

@@ -18,12 +18,14 @@
 //! - [`pipeline`]: `Pipeline::process(batch)`, synchronous, called by the
 //!   server's [`worker`], the CLI, the tests and the benchmarks.
 //! - [`fault`]: named fault points for tests (fsync failure, ENOSPC, panics, aborts).
+//! - [`health`], [`supervise`]: what `/health` and `/ready` report; panics.
 //! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
 
 pub mod ack;
 pub mod cli;
 pub mod config;
 pub mod fault;
+pub mod health;
 pub mod hl7;
 pub mod http;
 pub mod indexer;
@@ -36,5 +38,6 @@ pub mod pipeline;
 pub mod record;
 pub mod serve;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
 pub mod worker;

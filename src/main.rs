@@ -143,10 +143,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { common, listen, http } => {
             let cfg = common.load(listen, http)?;
-            recordhub::telemetry::init(&cfg.log.level, cfg.log.format)?;
+            // Held until `run` returns: dropping it flushes the log queue (bounded wait).
+            let _log = recordhub::telemetry::init(&cfg.log)?;
             let rt =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-            rt.block_on(recordhub::serve::serve(cfg))?;
+            let served = rt.block_on(recordhub::serve::serve(cfg));
+            let lost = recordhub::telemetry::log_stats();
+            if lost != recordhub::telemetry::LogStats::default() {
+                // Reaches the log only if stderr has recovered; /metrics can read the same counts.
+                tracing::warn!(
+                    dropped_lines = lost.dropped_lines,
+                    write_errors = lost.write_errors,
+                    "log lines were lost while stderr was stalled or closed"
+                );
+            }
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send { to, timeout, files } => {

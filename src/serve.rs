@@ -5,12 +5,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::fault::Faults;
+use crate::health::Health;
 use crate::http::{self, Api};
 use crate::intake::Policy;
 use crate::mapping::MappingSet;
 use crate::mllp::server::{self, ServerConfig};
 use crate::pipeline::{self, Mappings, Options, Pipeline};
-use crate::worker;
+use crate::worker::{self, Ended};
 
 /// Errors that stop the engine.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +25,10 @@ pub enum ServeError {
     Mappings { dir: std::path::PathBuf, errors: String },
     #[error("cannot start the pipeline thread")]
     Thread(#[source] std::io::Error),
-    #[error("the index could not be flushed at shutdown (the journal is intact; it will be replayed)")]
-    Flush(#[source] crate::store::StoreError),
+    #[error("the pipeline thread panicked ({0}); exiting so the service manager restarts recordhub: nothing acknowledged is lost")]
+    PipelinePanicked(String),
+    #[error(transparent)]
+    Faults(#[from] crate::fault::SpecError),
 }
 
 /// The pipeline options a config describes.
@@ -48,8 +52,14 @@ pub fn pipeline_options(cfg: &Config, mappings: Mappings) -> Options {
         journal_segment_bytes: cfg.store.journal_segment_bytes,
         application: cfg.ack.application.clone(),
         facility: cfg.ack.facility.clone(),
-        policy: Policy { processing_ids: cfg.ack.processing_ids.clone(), parse },
+        policy: Policy {
+            processing_ids: cfg.ack.processing_ids.clone(),
+            parse,
+            unknown_charset: cfg.hl7.unknown_charset,
+        },
         mappings,
+        health: Health::default(),
+        faults: Faults::none(),
     }
 }
 
@@ -59,7 +69,9 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
         idle_timeout: cfg.mllp.idle_timeout,
         frame_timeout: cfg.mllp.frame_timeout,
         max_connections: cfg.mllp.max_connections,
+        max_connections_per_peer: cfg.mllp.max_connections_per_peer,
         max_in_flight: cfg.mllp.max_in_flight,
+        stats: Default::default(),
     }
 }
 
@@ -67,6 +79,10 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
 pub struct Running {
     /// Where the read API listens (useful when configured with port 0).
     pub http_addr: std::net::SocketAddr,
+    /// What `/health` and `/ready` report.
+    pub health: Health,
+    /// The MLLP listener's connection counters.
+    pub mllp_stats: std::sync::Arc<crate::mllp::admission::ConnectionStats>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -109,7 +125,26 @@ pub async fn start(cfg: &Config, listener: TcpListener) -> Result<Running, Serve
 /// # Errors
 /// Journal corrupt before its tail, index locked or unreadable.
 pub async fn start_with(cfg: &Config, listener: TcpListener, mappings: Mappings) -> Result<Running, ServeError> {
-    let opts = pipeline_options(cfg, mappings.clone());
+    start_with_faults(cfg, listener, mappings, Faults::none()).await
+}
+
+/// [`start_with`] with fault points armed (tests; the binary reads them from
+/// `RECORDHUB_FAULTS`).
+///
+/// # Errors
+/// Journal damaged or unreadable, index locked or unreadable.
+pub async fn start_with_faults(
+    cfg: &Config,
+    listener: TcpListener,
+    mappings: Mappings,
+    faults: Faults,
+) -> Result<Running, ServeError> {
+    if faults.any() {
+        tracing::warn!("fault injection is armed ({}): for tests only", crate::fault::ENV);
+    }
+    let mut opts = pipeline_options(cfg, mappings.clone());
+    opts.faults = faults;
+    let health = opts.health.clone();
     let opened = tokio::task::spawn_blocking(move || Pipeline::open(opts))
         .await
         .map_err(|e| ServeError::Thread(std::io::Error::other(e.to_string())))?;
@@ -123,35 +158,50 @@ pub async fn start_with(cfg: &Config, listener: TcpListener, mappings: Mappings)
     let http_listener =
         http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
+    health.set_replay_done();
     let api = Api {
         store: pipeline.store().clone(),
         progress: pipeline.progress(),
         mappings: mappings.clone(),
         mapping_dir: cfg.mapping.dir.clone(),
+        health: health.clone(),
     };
-    let (handle, thread) = worker::spawn(pipeline, cfg.store.max_batch).map_err(ServeError::Thread)?;
     let cancel = CancellationToken::new();
+    let (handle, thread) =
+        worker::spawn(pipeline, cfg.store.max_batch, health.clone(), cancel.clone()).map_err(ServeError::Thread)?;
     let http_task = tokio::spawn(http::run(http_listener, api, cancel.clone()));
     tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let server_cfg = server_config(cfg);
+    let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "MLLP listener started");
     }
     let token = cancel.clone();
+    health.set_listening(true);
+    let api_health = health.clone();
     let task = tokio::spawn(async move {
         server::run(listener, server_cfg, handle, token).await;
+        health.set_listening(false);
         let _ = http_task.await;
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-        if let Ok(Ok(mut p)) = joined {
-            p.shutdown().map_err(ServeError::Flush)?;
+        match joined {
+            Ok(Ok(Ended::Stopped(mut p))) => {
+                if let Err(e) = p.shutdown() {
+                    // Everything is in the journal; the next start replays it.
+                    tracing::warn!(error = %crate::pipeline::error_chain(&e),
+                        "the index could not be flushed at shutdown; the journal holds everything and the next start replays it");
+                }
+            }
+            Ok(Ok(Ended::Panicked(why))) => return Err(ServeError::PipelinePanicked(why)),
+            Ok(Err(_)) | Err(_) => return Err(ServeError::PipelinePanicked("the worker could not be joined".into())),
         }
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { http_addr, cancel, task })
+    Ok(Running { http_addr, health: api_health, mllp_stats, cancel, task })
 }
 
 /// `recordhub serve`: runs until SIGTERM/ctrl-c.
@@ -159,15 +209,26 @@ pub async fn start_with(cfg: &Config, listener: TcpListener, mappings: Mappings)
 /// # Errors
 /// Start-up failures (journal corrupt, index locked, address in use).
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
+    // Relative paths were resolved against the config file's directory (or the
+    // working directory): say where they landed, before anything is opened.
+    tracing::info!(data_dir = %absolute(&cfg.store.data_dir).display(),
+        mapping_dir = %absolute(&cfg.mapping.dir).display(), "resolved paths");
     // Mappings before the listener: a sender must not be able to connect to
     // an engine that is about to exit over a broken mapping file.
     let mappings = load_mappings(&cfg)?;
     let listener = TcpListener::bind(cfg.mllp.listen)
         .await
         .map_err(|source| ServeError::Bind { addr: cfg.mllp.listen, source })?;
-    let running = start_with(&cfg, listener, mappings).await?;
+    crate::supervise::install_panic_hook();
+    let faults = Faults::from_env()?;
+    let running = start_with_faults(&cfg, listener, mappings, faults).await?;
     tokio::spawn(shutdown_on_signal(running.cancel_token()));
     running.wait().await
+}
+
+/// `path` as an absolute path for the log (the working directory prepended to a relative one).
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 async fn shutdown_on_signal(cancel: CancellationToken) {

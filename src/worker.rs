@@ -5,14 +5,21 @@
 //! fdatasync ran share the next one (group commit). It logs one INFO line per
 //! message outcome. A dedicated OS thread, not a tokio task, because
 //! fdatasync blocks.
+//!
+//! Supervised: if the thread panics, it reports the pipeline failing in
+//! health and cancels the server (see `supervise.rs` for why the process
+//! then exits rather than limping on).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
+use crate::health::{Health, Part};
 use crate::pipeline::{self, Frame, Inbound, Outcome, Pipeline};
 
 /// A frame as received, owned.
@@ -47,24 +54,53 @@ impl Handle {
     }
 }
 
+/// How the worker thread ended.
+pub enum Ended {
+    /// Every handle was dropped: the pipeline comes back for a clean shutdown.
+    Stopped(Box<Pipeline>),
+    /// It panicked with this message; the pipeline was dropped.
+    Panicked(String),
+}
+
 /// Starts the worker thread. Join it after dropping every `Handle` to get the
-/// pipeline back (for a clean shutdown flush).
-pub fn spawn(mut pipeline: Pipeline, max_batch: usize) -> std::io::Result<(Handle, JoinHandle<Pipeline>)> {
+/// pipeline back (for a clean shutdown flush). If it panics, `health` says so
+/// and `on_panic` is cancelled.
+pub fn spawn(
+    mut pipeline: Pipeline,
+    max_batch: usize,
+    health: Health,
+    on_panic: CancellationToken,
+) -> std::io::Result<(Handle, JoinHandle<Ended>)> {
     let (tx, mut rx) = mpsc::channel::<Job>(max_batch.max(1) * 4);
     let max_batch = max_batch.max(1);
     let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || {
-        let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-        while let Some(first) = rx.blocking_recv() {
-            jobs.push(first);
-            while jobs.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+            while let Some(first) = rx.blocking_recv() {
+                jobs.push(first);
+                while jobs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
                 }
+                run_batch(&mut pipeline, &mut jobs);
             }
-            run_batch(&mut pipeline, &mut jobs);
+        }));
+        match run {
+            Ok(()) => Ended::Stopped(Box::new(pipeline)),
+            Err(payload) => {
+                let why = crate::supervise::panic_text(payload.as_ref());
+                health.fail(Part::Pipeline, &format!("the pipeline thread panicked: {why}"));
+                tracing::error!(panic = %why,
+                    "pipeline thread panicked: no message can be acknowledged; stopping so the service manager restarts recordhub (nothing acknowledged is lost)");
+                // Refuse further jobs at once rather than after the batch in hand.
+                rx.close();
+                on_panic.cancel();
+                drop(pipeline);
+                Ended::Panicked(why)
+            }
         }
-        pipeline
     })?;
     Ok((Handle { tx }, thread))
 }
@@ -92,19 +128,23 @@ fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Job>) {
 }
 
 /// The one INFO line per message: routing fields and outcome, never content.
+/// `verdict` is what was decided; `ack_code` is what the sender was told,
+/// `none` when MSH-15 asked for no ACK.
 fn log_outcome(job: &Job, o: &Outcome) {
     let e = &o.envelope;
     let elapsed_us = pipeline::elapsed_us(job.started);
+    let ack_code = if o.ack.is_some() { o.code.as_str() } else { "none" };
+    let verdict = o.verdict();
     match &o.problem {
         None => tracing::info!(
             control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
-            sending_facility = %e.inbound.sending_facility, ack_code = o.code.as_str(), bytes = o.bytes,
-            elapsed_us, peer = %job.peer, seq = o.seq, duplicate = o.duplicate, "message"
+            sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
+            bytes = o.bytes, elapsed_us, peer = %job.peer, seq = o.seq, duplicate = o.duplicate, "message"
         ),
         Some((stage, p)) => tracing::info!(
             control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
-            sending_facility = %e.inbound.sending_facility, ack_code = o.code.as_str(), bytes = o.bytes,
-            elapsed_us, peer = %job.peer, seq = o.seq, stage = stage.as_str(), error_kind = p.code,
+            sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
+            bytes = o.bytes, elapsed_us, peer = %job.peer, seq = o.seq, stage = stage.as_str(), error_kind = p.code,
             error = %p.text, "message"
         ),
     }

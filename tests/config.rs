@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use recordhub::config::{self, Config, ConfigError, LogFormat, Overrides, RawConfig};
+use recordhub::config::{self, Config, ConfigError, JournalDamage, LogFormat, Overrides, RawConfig, UnknownCharset};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -62,7 +62,11 @@ impl Drop for EnvGuard {
 fn shipped_engine_toml_loads_and_equals_defaults() {
     let _lock = lock();
     let loaded = load(&path("engine.toml")).expect("shipped engine.toml loads");
-    assert_eq!(loaded, Config::default());
+    let mut expected = Config::default();
+    // Its relative paths are relative to the file's directory (hole 15).
+    expected.store.data_dir = path("data");
+    expected.mapping.dir = path("mappings");
+    assert_eq!(loaded, expected);
 }
 
 #[test]
@@ -86,6 +90,10 @@ fn defaults_have_the_documented_types_and_values() {
     assert_eq!(config.ack.processing_ids, ["P", "D", "T"]);
     assert_eq!(config.hl7.fallback_charset, "windows-1252");
     assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(config.log.buffer_lines, 16_384);
+    assert_eq!(config.mllp.max_connections_per_peer, 64);
+    assert_eq!(config.store.on_journal_damage, JournalDamage::Refuse);
+    assert_eq!(config.hl7.unknown_charset, UnknownCharset::Reject);
 }
 
 #[test]
@@ -120,7 +128,7 @@ fn misspelt_key_names_file_position_key_and_valid_keys() {
         format!(
             "{}:3:1: mllp.max_frame_byte: unknown field `max_frame_byte`, expected one of \
              `listen`, `max_frame_bytes`, `idle_timeout_secs`, `frame_timeout_secs`, \
-             `max_connections`, `max_in_flight`, `ack_timeout_secs`",
+             `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`",
             file.display()
         )
     );
@@ -255,6 +263,179 @@ fn precedence_defaults_file_environment_command_line() {
         load(&file).unwrap_err().to_string(),
         "environment variable RECORDHUB__MLLP__LISTN: unknown field `listn`, expected one of \
          `listen`, `max_frame_bytes`, `idle_timeout_secs`, `frame_timeout_secs`, \
-         `max_connections`, `max_in_flight`, `ack_timeout_secs`"
+         `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`"
     );
+}
+
+/// Writes `text` as `engine.toml` in a fresh temporary directory.
+fn temp_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engine.toml");
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+#[test]
+fn new_keys_load_typed() {
+    let _lock = lock();
+    let (_dir, file) = temp_config(
+        "[mllp]\nmax_connections = 100\nmax_connections_per_peer = 8\n\
+         [store]\non_journal_damage = \"quarantine\"\n\
+         [hl7]\nunknown_charset = \"fallback\"\n\
+         [log]\nbuffer_lines = 100\n",
+    );
+    let loaded = load(&file).unwrap();
+    assert_eq!(loaded.mllp.max_connections_per_peer, 8);
+    assert_eq!(loaded.store.on_journal_damage, JournalDamage::Quarantine);
+    assert_eq!(loaded.hl7.unknown_charset, UnknownCharset::Fallback);
+    assert_eq!(loaded.log.buffer_lines, 100);
+}
+
+#[test]
+fn new_keys_bad_values_name_file_position_key_and_choices() {
+    let _lock = lock();
+    let (_dir, file) = temp_config(
+        "[mllp]\nmax_connections = 10\nmax_connections_per_peer = 11\n\
+         [store]\non_journal_damage = \"ignore\"\n\
+         [hl7]\nunknown_charset = \"guess\"\n\
+         [log]\nbuffer_lines = 0\n",
+    );
+    let f = file.display();
+    assert_eq!(
+        load_err(&file),
+        format!(
+            "invalid configuration:\n\
+             {f}:3:1: mllp.max_connections_per_peer = 11: must be at most mllp.max_connections (10)\n\
+             {f}:5:1: store.on_journal_damage = \"ignore\": expected one of \"refuse\", \"quarantine\"\n\
+             {f}:7:1: hl7.unknown_charset = \"guess\": expected one of \"reject\", \"fallback\"\n\
+             {f}:9:1: log.buffer_lines = 0: must be a positive number"
+        )
+    );
+    let (_dir, file) = temp_config("[mllp]\nmax_connections_per_peer = 0\n");
+    assert_eq!(
+        load_err(&file),
+        format!(
+            "invalid configuration:\n{}:2:1: mllp.max_connections_per_peer = 0: must be a positive number",
+            file.display()
+        )
+    );
+    let (_dir, file) = temp_config("[log]\nbuffer_lines = 2000000\n");
+    assert_eq!(
+        load_err(&file),
+        format!("invalid configuration:\n{}:2:1: log.buffer_lines = 2000000: must be at most 1048576", file.display())
+    );
+}
+
+/// Hole 15: `cd / && recordhub serve --config /etc/recordhub/engine.toml` read
+/// `./mappings` and `./data` from the working directory, not beside the file.
+#[test]
+fn hole_15_relative_paths_in_the_file_resolve_against_its_directory() {
+    let _lock = lock();
+    let (dir, file) = temp_config("[store]\ndata_dir = \"./spool/data\"\n[mapping]\ndir = \"maps\"\n");
+    let loaded = load(&file).unwrap();
+    assert_eq!(loaded.store.data_dir, dir.path().join("spool/data"));
+    assert_eq!(loaded.mapping.dir, dir.path().join("maps"));
+
+    // Keys the file leaves out: their defaults live beside the file too.
+    let (dir, file) = temp_config("[store]\nmax_batch = 7\n");
+    let loaded = load(&file).unwrap();
+    assert_eq!(loaded.store.data_dir, dir.path().join("data"));
+    assert_eq!(loaded.mapping.dir, dir.path().join("mappings"));
+
+    // Absolute paths are kept.
+    let (_dir, file) = temp_config("[store]\ndata_dir = \"/srv/recordhub\"\n");
+    assert_eq!(load(&file).unwrap().store.data_dir, PathBuf::from("/srv/recordhub"));
+}
+
+#[test]
+fn hole_15_command_line_and_environment_paths_stay_relative_to_the_working_directory() {
+    let _lock = lock();
+    let (_dir, file) = temp_config("[store]\ndata_dir = \"data\"\n[mapping]\ndir = \"maps\"\n");
+    let mut env = EnvGuard(Vec::new());
+    env.set("RECORDHUB__MAPPING__DIR", "env-maps");
+    let overrides = Overrides { data_dir: Some(PathBuf::from("cli-data")), ..Overrides::default() };
+    let loaded = config::load(Some(&file), &overrides).unwrap();
+    assert_eq!(loaded.store.data_dir, PathBuf::from("cli-data"));
+    assert_eq!(loaded.mapping.dir, PathBuf::from("env-maps"));
+}
+
+#[test]
+fn resolve_path_is_relative_to_the_base_only_for_relative_paths() {
+    let base = Path::new("/etc/recordhub");
+    assert_eq!(config::resolve_path(Path::new("data"), Some(base)), PathBuf::from("/etc/recordhub/data"));
+    assert_eq!(config::resolve_path(Path::new("./data"), Some(base)), PathBuf::from("/etc/recordhub/data"));
+    assert_eq!(config::resolve_path(Path::new("/var/lib/rh"), Some(base)), PathBuf::from("/var/lib/rh"));
+    assert_eq!(config::resolve_path(Path::new("data"), None), PathBuf::from("data"));
+}
+
+/// Hole 15 end to end: the real binary, started from an unrelated working
+/// directory, opens the data and mappings beside its config file and says so.
+#[test]
+fn hole_15_serve_from_another_working_directory_uses_the_configs_directory() {
+    // The child inherits the environment: no other test's RECORDHUB__* variables.
+    let _lock = lock();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (dir, file) = temp_config(&format!(
+        "[mllp]\nlisten = \"127.0.0.1:{port}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [store]\ndata_dir = \"data\"\n[mapping]\ndir = \"maps\"\n"
+    ));
+    std::os::unix::fs::symlink(path("mappings"), dir.path().join("maps")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recordhub"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .current_dir(elsewhere.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut started = false;
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        if let Ok(conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            // The listener is bound before the journal opens: an ACK says the engine is up.
+            started = acknowledges(conn);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(started, "serve started from another working directory; stderr:\n{stderr}");
+    let listing: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(dir.path().join("data/journal").is_dir(), "the journal is beside the config file: {listing:?}\n{stderr}");
+    assert!(!elsewhere.path().join("data").exists(), "nothing is created in the working directory");
+    let resolved = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "resolved paths")
+        .unwrap_or_else(|| panic!("a 'resolved paths' line at start-up; stderr:\n{stderr}"));
+    assert_eq!(resolved["level"], "INFO");
+    assert_eq!(resolved["data_dir"], dir.path().join("data").display().to_string());
+    assert_eq!(resolved["mapping_dir"], dir.path().join("maps").display().to_string());
+}
+
+/// Sends one ADT over MLLP and waits (10 s at most) for its ACK frame.
+fn acknowledges(mut conn: std::net::TcpStream) -> bool {
+    use std::io::{Read, Write};
+    let msg =
+        "MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|20261121083000||ADT^A01^ADT_A01|CFG1|P|2.4\rPID|1||9434765919^^^NHS^NH\r";
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(msg.as_bytes());
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if conn.write_all(&frame).is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.ends_with(&[0x1c, 0x0d]) {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
 }

@@ -5,6 +5,10 @@
 //! UTF-8 when the whole frame is valid UTF-8, else the configured fallback
 //! ([`ParseOptions::fallback_charset`], Windows-1252 by default: what most UK PAS
 //! systems actually send). This module does not transcode whole messages.
+//!
+//! An MSH-18 we do not know is not decided here: intake rejects the message or
+//! lets it through with the fallback and counts it, as configured
+//! (`hl7.unknown_charset`), so that a guess is never silent.
 
 use std::borrow::Cow;
 
@@ -23,21 +27,33 @@ pub enum Charset {
     Windows1252,
 }
 
+/// MSH-18 values we decode (compared case-insensitively): HL7 table 0211 names,
+/// their DICOM-style `ISO IR` aliases, and the non-table names senders use.
+/// Not here: `UNICODE` (table 0211 leaves its encoding form open: UCS-2 or
+/// UTF-8), UTF-16/32, the other ISO 8859 parts and the CJK sets.
+const MSH18_NAMES: &[(&str, Charset)] = &[
+    ("ASCII", Charset::Ascii),
+    ("ISO IR6", Charset::Ascii),
+    ("UNICODE UTF-8", Charset::Utf8),
+    ("UTF-8", Charset::Utf8),
+    ("UTF8", Charset::Utf8),
+    ("8859/1", Charset::Latin1),
+    ("ISO IR100", Charset::Latin1),
+    ("8859/15", Charset::Latin9),
+    ("WINDOWS-1252", Charset::Windows1252),
+    ("CP1252", Charset::Windows1252),
+];
+
 impl Charset {
     /// The charset named by (the first repetition of) MSH-18, or `None` if empty or unknown.
     pub fn from_msh18(v: &[u8]) -> Option<Charset> {
         let v = v.trim_ascii();
-        let known: &[(&[u8], Charset)] = &[
-            (b"ASCII", Charset::Ascii),
-            (b"UNICODE UTF-8", Charset::Utf8),
-            (b"UTF-8", Charset::Utf8),
-            (b"UTF8", Charset::Utf8),
-            (b"8859/1", Charset::Latin1),
-            (b"8859/15", Charset::Latin9),
-            (b"WINDOWS-1252", Charset::Windows1252),
-            (b"CP1252", Charset::Windows1252),
-        ];
-        known.iter().find(|(name, _)| v.eq_ignore_ascii_case(name)).map(|&(_, c)| c)
+        MSH18_NAMES.iter().find(|(name, _)| v.eq_ignore_ascii_case(name.as_bytes())).map(|&(_, c)| c)
+    }
+
+    /// The MSH-18 values [`Charset::from_msh18`] knows, comma-separated, for error texts.
+    pub fn msh18_names() -> String {
+        MSH18_NAMES.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
     }
 
     /// The name used in configuration files and logs.
@@ -133,6 +149,9 @@ mod tests {
         assert_eq!(Charset::from_msh18(b"8859/15"), Some(Charset::Latin9));
         assert_eq!(Charset::from_msh18(b"WINDOWS-1252"), Some(Charset::Windows1252));
         assert_eq!(Charset::from_msh18(b"CP1252"), Some(Charset::Windows1252));
+        assert_eq!(Charset::from_msh18(b"ISO IR6"), Some(Charset::Ascii));
+        assert_eq!(Charset::from_msh18(b"ISO IR100"), Some(Charset::Latin1));
+        assert_eq!(Charset::from_msh18(b"UNICODE"), None);
         assert_eq!(Charset::from_msh18(b""), None);
         assert_eq!(Charset::from_msh18(b"ISO IR87"), None);
     }

@@ -27,7 +27,7 @@ const SEP: u8 = 0;
 /// encoding is rebuilt from the journal at start-up.
 pub const ITEM_FORMAT: u64 = 2;
 
-fn encode_item(item: &Item) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode_item(item: &Item) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(item).map_err(|_| StoreError::Damaged { tree: "items" })
 }
 
@@ -35,7 +35,7 @@ fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|_| StoreError::Damaged { tree: "items" })
 }
 
-fn item_key(nhs: &str, item: &Item) -> Vec<u8> {
+pub(super) fn item_key(nhs: &str, item: &Item) -> Vec<u8> {
     let kind = item.kind.as_str();
     let fac = &item.provenance.sending_facility;
     let mut k = Vec::with_capacity(nhs.len() + kind.len() + fac.len() + item.id.len() + 3);
@@ -45,6 +45,14 @@ fn item_key(nhs: &str, item: &Item) -> Vec<u8> {
         }
         k.extend_from_slice(part.as_bytes());
     }
+    k
+}
+
+/// `organisation \0 local id`.
+pub(super) fn xref_key(organisation: &str, id: &str) -> Vec<u8> {
+    let mut k = organisation.as_bytes().to_vec();
+    k.push(SEP);
+    k.extend_from_slice(id.as_bytes());
     k
 }
 
@@ -70,31 +78,20 @@ pub struct AuditEvent {
 }
 
 impl Store {
-    fn tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(name)?)
-    }
-
-    /// Upserts every item of a mapped message under `nhs`, and its local
-    /// identifiers into the cross-reference.
+    /// Files one mapped message on its own (benchmarks, tests): a batch of one.
+    ///
+    /// # Errors
+    /// sled could not write.
     pub fn index(&self, nhs: &NhsNumber, mapped: &Mapped) -> Result<(), StoreError> {
-        let (items, xref) = (&self.items, &self.xref);
-        let n = nhs.as_str();
-        for item in &mapped.items {
-            items.insert(item_key(n, item), encode_item(item)?)?;
-        }
-        for id in &mapped.identity.local_ids {
-            let mut k = id.organisation.as_bytes().to_vec();
-            k.push(SEP);
-            k.extend_from_slice(id.id.as_bytes());
-            xref.insert(k, n.as_bytes())?;
-        }
-        Ok(())
+        let mut batch = super::IndexBatch::new();
+        batch.index(nhs, mapped)?;
+        self.apply(batch)
     }
 
     /// Every item held for `nhs`, in key order (kind, source, id).
     pub fn record(&self, nhs: &NhsNumber) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.items.scan_prefix(prefix(nhs.as_str())) {
+        for kv in self.t()?.items.scan_prefix(prefix(nhs.as_str())) {
             let (_, v) = kv?;
             out.push(decode_item(&v)?);
         }
@@ -103,39 +100,37 @@ impl Store {
 
     /// The NHS number filed for a local identifier (organisation, id).
     pub fn lookup_local(&self, organisation: &str, id: &str) -> Result<Option<String>, StoreError> {
-        let mut k = organisation.as_bytes().to_vec();
-        k.push(SEP);
-        k.extend_from_slice(id.as_bytes());
-        Ok(self.xref.get(k)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        let v = self.t()?.xref.get(xref_key(organisation, id))?;
+        Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Remembers that journal entry `seq` was accepted but not indexed.
     pub fn note_unindexed(&self, seq: u64, reason: &str) -> Result<(), StoreError> {
-        self.tree("unindexed")?.insert(seq.to_be_bytes(), reason.as_bytes())?;
+        self.t()?.unindexed.insert(seq.to_be_bytes(), reason.as_bytes())?;
         Ok(())
     }
 
     pub fn unindexed_count(&self) -> Result<usize, StoreError> {
-        Ok(self.tree("unindexed")?.len())
+        Ok(self.t()?.unindexed.len())
     }
 
     /// Appends an audit event and flushes it: a view is recorded durably
     /// before the record is returned.
     pub fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let tree = self.tree("audit")?;
-        let id = self.db.generate_id()?;
+        let t = self.t()?;
+        let id = t.db.generate_id()?;
         let mut k = event.at_ms.to_be_bytes().to_vec();
         k.extend_from_slice(&id.to_be_bytes());
         let v = serde_json::to_vec(event).map_err(|_| StoreError::Damaged { tree: "audit" })?;
-        tree.insert(k, v)?;
-        tree.flush()?;
+        t.audit.insert(k, v)?;
+        t.audit.flush()?;
         Ok(())
     }
 
     /// Every audit event, oldest first.
     pub fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree("audit")?.iter() {
+        for kv in self.t()?.audit.iter() {
             let (_, v) = kv?;
             out.push(serde_json::from_slice(&v).map_err(|_| StoreError::Damaged { tree: "audit" })?);
         }
@@ -145,9 +140,11 @@ impl Store {
     /// Drops what `reindex` rebuilds (items, xref, unindexed, dedup, meta),
     /// keeping the audit trail, which is not derived from the journal.
     pub fn clear_derived(&self) -> Result<(), StoreError> {
-        for name in ["items", "xref", "unindexed", "dedup", "meta"] {
-            self.tree(name)?.clear()?;
+        let t = self.t()?;
+        for tree in [&t.items, &t.xref, &t.unindexed, &t.dedup, &t.meta] {
+            tree.clear()?;
         }
+        drop(t);
         self.item_format_current().map(|_| ())
     }
 }
@@ -187,7 +184,7 @@ mod tests {
 
         // An index written before the format key existed (applied_seq > 0, no key).
         store.set_applied_seq(5).unwrap();
-        store.meta.remove(super::super::ITEM_FORMAT).unwrap();
+        store.t().unwrap().meta.remove(super::super::ITEM_FORMAT).unwrap();
         assert!(!store.item_format_current().unwrap());
         store.clear_derived().unwrap();
         assert!(store.item_format_current().unwrap(), "cleared and marked current");

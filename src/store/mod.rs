@@ -6,14 +6,28 @@
 //! - `dedup`: (MSH-3, MSH-4, MSH-10) → hash, length, journal seq and the ACK sent;
 //! - `meta`: `applied_seq`, the last journal sequence applied to the index;
 //! - `items`, `xref`, `unindexed`, `audit`: the record index, in [`index`].
+//!
+//! Writes from the index writer go through an [`IndexBatch`]: one sled batch
+//! per tree, applied in an order that replay repairs (see `batch.rs`).
+//!
+//! A [`Store`] can be reopened in place ([`Store::reopen`]): after an I/O
+//! error (a full disk) sled refuses every later operation with the same
+//! error, so recovering when space returns means opening it again. Every
+//! clone of a `Store` sees the reopened database.
 
+pub mod batch;
 pub mod dedup;
 pub mod index;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
+pub use batch::IndexBatch;
 pub use dedup::{DedupKey, DedupRecord};
 pub use index::AuditEvent;
+
+use crate::fault::Faults;
 
 /// Errors from the index store. The pipeline answers AR 207 on any of them.
 #[derive(Debug, thiserror::Error)]
@@ -24,17 +38,49 @@ pub enum StoreError {
     /// A stored value did not decode: the index is damaged and should be rebuilt with `recordhub reindex`.
     #[error("index store holds a damaged value in tree '{tree}'; run `recordhub reindex`")]
     Damaged { tree: &'static str },
+    /// The index is being reopened after a failure; try again shortly.
+    #[error("the index is being reopened after a failure; try again shortly")]
+    Reopening,
+    /// An injected fault (tests).
+    #[error("index store write failed")]
+    Injected(#[source] std::io::Error),
 }
 
-/// The opened index.
+/// The trees of one open sled database.
+pub(crate) struct Trees {
+    pub(crate) db: sled::Db,
+    pub(crate) dedup: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    pub(crate) items: sled::Tree,
+    pub(crate) xref: sled::Tree,
+    pub(crate) unindexed: sled::Tree,
+    pub(crate) audit: sled::Tree,
+}
+
+impl Trees {
+    fn open(dir: &Path) -> Result<Trees, StoreError> {
+        // A large cache keeps record reads off the disk; sled's own flushing
+        // is left to its background thread because the journal carries
+        // durability.
+        let db = sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(1000)).open()?;
+        Ok(Trees {
+            dedup: db.open_tree("dedup")?,
+            meta: db.open_tree("meta")?,
+            items: db.open_tree("items")?,
+            xref: db.open_tree("xref")?,
+            unindexed: db.open_tree("unindexed")?,
+            audit: db.open_tree("audit")?,
+            db,
+        })
+    }
+}
+
+/// The opened index. Cheap to clone; clones share the database.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    dedup: sled::Tree,
-    meta: sled::Tree,
-    /// Opened once: every message writes to these.
-    items: sled::Tree,
-    xref: sled::Tree,
+    dir: PathBuf,
+    trees: Arc<RwLock<Option<Arc<Trees>>>>,
+    faults: Faults,
 }
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
@@ -46,26 +92,78 @@ impl Store {
     /// # Errors
     /// sled refuses to open, most often because another process holds it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        // A large cache keeps record reads off the disk; sled's own flushing
-        // is left to its background thread because the journal carries
-        // durability.
-        let db = sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(1000)).open()?;
-        Ok(Store {
-            dedup: db.open_tree("dedup")?,
-            meta: db.open_tree("meta")?,
-            items: db.open_tree("items")?,
-            xref: db.open_tree("xref")?,
-            db,
-        })
+        Store::open_with(dir, Faults::none())
     }
 
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// [`Store::open`] with fault points (`store.write`: an index batch fails).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(dir: &Path, faults: Faults) -> Result<Store, StoreError> {
+        let trees = Trees::open(dir)?;
+        Ok(Store { dir: dir.to_path_buf(), trees: Arc::new(RwLock::new(Some(Arc::new(trees)))), faults })
+    }
+
+    /// The open trees, for one operation. Never kept beyond it, so that
+    /// [`Store::reopen`] can close the database.
+    pub(crate) fn t(&self) -> Result<Arc<Trees>, StoreError> {
+        // A poisoned lock: a panic while swapping an Option<Arc>, which
+        // cannot be left half-written.
+        let guard = self.trees.read().unwrap_or_else(|e| e.into_inner());
+        guard.clone().ok_or(StoreError::Reopening)
+    }
+
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Closes and opens the database again: how the index recovers after
+    /// sled failed a write (it then fails every operation until reopened).
+    ///
+    /// # Errors
+    /// The database cannot be opened again (still no space, or damaged).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.trees.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = guard.take() {
+            // Operations in flight hold a clone for a moment; new ones wait
+            // on the lock we hold. sled releases its file lock on the last drop.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(trees) => {
+                        drop(trees);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        old = still_shared;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still_shared) => {
+                        *guard = Some(still_shared);
+                        return Err(StoreError::Reopening);
+                    }
+                }
+            }
+        }
+        // sled's flusher thread may hold the file lock for a moment after the drop.
+        let mut last = None;
+        for _ in 0..50 {
+            match Trees::open(&self.dir) {
+                Ok(trees) => {
+                    *guard = Some(Arc::new(trees));
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(last.unwrap_or(StoreError::Reopening))
     }
 
     /// The last journal sequence whose effects are in the index (0 = none).
     pub fn applied_seq(&self) -> Result<u64, StoreError> {
-        match self.meta.get(APPLIED_SEQ)? {
+        match self.t()?.meta.get(APPLIED_SEQ)? {
             None => Ok(0),
             Some(v) => {
                 let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Damaged { tree: "meta" })?;
@@ -78,10 +176,10 @@ impl Store {
     /// index is current (and is marked so).
     pub fn item_format_current(&self) -> Result<bool, StoreError> {
         let current = index::ITEM_FORMAT.to_be_bytes();
-        match self.meta.get(ITEM_FORMAT)? {
+        match self.t()?.meta.get(ITEM_FORMAT)? {
             Some(v) => Ok(v.as_ref() == current),
             None if self.applied_seq()? == 0 => {
-                self.meta.insert(ITEM_FORMAT, &current)?;
+                self.t()?.meta.insert(ITEM_FORMAT, &current)?;
                 Ok(true)
             }
             None => Ok(false),
@@ -89,25 +187,20 @@ impl Store {
     }
 
     pub fn set_applied_seq(&self, seq: u64) -> Result<(), StoreError> {
-        self.meta.insert(APPLIED_SEQ, &seq.to_be_bytes())?;
+        self.t()?.meta.insert(APPLIED_SEQ, &seq.to_be_bytes())?;
         Ok(())
     }
 
     pub fn dedup_get(&self, key: &DedupKey) -> Result<Option<DedupRecord>, StoreError> {
-        match self.dedup.get(key.as_bytes())? {
+        match self.t()?.dedup.get(key.as_bytes())? {
             None => Ok(None),
             Some(v) => DedupRecord::decode(&v).map(Some).ok_or(StoreError::Damaged { tree: "dedup" }),
         }
     }
 
-    pub fn dedup_put(&self, key: &DedupKey, rec: &DedupRecord) -> Result<(), StoreError> {
-        self.dedup.insert(key.as_bytes(), rec.encode())?;
-        Ok(())
-    }
-
     /// Writes sled's dirty pages; used at shutdown and after `reindex`.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.t()?.db.flush()?;
         Ok(())
     }
 }

@@ -41,6 +41,14 @@ impl Engine {
     pub async fn connect(&self) -> Conn {
         Conn { stream: TcpStream::connect(self.addr).await.unwrap(), buf: Vec::new() }
     }
+
+    /// A connection from another loopback address (all of 127.0.0.0/8 is
+    /// loopback on Linux), so the engine sees a different peer.
+    pub async fn connect_from(&self, ip: &str) -> Conn {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        Conn { stream: socket.connect(self.addr).await.unwrap(), buf: Vec::new() }
+    }
 }
 
 pub struct Conn {
@@ -56,6 +64,10 @@ pub fn frame(msg: &[u8]) -> Vec<u8> {
 }
 
 impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn { stream, buf: Vec::new() }
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }

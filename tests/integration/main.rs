@@ -5,6 +5,12 @@
 mod common;
 
 mod acks;
+mod charset;
 mod connections;
 mod durability;
+mod faults;
+mod logging;
+mod mllp_edges;
+mod outcomes;
 mod records;
+mod replay;

@@ -1,0 +1,187 @@
+//! `engine.toml` as written: the file format and the built-in defaults.
+//!
+//! Every key is optional and unknown keys are rejected (serde). Values are
+//! checked and typed in `validate.rs`; nothing here judges them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// HL7 table 0103 (processing ID): the values `ack.processing_ids` may list.
+pub(super) const PROCESSING_IDS: &[&str] = &["P", "D", "T"];
+
+/// `engine.toml` as written: every key optional, unknown keys rejected.
+/// See [`super::Config`] for the validated form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[mllp]`: the HL7 listener.
+    pub mllp: RawMllp,
+    /// `[http]`: the read API and admin endpoints.
+    pub http: RawHttp,
+    /// `[store]`: the journal and the index.
+    pub store: RawStore,
+    /// `[ack]`: how we identify ourselves in ACKs and which messages we accept.
+    pub ack: RawAck,
+    /// `[hl7]`: message decoding.
+    pub hl7: RawHl7,
+    /// `[mapping]`: where mapping specs live.
+    pub mapping: RawMapping,
+    /// `[log]`: log level, format and buffering.
+    pub log: RawLog,
+}
+
+/// `[mllp]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMllp {
+    /// Address to accept MLLP connections on, an IP socket address like `127.0.0.1:2575`.
+    pub listen: String,
+    /// Largest frame accepted, in bytes; a bigger one is rejected and the connection closed.
+    pub max_frame_bytes: u64,
+    /// Seconds a connection may sit idle between frames before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a started frame may take to finish (a stalled sender) before the connection is closed.
+    pub frame_timeout_secs: u64,
+    /// Concurrent connections. At the limit the longest-idle connection is closed to make way;
+    /// with none idle, a new connection is closed after 0.5 s (and counted).
+    pub max_connections: u64,
+    /// Concurrent connections from one peer IP address (at least 1, at most
+    /// `max_connections`), so one misbehaving sender cannot take every slot.
+    pub max_connections_per_peer: u64,
+    /// Pipelined messages per connection awaiting their ACK.
+    pub max_in_flight: u64,
+    /// Seconds `recordhub send` waits for an ACK (client side).
+    pub ack_timeout_secs: u64,
+}
+
+/// `[http]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address of the read API (`GET /patients/{nhs}`) and admin endpoints.
+    pub listen: String,
+}
+
+/// `[store]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStore {
+    /// Directory holding `journal/` and `index/`; relative to the config file's directory
+    /// (to the working directory when set by `--data` or the environment).
+    pub data_dir: PathBuf,
+    /// Size at which a journal segment is closed and a new one started, in bytes.
+    pub journal_segment_bytes: u64,
+    /// Most messages sharing one fdatasync (group commit).
+    pub max_batch: u64,
+    /// What start-up does when the journal is damaged before its end (not a torn
+    /// tail): `refuse` to start and say how to proceed, or `quarantine` the damaged
+    /// bytes to a side file and go on.
+    pub on_journal_damage: String,
+}
+
+/// `[ack]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAck {
+    /// Our MSH-3 (sending application) in ACKs when the inbound MSH-5 is empty.
+    pub application: String,
+    /// Our MSH-4 (sending facility) in ACKs when the inbound MSH-6 is empty.
+    pub facility: String,
+    /// Accepted MSH-11 processing IDs (HL7 table 0103); others get AR with error 202.
+    pub processing_ids: Vec<String>,
+}
+
+/// `[hl7]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHl7 {
+    /// Charset used when MSH-18 is empty (or unknown, with `unknown_charset = "fallback"`)
+    /// and the bytes are not UTF-8: one of `ascii`, `utf-8`, `iso-8859-1`, `windows-1252`.
+    pub fallback_charset: String,
+    /// A message whose MSH-18 names a charset we cannot decode: `reject` (AR with
+    /// an ERR at MSH-18) or `fallback` (decode with `fallback_charset`, count it
+    /// and log a warning).
+    pub unknown_charset: String,
+}
+
+/// `[mapping]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMapping {
+    /// Directory of mapping specs; relative to the config file's directory.
+    pub dir: PathBuf,
+}
+
+/// `[log]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    /// An `EnvFilter` directive such as `info` or `recordhub=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `json` (one JSON object per line) or `pretty` (for a terminal).
+    pub format: String,
+    /// Log lines queued for stderr; when stderr cannot keep up, further lines are
+    /// dropped and counted rather than stalling the engine.
+    pub buffer_lines: u64,
+}
+
+impl Default for RawMllp {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2575".into(),
+            max_frame_bytes: 16 * 1024 * 1024,
+            idle_timeout_secs: 300,
+            frame_timeout_secs: 30,
+            max_connections: 1024,
+            max_connections_per_peer: 64,
+            max_in_flight: 64,
+            ack_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            data_dir: "./data".into(),
+            journal_segment_bytes: 64 * 1024 * 1024,
+            max_batch: 512,
+            on_journal_damage: "refuse".into(),
+        }
+    }
+}
+
+impl Default for RawAck {
+    fn default() -> Self {
+        Self {
+            application: "RECORDHUB".into(),
+            facility: "RECORDHUB".into(),
+            processing_ids: PROCESSING_IDS.iter().map(|id| id.to_string()).collect(),
+        }
+    }
+}
+
+impl Default for RawHl7 {
+    fn default() -> Self {
+        Self { fallback_charset: "windows-1252".into(), unknown_charset: "reject".into() }
+    }
+}
+
+impl Default for RawMapping {
+    fn default() -> Self {
+        Self { dir: "mappings".into() }
+    }
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "json".into(), buffer_lines: 16_384 }
+    }
+}

@@ -1,0 +1,368 @@
+//! The pipeline: frames in, ACKs out, one batch at a time.
+//!
+//! `Pipeline::process` is synchronous and is the one function the server, the
+//! CLI, the tests and the benchmarks call. For a batch of frames that arrived
+//! together it runs the stages in order:
+//!
+//! ```text
+//! intake (parse, envelope) ─▶ dedup ─▶ map ─▶ journal append ─▶ commit (one fdatasync)
+//!     ─▶ outcomes (ACKs) ─▶ index writer (its own thread, files while the next batch maps)
+//! ```
+//!
+//! Every outcome follows the fate of the journal entry it answers: nothing is
+//! answered AA/CA before the commit that makes it durable, and an identical
+//! retransmission that arrives in the same batch as its original waits for
+//! that original's commit too. A failed commit turns the whole batch into
+//! AR 207: the sender retries, nothing acknowledged is lost.
+
+mod mappings;
+mod recent;
+mod replay;
+mod stage;
+mod types;
+
+use std::collections::HashMap;
+
+use crate::ack::{self, Verdict};
+use crate::health::Part;
+use crate::indexer::{Context, Filing, Indexer, Progress, Work};
+use crate::journal::{EntryRef, Journal, JournalOptions, Recovery};
+use crate::store::dedup::Fingerprint;
+use crate::store::{DedupKey, DedupRecord, Store, StoreError};
+
+pub use mappings::Mappings;
+pub use replay::Replayer;
+pub use types::{
+    elapsed_us, error_chain, index_dir, journal_dir, now_ms, Frame, Inbound, OpenError, Options, Outcome, Stage,
+    Startup,
+};
+
+use recent::Recent;
+use stage::Staged;
+
+/// The journal and the index, with the policy that decides ACKs.
+pub struct Pipeline {
+    journal: Journal,
+    store: Store,
+    indexer: Indexer,
+    recent: Recent,
+    replayer: Replayer,
+    opts: Options,
+}
+
+/// A journaled frame waiting for its batch's commit.
+struct Pending {
+    s: Staged,
+    seq: u64,
+    /// The ACK bytes sent (empty when MSH-15 asked for none).
+    ack: Vec<u8>,
+}
+
+/// Where each frame of a batch stands until the commit decides.
+enum Slot {
+    /// Answered without the journal (a stored duplicate, a failed append).
+    Done(Outcome),
+    /// Journaled: `pending[i]`.
+    Journaled(usize),
+    /// An identical copy of `pending[i]`, which is in this batch.
+    CopyOf(usize, Staged),
+}
+
+/// What the dedup stage found.
+enum Seen {
+    New,
+    /// A retransmission of `pending[i]`, journaled in this batch.
+    InBatch(usize),
+    /// A retransmission of a message committed earlier.
+    Stored(DedupRecord),
+}
+
+impl Pipeline {
+    /// Opens the journal (truncating a torn tail) and the index, then replays
+    /// into the index every journal entry it has not applied.
+    ///
+    /// # Errors
+    /// The journal is damaged (and the policy says refuse), or sled cannot be opened.
+    pub fn open(opts: Options) -> Result<(Pipeline, Startup), OpenError> {
+        // The index first: sled's file lock is what keeps a second engine
+        // from recovering (truncating) a journal that a live one is writing.
+        let idir = index_dir(&opts.data_dir);
+        let store = Store::open_with(&idir, opts.faults.clone())
+            .map_err(|source| OpenError::Store { dir: idir.clone(), source })?;
+        let jdir = journal_dir(&opts.data_dir);
+        let jopts = JournalOptions { segment_bytes: opts.journal_segment_bytes };
+        let (journal, recovery) =
+            Journal::open(&jdir, jopts).map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
+        let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
+        if let Some(why) = rebuild_reason(&store, &recovery).map_err(fail)? {
+            // The index is derived: rebuilding it from the journal is always right.
+            tracing::warn!(dir = %idir.display(), why, "rebuilding the index from the journal");
+            replay::clear(&store)?;
+        }
+        let replayer = Replayer { journal_dir: jdir, mappings: opts.mappings.clone(), policy: opts.policy.clone() };
+        let replayed = replayer.replay(&store)?;
+        let applied = store.applied_seq().map_err(fail)?;
+        let ctx = Context { store: store.clone(), applied, health: opts.health.clone(), replayer: replayer.clone() };
+        let indexer = Indexer::spawn(ctx).map_err(OpenError::Thread)?;
+        let p = Pipeline { journal, store, indexer, recent: Recent::default(), replayer, opts };
+        Ok((p, Startup { recovery, replayed }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// How far the index has caught up; record reads wait on it.
+    pub fn progress(&self) -> Progress {
+        self.indexer.progress().clone()
+    }
+
+    /// Waits until every accepted message so far is in the index.
+    pub fn sync_index(&self) {
+        self.indexer.drain();
+    }
+
+    /// Rebuilds the whole index from the journal with the current mappings
+    /// (`recordhub reindex`): how a fixed mapping reaches old messages.
+    ///
+    /// # Errors
+    /// The journal or the index could not be read or written.
+    pub fn reindex(&mut self) -> Result<u64, OpenError> {
+        self.indexer.drain();
+        replay::clear(&self.store)?;
+        let n = self.replayer.replay(&self.store)?;
+        self.store.flush().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })?;
+        Ok(n)
+    }
+
+    /// Processes a batch of frames that arrived together; one outcome per
+    /// frame, in order. Never panics on frame content.
+    pub fn process(&mut self, batch: &[Inbound<'_>]) -> Vec<Outcome> {
+        self.recent.forget_applied(self.indexer.progress().applied());
+        // One mapping set for the whole batch, even if a reload lands meanwhile.
+        let set = self.opts.mappings.current();
+        let stamp = ack::hl7_timestamp(now_ms());
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut pending: Vec<Option<Pending>> = Vec::with_capacity(batch.len());
+        // Accepted originals in this batch: their dedup records are not stored yet.
+        let mut in_batch: HashMap<DedupKey, (Fingerprint, usize)> = HashMap::new();
+
+        for inbound in batch {
+            let (mut s, msg) = self.stage(inbound);
+            // Duplicates first: a retransmission storm after an outage should
+            // not pay for mapping messages that are answered from the table.
+            if let Some((key, fp)) = &s.dedup {
+                match self.seen(key, *fp, &s, &in_batch) {
+                    Ok(Seen::New) => {}
+                    Ok(Seen::InBatch(i)) => {
+                        slots.push(Slot::CopyOf(i, s));
+                        continue;
+                    }
+                    Ok(Seen::Stored(rec)) => {
+                        slots.push(Slot::Done(duplicate(s, rec.seq, rec.ack)));
+                        continue;
+                    }
+                    Err(e) => {
+                        // Without the table we cannot tell a retransmission
+                        // from a new message: journaling it could store it twice.
+                        let why = format!("duplicate check failed: {}", error_chain(&e));
+                        slots.push(Slot::Done(self.store_failure(s, &stamp, &why)));
+                        continue;
+                    }
+                }
+            }
+            if let Some(msg) = msg {
+                s.stage = Stage::Map;
+                match self.map(&set, &msg, &s) {
+                    Ok(m) => s.mapped = Some(m),
+                    Err(v) => {
+                        s.verdict = v;
+                        s.dedup = None;
+                    }
+                }
+            }
+            let ack = self.render_ack(&s, self.journal.next_seq(), &stamp);
+            let ack = if s.mode.sends(s.code()) { ack } else { Vec::new() };
+            let appended = self.journal.append(&journal_entry(inbound, &s, &ack));
+            let seq = match appended {
+                Ok(seq) => seq,
+                Err(e) => {
+                    slots.push(Slot::Done(self.store_failure(s, &stamp, &error_chain(&e))));
+                    continue;
+                }
+            };
+            debug_assert!(s.mapped.iter().flat_map(|m| &m.items).all(|i| i.provenance.seq == seq));
+            if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, &s.dedup) {
+                in_batch.insert(key.clone(), (*fp, pending.len()));
+            }
+            slots.push(Slot::Journaled(pending.len()));
+            pending.push(Some(Pending { s, seq, ack }));
+        }
+
+        self.opts.faults.hit("pipeline.commit");
+        let committed = self.commit(pending.iter().flatten().count() as u64);
+        self.opts.faults.hit("pipeline.after_commit");
+        self.settle(slots, pending, committed.err().as_deref(), &stamp)
+    }
+
+    /// Commits the batch's entries; `Err` carries the reason (with the OS
+    /// error) for the log and the AR. Health follows the outcome.
+    fn commit(&mut self, entries: u64) -> Result<(), String> {
+        match self.journal.commit() {
+            Ok(()) => {
+                if self.opts.health.recover(Part::Journal) {
+                    tracing::info!("journal writes succeed again; accepting messages");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let why = error_chain(&e);
+                self.opts.health.fail(Part::Journal, &why);
+                self.opts.health.count_refused(entries);
+                tracing::error!(error = %why, messages = entries,
+                    "journal commit failed: the batch is answered AR 207 and senders will retry; check disk space and the device");
+                Err(why)
+            }
+        }
+    }
+
+    /// Turns every slot into its outcome once the commit has decided, and
+    /// hands what was committed to the index writer.
+    fn settle(
+        &mut self,
+        slots: Vec<Slot>,
+        mut pending: Vec<Option<Pending>>,
+        failed: Option<&str>,
+        stamp: &str,
+    ) -> Vec<Outcome> {
+        // Copies answer with their original's seq and ACK, so note them before
+        // the originals are consumed.
+        let originals: Vec<(u64, Vec<u8>)> =
+            pending.iter().map(|p| p.as_ref().map(|p| (p.seq, p.ack.clone())).unwrap_or_default()).collect();
+        let mut work = Work { last_seq: 0, dedup: Vec::new(), filings: Vec::with_capacity(pending.len()) };
+        let mut outcomes = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let outcome = match (slot, failed) {
+                (Slot::Done(o), _) => o,
+                (Slot::Journaled(i), None) => match pending[i].take() {
+                    Some(p) => self.committed(p, &mut work),
+                    None => unreachable_outcome(),
+                },
+                (Slot::Journaled(i), Some(why)) => match pending[i].take() {
+                    Some(p) => self.store_failure(p.s, stamp, why),
+                    None => unreachable_outcome(),
+                },
+                (Slot::CopyOf(i, s), None) => duplicate(s, originals[i].0, originals[i].1.clone()),
+                (Slot::CopyOf(_, s), Some(why)) => self.store_failure(s, stamp, why),
+            };
+            outcomes.push(outcome);
+        }
+        if work.last_seq > 0 {
+            self.indexer.submit(work);
+        }
+        outcomes
+    }
+
+    /// The outcome of a committed entry; its dedup record and items join the
+    /// index writer's work.
+    fn committed(&mut self, p: Pending, work: &mut Work) -> Outcome {
+        let Pending { mut s, seq, ack } = p;
+        work.last_seq = seq;
+        let code = s.code();
+        if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, s.dedup.take()) {
+            if let Some(mapped) = s.mapped.take() {
+                work.filings.push(Filing { seq, mapped });
+            }
+            let rec = DedupRecord { fingerprint: fp, seq, ack: ack.clone() };
+            self.recent.insert(key.clone(), rec.clone());
+            work.dedup.push((key, rec));
+        }
+        let problem = s.problem();
+        let ack = s.mode.sends(code).then_some(ack);
+        Outcome { ack, code, envelope: s.envelope, seq: Some(seq), duplicate: false, problem, bytes: s.bytes }
+    }
+
+    /// The dedup stage: is this an identical retransmission?
+    fn seen(
+        &self,
+        key: &DedupKey,
+        fp: Fingerprint,
+        s: &Staged,
+        in_batch: &HashMap<DedupKey, (Fingerprint, usize)>,
+    ) -> Result<Seen, StoreError> {
+        if let Some((bfp, i)) = in_batch.get(key) {
+            return Ok(if *bfp == fp { Seen::InBatch(*i) } else { Seen::New });
+        }
+        let rec = match self.recent.get(key) {
+            Some(r) => r.clone(),
+            None => match self.store.dedup_get(key)? {
+                Some(r) => r,
+                None => return Ok(Seen::New),
+            },
+        };
+        if rec.fingerprint != fp {
+            let e = &s.envelope.inbound;
+            tracing::warn!(control_id = %e.control_id, sending_app = %e.sending_app,
+                "control id reused with different content: sender's counter reset? processing as new");
+            return Ok(Seen::New);
+        }
+        Ok(Seen::Stored(rec))
+    }
+
+    /// Files what is queued, stops the index writer and flushes the index;
+    /// the journal is always durable after `process`.
+    ///
+    /// # Errors
+    /// The index flush failed (the journal still holds everything).
+    pub fn shutdown(&mut self) -> Result<(), StoreError> {
+        self.indexer.finish();
+        self.store.flush()
+    }
+}
+
+/// The journal entry for a staged frame.
+fn journal_entry<'a>(inbound: &'a Inbound<'_>, s: &'a Staged, ack: &'a [u8]) -> EntryRef<'a> {
+    let raw = match inbound.frame {
+        Frame::Message(m) => m,
+        Frame::Oversize { .. } => b"",
+    };
+    EntryRef {
+        received_at_ms: inbound.received_at_ms,
+        peer: inbound.peer,
+        sending_app: &s.envelope.inbound.sending_app,
+        sending_facility: &s.envelope.inbound.sending_facility,
+        control_id: &s.envelope.inbound.control_id,
+        message_type: &s.envelope.message_type,
+        ack_code: if ack.is_empty() { "" } else { s.code().as_str() },
+        ack,
+        raw,
+    }
+}
+
+/// The answer to an identical retransmission: the original's ACK, byte for byte.
+fn duplicate(s: Staged, seq: u64, ack: Vec<u8>) -> Outcome {
+    let code = s.mode.code(&Verdict::Accepted);
+    let ack = (!ack.is_empty()).then_some(ack);
+    Outcome { ack, code, envelope: s.envelope, seq: Some(seq), duplicate: true, problem: None, bytes: s.bytes }
+}
+
+/// Each pending entry is settled by exactly one slot; reaching this is a bug.
+#[cold]
+fn unreachable_outcome() -> Outcome {
+    unreachable!("a journaled frame settled twice")
+}
+
+/// Why the index must be rebuilt from the journal before it is used, if it must.
+fn rebuild_reason(store: &Store, recovery: &Recovery) -> Result<Option<&'static str>, StoreError> {
+    if !store.item_format_current()? {
+        return Ok(Some("the index was written in an older format"));
+    }
+    if store.applied_seq()? > recovery.last_seq {
+        // The index points at entries the journal no longer holds.
+        return Ok(Some("the index is ahead of the journal"));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;

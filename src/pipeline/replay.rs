@@ -1,0 +1,109 @@
+//! Re-applying journal entries to the index: at start-up (what sled lost or
+//! never had), after the index writer recovers from a failure, and for
+//! `recordhub reindex` (how a fixed mapping reaches old messages).
+
+use std::path::PathBuf;
+
+use crate::hl7::Message;
+use crate::indexer;
+use crate::intake::{self, Policy};
+use crate::journal::{Entry, JournalReader};
+use crate::mapping::MapError;
+use crate::store::dedup::Fingerprint;
+use crate::store::{DedupKey, DedupRecord, IndexBatch, Store, StoreError};
+
+use super::{Mappings, OpenError};
+
+/// Entries per index batch during replay: large enough to amortise sled's
+/// per-batch cost, small enough that a crash mid-replay loses little work.
+const REPLAY_BATCH: usize = 512;
+
+/// What replay needs: where the journal is and how to map its entries.
+#[derive(Debug, Clone)]
+pub struct Replayer {
+    pub journal_dir: PathBuf,
+    pub mappings: Mappings,
+    pub policy: Policy,
+}
+
+impl Replayer {
+    /// Re-applies every journal entry after the index's `applied_seq`;
+    /// returns how many entries were read.
+    ///
+    /// # Errors
+    /// The journal cannot be read, or the index cannot be written.
+    pub fn replay(&self, store: &Store) -> Result<u64, OpenError> {
+        let from = store.applied_seq().map_err(|e| replay_error(0, e))? + 1;
+        let reader = JournalReader::open(&self.journal_dir).map_err(|e| replay_error(from, e))?;
+        let mut n = 0;
+        let mut batch = IndexBatch::new();
+        let mut entries_in_batch = 0;
+        for entry in reader.iter_from(from) {
+            let entry = entry.map_err(|e| replay_error(from + n, e))?;
+            self.apply_entry(&mut batch, &entry);
+            batch.applied_up_to(entry.seq);
+            n += 1;
+            entries_in_batch += 1;
+            if entries_in_batch >= REPLAY_BATCH {
+                let seq = entry.seq;
+                store.apply(std::mem::take(&mut batch)).map_err(|e| replay_error(seq, e))?;
+                entries_in_batch = 0;
+            }
+        }
+        if !batch.is_empty() {
+            store.apply(batch).map_err(|e| replay_error(from + n, e))?;
+        }
+        Ok(n)
+    }
+
+    /// The index effects of one journaled, accepted message, derived again
+    /// from its raw bytes with the mappings now in force.
+    fn apply_entry(&self, batch: &mut IndexBatch, e: &Entry) {
+        if !accepted(e, &self.policy) {
+            return;
+        }
+        let key = DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id);
+        let rec = DedupRecord { fingerprint: Fingerprint::of(&e.raw), seq: e.seq, ack: e.ack.clone() };
+        match Message::parse_with(&e.raw, &self.policy.parse) {
+            Ok(msg) => {
+                let prov = crate::mapping::check::provenance(&msg, e.seq);
+                match self.mappings.current().apply(&msg, &prov) {
+                    Ok(mapped) => indexer::file(batch, e.seq, &mapped),
+                    // Accepted under older mappings, failing under these: keep
+                    // it visible to operators rather than dropping it silently.
+                    Err(err) => batch.unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
+                }
+            }
+            Err(_) => batch.unindexed(e.seq, "no longer parses with the current settings"),
+        }
+        // After the items: see store/batch.rs on why the order matters.
+        batch.dedup(&key, &rec);
+    }
+}
+
+/// Whether a journaled message was accepted. An entry that records no ACK
+/// code (format 1, sent with MSH-15 NE or ER) is judged again by intake,
+/// which is what decided it the first time.
+fn accepted(e: &Entry, policy: &Policy) -> bool {
+    match e.ack_code.as_str() {
+        "AA" | "CA" => true,
+        "" => intake::inspect(&e.raw, policy).verdict == crate::ack::Verdict::Accepted,
+        _ => false,
+    }
+}
+
+fn replay_error(seq: u64, e: impl std::error::Error + Send + Sync + 'static) -> OpenError {
+    OpenError::Replay { seq, source: Box::new(e) }
+}
+
+fn map_error_text(e: &MapError) -> String {
+    match e {
+        MapError::NoMapping { message_type } => format!("no mapping handles {message_type}"),
+        MapError::Content(p) => p.text.clone(),
+    }
+}
+
+/// Drops everything derived from the journal, keeping the audit trail.
+pub(super) fn clear(store: &Store) -> Result<(), OpenError> {
+    store.clear_derived().map_err(|e: StoreError| replay_error(0, e))
+}
