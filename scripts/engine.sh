@@ -8,7 +8,10 @@
 #   start_engine DATA   starts `recordhub serve` on DATA; sets SERVER_PID,
 #                       MLLP_PORT, HTTP_PORT; log in $TMP/server.log;
 #                       returns 1 (and prints the log) if it does not start
-#   stop_engine         SIGTERM and wait
+#   stop_engine         SIGTERM and wait (at most a minute, then SIGKILL)
+#
+# ENGINE_CONFIG, when set, is passed as `serve --config` (compare_release.sh
+# runs each build with its own tree's engine.toml).
 
 engine_setup() {
   if [ -z "${RECORDHUB_BIN:-}" ]; then
@@ -25,6 +28,15 @@ engine_setup() {
 stop_engine() {
   if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
+    # Bounded: an engine that ignores SIGTERM for a minute is killed.
+    for _ in $(seq 600); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "the engine did not stop within 60 s of SIGTERM; killing it" >&2
+      kill -9 "$SERVER_PID" 2>/dev/null || true
+    fi
     wait "$SERVER_PID" 2>/dev/null || true
   fi
   SERVER_PID=""
@@ -40,7 +52,7 @@ import socket
 s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*(x.getsockname()[1] for x in s))')
-    RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve --listen "127.0.0.1:$MLLP_PORT" \
+    RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve ${ENGINE_CONFIG:+--config "$ENGINE_CONFIG"} --listen "127.0.0.1:$MLLP_PORT" \
       --http "127.0.0.1:$HTTP_PORT" --data "$data" 2>"$TMP/server.log" &
     SERVER_PID=$!
     for _ in $(seq 100); do

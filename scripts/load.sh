@@ -14,31 +14,40 @@
 # The load tool runs on the same machine as the engine and shares its cores:
 # say so next to any figure quoted from here.
 #
-# Environment: MESSAGES (default 50000); RECORDHUB_BIN uses an already built
-# binary; RECORDHUB_LOAD replaces "$RECORDHUB_BIN load" (same arguments).
+# Environment: MESSAGES (default 50000); LOCKSTEP_MESSAGES (default 20000);
+# SCENARIOS, the names to run (default all four, in the order above);
+# LOAD_OUT, a directory to copy each scenario's JSON summary to (NAME.json);
+# RECORDHUB_BIN uses an already built binary; RECORDHUB_LOAD replaces
+# "$RECORDHUB_BIN load" (same arguments); ENGINE_CONFIG is passed to
+# `serve --config` (see engine.sh). scripts/compare_release.sh runs this
+# against two builds side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MESSAGES="${MESSAGES:-50000}"
+LOCKSTEP_MESSAGES="${LOCKSTEP_MESSAGES:-20000}"
+SCENARIOS="${SCENARIOS:-lockstep c8-p8 c16-p8 rate-2000}"
 # shellcheck source=scripts/engine.sh
 . scripts/engine.sh
 engine_setup load
 read -r -a LOAD <<<"${RECORDHUB_LOAD:-$BIN load}"
 if [ "$#" -gt 0 ]; then FILES=("$@"); else FILES=(fixtures/*.hl7); fi
 
-# scenario NAME LOAD-ARGS...
+# scenario NAME LOAD-ARGS...   (skipped unless NAME is in SCENARIOS)
 scenario() {
   local name="$1"
   shift
+  case " $SCENARIOS " in *" $name "*) ;; *) return 0 ;; esac
   start_engine "$TMP/data-$name"
   echo "== $name: load $*"
   timeout 600 "${LOAD[@]}" --to "127.0.0.1:$MLLP_PORT" "$@" "${FILES[@]}" | tee "$TMP/$name.json"
   stop_engine
   echo "$name" >>"$TMP/names"
+  if [ -n "${LOAD_OUT:-}" ]; then cp "$TMP/$name.json" "$LOAD_OUT/$name.json"; fi
 }
 
 : >"$TMP/names"
-scenario lockstep --connections 1 --pipeline 1 --messages 20000
+scenario lockstep --connections 1 --pipeline 1 --messages "$LOCKSTEP_MESSAGES"
 scenario c8-p8 --connections 8 --pipeline 8 --messages "$MESSAGES"
 scenario c16-p8 --connections 16 --pipeline 8 --messages "$MESSAGES"
 scenario rate-2000 --connections 8 --pipeline 8 --messages 20000 --rate 2000
