@@ -162,15 +162,20 @@ impl Store {
         Err(last.unwrap_or(StoreError::Reopening))
     }
 
-    /// The last journal sequence whose effects are in the index (0 = none).
-    pub fn applied_seq(&self) -> Result<u64, StoreError> {
-        match self.t()?.meta.get(APPLIED_SEQ)? {
+    /// A u64 kept in `meta` (0 when absent).
+    fn meta_u64(&self, key: &[u8]) -> Result<u64, StoreError> {
+        match self.t()?.meta.get(key)? {
             None => Ok(0),
             Some(v) => {
                 let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Damaged { tree: "meta" })?;
                 Ok(u64::from_be_bytes(b))
             }
         }
+    }
+
+    /// The last journal sequence whose effects are in the index (0 = none).
+    pub fn applied_seq(&self) -> Result<u64, StoreError> {
+        self.meta_u64(APPLIED_SEQ)
     }
 
     /// Whether the items were written in the current encoding. An empty
@@ -189,13 +194,7 @@ impl Store {
 
     /// Which set of journal damage the index was last rebuilt for (0: none).
     pub fn damage_mark(&self) -> Result<u64, StoreError> {
-        match self.t()?.meta.get(DAMAGE_MARK)? {
-            None => Ok(0),
-            Some(v) => {
-                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Damaged { tree: "meta" })?;
-                Ok(u64::from_be_bytes(b))
-            }
-        }
+        self.meta_u64(DAMAGE_MARK)
     }
 
     pub fn set_damage_mark(&self, mark: u64) -> Result<(), StoreError> {
