@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use crate::ack::{self, Verdict};
 use crate::health::Part;
 use crate::indexer::{Context, Filing, Indexer, Progress, Work};
-use crate::journal::{EntryRef, Journal, JournalOptions, Reason, Recovery};
+use crate::journal::{EntryRef, Journal, JournalOptions, Reason};
 use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
@@ -100,14 +100,14 @@ impl Pipeline {
         let (journal, recovery) =
             Journal::open(&jdir, jopts).map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
         let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
-        if let Some(why) = rebuild_reason(&store, &recovery).map_err(fail)? {
+        if let Some(why) = replay::rebuild_reason(&store, &recovery).map_err(fail)? {
             // The index is derived: rebuilding it from the journal is always right.
             tracing::warn!(dir = %idir.display(), why, "rebuilding the index from the journal");
             replay::clear(&store)?;
         }
         // Remembered after any rebuild (which clears it), so the same damage
         // does not rebuild the index again at every start.
-        store.set_damage_mark(damage_mark(&recovery)).map_err(fail)?;
+        store.set_damage_mark(replay::damage_mark(&recovery)).map_err(fail)?;
         let replayer = Replayer { journal_dir: jdir, mappings: opts.mappings.clone(), policy: opts.policy.clone() };
         let replayed = replayer.replay(&store)?;
         let applied = store.applied_seq().map_err(fail)?;
@@ -187,7 +187,7 @@ impl Pipeline {
                 let seq = self.journal.next_seq();
                 let ahead = inbound.premapped.and_then(|p| p.take(&set, seq));
                 let mapped = match ahead {
-                    Some(result) => result.map_err(|e| stage::verdict_of(e)),
+                    Some(result) => result.map_err(stage::verdict_of),
                     None => self.map(&set, &msg, &s),
                 };
                 match mapped {
@@ -384,37 +384,6 @@ fn duplicate(s: Staged, seq: u64, ack: Vec<u8>) -> Outcome {
 #[cold]
 fn unreachable_outcome() -> Outcome {
     unreachable!("a journaled frame settled twice")
-}
-
-/// Why the index must be rebuilt from the journal before it is used, if it must.
-fn rebuild_reason(store: &Store, recovery: &Recovery) -> Result<Option<&'static str>, StoreError> {
-    if !store.item_format_current()? {
-        return Ok(Some("the index was written in an older format"));
-    }
-    if store.applied_seq()? > recovery.last_seq {
-        // The index points at entries the journal no longer holds.
-        return Ok(Some("the index is ahead of the journal"));
-    }
-    if store.damage_mark()? != damage_mark(recovery) {
-        // Entries in a damaged range are gone: the items, dedup records and
-        // document references filed from them must go too, or a resent lost
-        // message would be answered as a duplicate and never journaled again.
-        return Ok(Some("the journal has damaged ranges the index has not been rebuilt for"));
-    }
-    Ok(None)
-}
-
-/// Identifies the set of damaged ranges (0 for none).
-fn damage_mark(recovery: &Recovery) -> u64 {
-    let mut text = String::new();
-    for d in &recovery.damage {
-        text.push_str(&format!("{}:{}:{};", d.segment.display(), d.offset, d.len));
-    }
-    if text.is_empty() {
-        0
-    } else {
-        u64::from(crc32c::crc32c(text.as_bytes())) | 1 << 32
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::hl7::Message;
 use crate::indexer;
 use crate::intake::{self, Policy};
-use crate::journal::{Entry, JournalReader};
+use crate::journal::{Entry, JournalReader, Recovery};
 use crate::mapping::MapError;
 use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, IndexBatch, Store, StoreError};
@@ -111,4 +111,35 @@ fn map_error_text(e: &MapError) -> String {
 /// Drops everything derived from the journal, keeping the audit trail.
 pub(super) fn clear(store: &Store) -> Result<(), OpenError> {
     store.clear_derived().map_err(|e: StoreError| replay_error(0, e))
+}
+
+/// Why the index must be rebuilt from the journal before it is used, if it must.
+pub(super) fn rebuild_reason(store: &Store, recovery: &Recovery) -> Result<Option<&'static str>, StoreError> {
+    if !store.item_format_current()? {
+        return Ok(Some("the index was written in an older format"));
+    }
+    if store.applied_seq()? > recovery.last_seq {
+        // The index points at entries the journal no longer holds.
+        return Ok(Some("the index is ahead of the journal"));
+    }
+    if store.damage_mark()? != damage_mark(recovery) {
+        // Entries in a damaged range are gone: the items, dedup records and
+        // document references filed from them must go too, or a resent lost
+        // message would be answered as a duplicate and never journaled again.
+        return Ok(Some("the journal has damaged ranges the index has not been rebuilt for"));
+    }
+    Ok(None)
+}
+
+/// Identifies the set of damaged ranges (0 for none).
+pub(super) fn damage_mark(recovery: &Recovery) -> u64 {
+    let mut text = String::new();
+    for d in &recovery.damage {
+        text.push_str(&format!("{}:{}:{};", d.segment.display(), d.offset, d.len));
+    }
+    if text.is_empty() {
+        0
+    } else {
+        u64::from(crc32c::crc32c(text.as_bytes())) | 1 << 32
+    }
 }

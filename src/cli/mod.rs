@@ -1,0 +1,29 @@
+//! The analyst-facing commands that are not the server: `send`, `journal`,
+//! `record`, `reindex`, `check`. One file per command.
+
+mod check;
+mod journal;
+mod record;
+mod send;
+
+use std::path::PathBuf;
+
+pub use check::check;
+pub use journal::journal;
+pub use record::{record, reindex, RecordError, RecordSource};
+pub use send::send;
+
+/// Errors a user of the CLI sees.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Client(#[from] crate::mllp::client::ClientError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("no journal entry with sequence {0}")]
+    NoEntry(u64),
+    #[error("cannot write output")]
+    Output(#[from] std::io::Error),
+}

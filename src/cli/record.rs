@@ -1,0 +1,85 @@
+//! `recordhub record` and `recordhub reindex`.
+
+use std::io::Write;
+
+/// How `recordhub record` reaches the record.
+pub enum RecordSource {
+    /// A running server's read API, e.g. `http://127.0.0.1:8080`.
+    Server(String),
+    /// The data directory itself, when no server holds it.
+    Local(Box<crate::config::Config>),
+}
+
+/// Prints a patient's record as JSON. Returns false when the patient is
+/// unknown. Every read is audited, whichever way it goes.
+pub fn record(nhs: &str, user: &str, source: RecordSource) -> Result<bool, RecordError> {
+    let nhs = crate::hl7::nhs::NhsNumber::parse(nhs).map_err(|_| RecordError::BadNhs(nhs.to_string()))?;
+    let body = match source {
+        RecordSource::Local(cfg) => {
+            let mappings = crate::serve::load_mappings(&cfg).map_err(|e| RecordError::Open(e.to_string()))?;
+            // Opening the pipeline replays anything the index missed (after
+            // a crash), so a local read is as complete as the journal.
+            let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
+                .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
+            let body = crate::http::read_audited(p.store(), &nhs, user, "cli")
+                .map_err(|e| RecordError::Open(e.to_string()))?;
+            p.shutdown().map_err(|e| RecordError::Open(e.to_string()))?;
+            body
+        }
+        RecordSource::Server(base) => {
+            let url = format!("{}/patients/{}", base.trim_end_matches('/'), nhs.as_str());
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let mut resp = agent
+                .get(&url)
+                .header("X-User", user)
+                .call()
+                .map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
+            match status {
+                200 => Some(serde_json::from_str(&text).map_err(|e| RecordError::Http(url.clone(), e.to_string()))?),
+                404 => None,
+                _ => return Err(RecordError::Http(url, format!("status {status}: {text}"))),
+            }
+        }
+    };
+    match body {
+        Some(b) => {
+            let pretty = serde_json::to_string_pretty(&b).unwrap_or_default();
+            let _ = writeln!(std::io::stdout(), "{pretty}");
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}
+
+/// Errors from `recordhub record`.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("'{0}' is not a valid NHS number (10 digits passing the Modulus 11 check)")]
+    BadNhs(String),
+    #[error("cannot read the store ({0}); if a server is running, use --server instead of --data")]
+    Open(String),
+    #[error("request to {0} failed: {1}")]
+    Http(String, String),
+}
+
+/// `recordhub reindex`: rebuilds the index from the journal with the current
+/// mappings. Returns how many journal entries were read.
+pub fn reindex(cfg: &crate::config::Config) -> Result<u64, RecordError> {
+    let mappings = crate::serve::load_mappings(cfg).map_err(|e| RecordError::Open(e.to_string()))?;
+    let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(cfg, mappings))
+        .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
+    let n = p.reindex().map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
+    Ok(n)
+}
