@@ -47,6 +47,9 @@ struct Inner {
     replay_done: AtomicBool,
     /// Messages refused because the journal could not store them.
     refused: AtomicU64,
+    /// The engine's counters ride along: every part that reports health
+    /// also emits events (see `events.rs`).
+    metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +133,11 @@ impl Health {
     /// Counts messages refused (AR 207) because they could not be stored.
     pub fn count_refused(&self, n: u64) {
         self.0.refused.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// This engine's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.0.metrics
     }
 
     pub fn refused(&self) -> u64 {

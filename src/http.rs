@@ -1,5 +1,5 @@
 //! The read API: `GET /patients/{nhs}` (audited), `POST /admin/reload`,
-//! `GET /health`, `GET /ready`.
+//! `GET /health`, `GET /ready`, `GET /metrics` (Prometheus text format).
 //!
 //! Every record view names its user (`X-User`, required) and is written to the
 //! audit tree, flushed, before the record is returned: who, when, which NHS
@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,6 +24,8 @@ use crate::health::Health;
 use crate::hl7::nhs::NhsNumber;
 use crate::indexer::Progress;
 use crate::mapping::MappingSet;
+use crate::metrics::{JournalSize, Scrape};
+use crate::mllp::admission::ConnectionStats;
 use crate::pipeline::{now_ms, Mappings};
 use crate::store::{AuditEvent, Store};
 
@@ -35,6 +38,10 @@ pub struct Api {
     pub mappings: Mappings,
     pub mapping_dir: PathBuf,
     pub health: Health,
+    /// The MLLP listener's counters, read at scrape time.
+    pub mllp_stats: Arc<ConnectionStats>,
+    /// The journal directory, whose segments `/metrics` sums at scrape time.
+    pub journal_dir: PathBuf,
 }
 
 /// `/ready` fails when the index is more than this many journal entries
@@ -51,6 +58,7 @@ pub async fn run(listener: TcpListener, api: Api, cancel: CancellationToken) -> 
         .route("/admin/reload", post(reload))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(api);
     axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
 }
@@ -66,6 +74,36 @@ async fn health(State(api): State<Api>) -> Response {
 /// what was acknowledged, and healthy; else 503 with the reasons.
 async fn ready(State(api): State<Api>) -> Response {
     report(api.health.ready(api.progress.lag(), MAX_INDEX_LAG))
+}
+
+/// The engine's counters in Prometheus text format (0.0.4); 404 when
+/// `[http] metrics = false`. What other parts already count is read here,
+/// on the blocking pool (the journal directory is stat'ed, the index read).
+async fn metrics(State(api): State<Api>) -> Response {
+    let m = api.health.metrics().clone();
+    if !m.enabled() {
+        return error(StatusCode::NOT_FOUND, "metrics are off: set [http] metrics = true in engine.toml");
+    }
+    let text = tokio::task::spawn_blocking(move || {
+        let checks = |r: crate::health::Report| r.checks.into_iter().map(|(name, c)| (name, c.ok)).collect();
+        let scrape = Scrape {
+            journal: JournalSize::of_dir(&api.journal_dir),
+            index_lag: api.progress.lag(),
+            unindexed: api.store.unindexed_count().ok().map(|n| n as u64),
+            refused: api.health.refused(),
+            connections: api.mllp_stats.snapshot(),
+            log: crate::telemetry::log_stats(),
+            charset_fallbacks: crate::telemetry::charset_fallbacks(),
+            health: checks(api.health.health()),
+            ready: checks(api.health.ready(api.progress.lag(), MAX_INDEX_LAG)),
+        };
+        m.render(&scrape)
+    })
+    .await;
+    match text {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the scrape was interrupted"),
+    }
 }
 
 fn report(r: crate::health::Report) -> Response {

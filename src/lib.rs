@@ -19,11 +19,13 @@
 //!   server's [`worker`], the CLI, the tests and the benchmarks.
 //! - [`fault`]: named fault points for tests (fsync failure, ENOSPC, panics, aborts).
 //! - [`health`], [`supervise`]: what `/health` and `/ready` report; panics.
+//! - [`events`], [`metrics`]: each event's log line and counters; `/metrics`.
 //! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
 
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod fault;
 pub mod health;
 pub mod hl7;
@@ -33,6 +35,7 @@ pub mod intake;
 pub mod journal;
 pub mod load;
 pub mod mapping;
+pub mod metrics;
 pub mod mllp;
 pub mod pipeline;
 pub mod record;

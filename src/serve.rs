@@ -169,12 +169,16 @@ pub async fn start_with_faults(
         http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
     health.set_replay_done();
+    health.metrics().set_enabled(cfg.http.metrics);
+    let server_cfg = server_config(cfg);
     let api = Api {
         store: pipeline.store().clone(),
         progress: pipeline.progress(),
         mappings: mappings.clone(),
         mapping_dir: cfg.mapping.dir.clone(),
         health: health.clone(),
+        mllp_stats: server_cfg.stats.clone(),
+        journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
     };
     let cancel = CancellationToken::new();
     let (handle, thread) = worker::spawn(
@@ -190,7 +194,6 @@ pub async fn start_with_faults(
     let http_task = tokio::spawn(http::run(http_listener, api, cancel.clone()));
     tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
-    let server_cfg = server_config(cfg);
     let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "MLLP listener started");

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::MessageOutcome;
 use crate::health::{Health, Part};
 use crate::pipeline::{self, Frame, Inbound, Outcome, Pipeline, Premapped, Premapper};
 
@@ -162,32 +163,15 @@ fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
     let outcomes = pipeline.process(&inbound);
     drop(inbound);
     for (Queued { job, .. }, outcome) in jobs.drain(..).zip(outcomes) {
-        log_outcome(&job, &outcome);
+        log_outcome(pipeline, &job, &outcome);
         // The connection may be gone (peer closed); its ACK has nowhere to go
         // but the message is durable and journaled either way.
         let _ = job.reply.send(outcome);
     }
 }
 
-/// The one INFO line per message: routing fields and outcome, never content.
-/// `verdict` is what was decided; `ack_code` is what the sender was told,
-/// `none` when MSH-15 asked for no ACK.
-fn log_outcome(job: &Job, o: &Outcome) {
-    let e = &o.envelope;
+/// The one INFO line per message and its counters (see `events.rs`).
+fn log_outcome(pipeline: &Pipeline, job: &Job, o: &Outcome) {
     let elapsed_us = pipeline::elapsed_us(job.started);
-    let ack_code = if o.ack.is_some() { o.code.as_str() } else { "none" };
-    let verdict = o.verdict();
-    match &o.problem {
-        None => tracing::info!(
-            control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
-            sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
-            bytes = o.bytes, elapsed_us, peer = %job.peer, seq = o.seq, duplicate = o.duplicate, "message"
-        ),
-        Some((stage, p)) => tracing::info!(
-            control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
-            sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
-            bytes = o.bytes, elapsed_us, peer = %job.peer, seq = o.seq, stage = stage.as_str(), error_kind = p.code,
-            error = %p.text, "message"
-        ),
-    }
+    MessageOutcome { outcome: o, peer: &job.peer, elapsed_us }.emit(pipeline.metrics());
 }

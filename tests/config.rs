@@ -94,6 +94,17 @@ fn defaults_have_the_documented_types_and_values() {
     assert_eq!(config.mllp.max_connections_per_peer, 64);
     assert_eq!(config.store.on_journal_damage, JournalDamage::Refuse);
     assert_eq!(config.hl7.unknown_charset, UnknownCharset::Reject);
+    assert!(config.http.metrics, "metrics are on unless turned off");
+}
+
+#[test]
+fn http_metrics_can_be_turned_off_and_a_non_boolean_names_the_key() {
+    let _lock = lock();
+    let (_dir, file) = temp_config("[http]\nmetrics = false\n");
+    assert!(!load(&file).unwrap().http.metrics);
+    let (_dir, file) = temp_config("[http]\nmetrics = \"yes\"\n");
+    let err = load(&file).unwrap_err().to_string();
+    assert!(err.contains("engine.toml:2:") && err.contains("metrics"), "{err}");
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub struct MllpConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Record counters and serve `GET /metrics`; off, `/metrics` is 404.
+    pub metrics: bool,
 }
 
 /// Validated `[store]`.

@@ -61,6 +61,8 @@ pub struct RawMllp {
 pub struct RawHttp {
     /// Address of the read API (`GET /patients/{nhs}`) and admin endpoints.
     pub listen: String,
+    /// Record counters and serve `GET /metrics` (Prometheus text format).
+    pub metrics: bool,
 }
 
 /// `[store]` as written.
@@ -143,7 +145,7 @@ impl Default for RawMllp {
 
 impl Default for RawHttp {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into() }
+        Self { listen: "127.0.0.1:8080".into(), metrics: true }
     }
 }
 

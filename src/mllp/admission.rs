@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub struct ConnectionStats {
     /// Connections given a slot.
     pub accepted: AtomicU64,
+    /// Connections given a slot that have since closed (open = accepted − closed).
+    pub closed: AtomicU64,
     /// Connections closed at once: their peer already held its maximum.
     pub refused_per_peer: AtomicU64,
     /// Connections closed because every slot stayed busy.
@@ -43,6 +45,7 @@ pub struct ConnectionStats {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionCounts {
     pub accepted: u64,
+    pub closed: u64,
     pub refused_per_peer: u64,
     pub refused_full: u64,
     pub idle_evicted: u64,
@@ -56,6 +59,7 @@ impl ConnectionStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ConnectionCounts {
             accepted: get(&self.accepted),
+            closed: get(&self.closed),
             refused_per_peer: get(&self.refused_per_peer),
             refused_full: get(&self.refused_full),
             idle_evicted: get(&self.idle_evicted),

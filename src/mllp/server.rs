@@ -119,6 +119,7 @@ async fn admit_and_serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAdd
     shared.registry.register(&claim, peer, activity.clone(), evict.clone());
     let conn = Connection { id: claim.id(), peer, shared: shared.clone(), activity, evict };
     conn.serve(stream).await;
+    ConnectionStats::add(&shared.cfg.stats.closed, 1);
     drop(permit);
     drop(claim);
 }

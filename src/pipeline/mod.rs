@@ -23,8 +23,10 @@ mod stage;
 mod types;
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use crate::ack::{self, Verdict};
+use crate::events::{JournalCommitFailed, JournalCommitted, JournalRecovered};
 use crate::health::Part;
 use crate::indexer::{Context, Filing, Indexer, Progress, Work};
 use crate::journal::{EntryRef, Journal, JournalOptions, Reason};
@@ -225,10 +227,15 @@ impl Pipeline {
     /// Commits the batch's entries; `Err` carries the reason (with the OS
     /// error) for the log and the AR. Health follows the outcome.
     fn commit(&mut self, entries: u64) -> Result<(), String> {
+        let started = Instant::now();
         match self.journal.commit() {
             Ok(()) => {
+                // A batch of duplicates only commits nothing: not a commit to time.
+                if entries > 0 {
+                    JournalCommitted { entries, elapsed: started.elapsed() }.emit(self.metrics());
+                }
                 if self.opts.health.recover(Part::Journal) {
-                    tracing::info!("journal writes succeed again; accepting messages");
+                    JournalRecovered.emit();
                 }
                 Ok(())
             }
@@ -236,11 +243,15 @@ impl Pipeline {
                 let why = error_chain(&e);
                 self.opts.health.fail(Part::Journal, &why);
                 self.opts.health.count_refused(entries);
-                tracing::error!(error = %why, messages = entries,
-                    "journal commit failed: the batch is answered AR 207 and senders will retry; check disk space and the device");
+                JournalCommitFailed { error: &why, messages: entries }.emit(self.metrics());
                 Err(why)
             }
         }
+    }
+
+    /// This engine's metrics (held by its health record).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.opts.health.metrics()
     }
 
     /// Turns every slot into its outcome once the commit has decided, and

@@ -11,6 +11,7 @@ mod durability;
 mod faults;
 mod isolation;
 mod logging;
+mod metrics;
 mod mllp_edges;
 mod outcomes;
 mod records;

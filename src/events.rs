@@ -1,0 +1,92 @@
+//! Internal events: one struct per thing worth telling an operator, whose
+//! `emit` writes its log line and bumps its counters (as Vector's
+//! `internal_events` do), so the log and `/metrics` always agree and a new
+//! counter is added in one place. Field names follow
+//! [`crate::telemetry::fields`]; never message content or patient identifiers.
+
+use std::time::Duration;
+
+use crate::metrics::{MessageLabels, Metrics};
+use crate::pipeline::Outcome;
+
+/// One message decided: the one INFO line per message, and its counters
+/// (`recordhub_messages_total`, `recordhub_naks_total`,
+/// `recordhub_ack_latency_seconds`).
+pub struct MessageOutcome<'a> {
+    pub outcome: &'a Outcome,
+    pub peer: &'a str,
+    /// Frame received → outcome decided.
+    pub elapsed_us: u64,
+}
+
+impl MessageOutcome<'_> {
+    /// Routing fields and outcome, never content. `verdict` is what was
+    /// decided; `ack_code` is what the sender was told, `none` when MSH-15
+    /// asked for no ACK.
+    pub fn emit(&self, metrics: &Metrics) {
+        let (o, peer, elapsed_us) = (self.outcome, self.peer, self.elapsed_us);
+        let e = &o.envelope;
+        let ack_code = if o.ack.is_some() { o.code.as_str() } else { "none" };
+        let verdict = o.verdict();
+        match &o.problem {
+            None => tracing::info!(
+                control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
+                sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
+                bytes = o.bytes, elapsed_us, peer = %peer, seq = o.seq, duplicate = o.duplicate, "message"
+            ),
+            Some((stage, p)) => tracing::info!(
+                control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
+                sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
+                bytes = o.bytes, elapsed_us, peer = %peer, seq = o.seq, stage = stage.as_str(), error_kind = p.code,
+                error = %p.text, "message"
+            ),
+        }
+        let labels = MessageLabels {
+            msg_type: &e.message_type,
+            sending_app: &e.inbound.sending_app,
+            sending_facility: &e.inbound.sending_facility,
+            verdict,
+            duplicate: o.duplicate,
+        };
+        let nak = if o.code.is_accept() { None } else { o.problem.as_ref().map(|(_, p)| p.code) };
+        metrics.message(&labels, nak, Duration::from_micros(elapsed_us));
+    }
+}
+
+/// A journal group commit succeeded: `recordhub_journal_commit_seconds` and
+/// `recordhub_journal_commit_batch_entries`. No log line (one per batch
+/// would double the log volume at load).
+pub struct JournalCommitted {
+    pub entries: u64,
+    pub elapsed: Duration,
+}
+
+impl JournalCommitted {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.commit(self.entries, self.elapsed);
+    }
+}
+
+/// Journal writes succeed again after failing.
+pub struct JournalRecovered;
+
+impl JournalRecovered {
+    pub fn emit(&self) {
+        tracing::info!("journal writes succeed again; accepting messages");
+    }
+}
+
+/// A journal commit failed: its batch is refused.
+/// `recordhub_journal_commit_failures_total`.
+pub struct JournalCommitFailed<'a> {
+    pub error: &'a str,
+    pub messages: u64,
+}
+
+impl JournalCommitFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::error!(error = %self.error, messages = self.messages,
+            "journal commit failed: the batch is answered AR 207 and senders will retry; check disk space and the device");
+        metrics.commit_failed();
+    }
+}

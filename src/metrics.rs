@@ -1,0 +1,451 @@
+//! The engine's Prometheus metrics: the registry, the handles the hot path
+//! bumps, and the values read only when `/metrics` is scraped.
+//!
+//! Built on `prometheus-client` (the Prometheus project's own Rust client):
+//! it renders the classic text format (0.0.4) from a registry we own, with
+//! no global recorder, no background thread and no HTTP listener of its own,
+//! so each engine (several per test binary) has its own counters and
+//! `/metrics` is an ordinary axum route. `metrics-exporter-prometheus` would
+//! need a process-global recorder and an upkeep task for the same result.
+//!
+//! Counters are bumped by the event structs in [`crate::events`], never here
+//! directly, so a log line and its counters cannot drift apart. Values other
+//! parts already count (connection counters, log drops, index lag, journal
+//! size, health) are read at scrape time: nothing on the hot path pays for them.
+//!
+//! Labels taken from the network (MSH-3, MSH-4, MSH-9) are capped: the first
+//! [`MAX_SENDERS`] senders and [`MAX_TYPES`] message types get their own
+//! series, later ones are counted as `other`, so a hostile sender cannot grow
+//! memory or the scrape without bound.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::mllp::admission::ConnectionCounts;
+use crate::telemetry::LogStats;
+
+/// Distinct (MSH-3, MSH-4) pairs labelled by name; later ones are `other`.
+pub const MAX_SENDERS: usize = 200;
+/// Distinct MSH-9 values labelled by name; later ones are `other`.
+pub const MAX_TYPES: usize = 100;
+/// Raw label combinations remembered for the allocation-free fast path;
+/// past it a new combination is still counted, only more slowly.
+const MAX_CACHED: usize = 4096;
+/// Label values longer than this are cut (at a character boundary).
+const MAX_LABEL_BYTES: usize = 64;
+/// What a capped label reads.
+pub const OTHER: &str = "other";
+
+/// The `/content-type` of what [`Metrics::render`] returns.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Shared, cheap to clone; one per engine.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    enabled: AtomicBool,
+    registry: Registry,
+    messages: Family<Labels, Counter>,
+    message_cache: Mutex<MessageCache>,
+    naks: Family<Labels, Counter>,
+    ack_latency: Histogram,
+    commit_latency: Histogram,
+    batch_size: Histogram,
+    commit_failures: Counter,
+    scraped: Scraped,
+}
+
+/// Values copied in at scrape time from where they are already counted.
+#[derive(Default)]
+struct Scraped {
+    journal_bytes: Gauge,
+    journal_segments: Gauge,
+    index_lag: Gauge,
+    unindexed: Gauge,
+    refused: Counter,
+    connections_open: Gauge,
+    connections: Family<Labels, Counter>,
+    frame_bytes_dropped: Counter,
+    log_dropped: Counter,
+    log_write_errors: Counter,
+    charset_fallbacks: Counter,
+    health: Family<Labels, Gauge>,
+    ready: Family<Labels, Gauge>,
+}
+
+/// Label handles per raw (type, app, facility, verdict, duplicate), so the
+/// common case is one hash lookup with no allocation.
+#[derive(Default)]
+struct MessageCache {
+    key: String,
+    counters: HashMap<String, Counter>,
+    senders: HashSet<String>,
+    types: HashSet<String>,
+}
+
+/// One message's labels, as received.
+pub struct MessageLabels<'a> {
+    pub msg_type: &'a str,
+    pub sending_app: &'a str,
+    pub sending_facility: &'a str,
+    /// `accepted`, `error` or `rejected`.
+    pub verdict: &'static str,
+    pub duplicate: bool,
+}
+
+/// What the scrape reads from the rest of the engine.
+pub struct Scrape {
+    pub journal: JournalSize,
+    /// Committed − applied journal entries.
+    pub index_lag: u64,
+    /// `None` when the index could not be read.
+    pub unindexed: Option<u64>,
+    /// Messages refused because the journal could not store them.
+    pub refused: u64,
+    pub connections: ConnectionCounts,
+    pub log: LogStats,
+    pub charset_fallbacks: u64,
+    /// `/health` checks: name, ok.
+    pub health: Vec<(&'static str, bool)>,
+    /// `/ready` checks: name, ok.
+    pub ready: Vec<(&'static str, bool)>,
+}
+
+/// The journal's footprint on disk.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JournalSize {
+    pub bytes: u64,
+    pub segments: u64,
+}
+
+impl JournalSize {
+    /// Sums the segment files in `dir`: one `stat` per segment, so the cost is
+    /// bounded by the segment count (a 64 MiB segment holds ~100k messages).
+    pub fn of_dir(dir: &std::path::Path) -> JournalSize {
+        let mut size = JournalSize::default();
+        let Ok(entries) = std::fs::read_dir(dir) else { return size };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".seg") {
+                size.segments += 1;
+                size.bytes += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+        size
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Metrics(enabled: {})", self.enabled())
+    }
+}
+
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    // 50 µs .. ~6.5 s, doubling: an fdatasync is 0.1–20 ms on real disks.
+    exponential_buckets(0.000_05, 2.0, 18)
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("recordhub");
+        let messages = Family::<Labels, Counter>::default();
+        r.register(
+            "messages",
+            "Messages by MSH-9 type, sender (MSH-3, MSH-4), verdict and whether an identical retransmission",
+            messages.clone(),
+        );
+        let naks = Family::<Labels, Counter>::default();
+        r.register("naks", "Messages answered AE or AR, by ERR-3 code (HL7 table 0357)", naks.clone());
+        let ack_latency = Histogram::new(seconds_buckets());
+        r.register(
+            "ack_latency_seconds",
+            "Time from a frame received to its outcome decided (ACK ready)",
+            ack_latency.clone(),
+        );
+        let commit_latency = Histogram::new(seconds_buckets());
+        r.register(
+            "journal_commit_seconds",
+            "Time of one journal group commit (write and fdatasync)",
+            commit_latency.clone(),
+        );
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        r.register("journal_commit_batch_entries", "Journal entries sharing one group commit", batch_size.clone());
+        let commit_failures = Counter::default();
+        r.register(
+            "journal_commit_failures",
+            "Journal group commits that failed (their batch was answered AR 207)",
+            commit_failures.clone(),
+        );
+        let s = Scraped::default();
+        r.register("journal_bytes", "Bytes in journal segment files", s.journal_bytes.clone());
+        r.register("journal_segments", "Journal segment files", s.journal_segments.clone());
+        r.register(
+            "index_lag_entries",
+            "Journal entries committed but not yet applied to the index",
+            s.index_lag.clone(),
+        );
+        r.register("unindexed_entries", "Journal entries waiting for the index writer", s.unindexed.clone());
+        r.register(
+            "journal_refused_messages",
+            "Messages refused (AR 207) because the journal could not store them",
+            s.refused.clone(),
+        );
+        r.register("connections_open", "MLLP connections open now", s.connections_open.clone());
+        r.register(
+            "connections",
+            "MLLP connections by what happened: accepted, refused_per_peer, refused_full, idle_evicted, timed_out",
+            s.connections.clone(),
+        );
+        r.register(
+            "frame_dropped_bytes",
+            "Bytes received outside any MLLP frame, dropped",
+            s.frame_bytes_dropped.clone(),
+        );
+        r.register(
+            "log_dropped_lines",
+            "Log lines dropped because the log queue was full (stderr stalled)",
+            s.log_dropped.clone(),
+        );
+        r.register("log_write_errors", "Log lines lost because writing to stderr failed", s.log_write_errors.clone());
+        r.register(
+            "charset_fallbacks",
+            "Messages decoded with the fallback charset (unknown MSH-18)",
+            s.charset_fallbacks.clone(),
+        );
+        r.register("health", "1 when this /health check passes, 0 when it fails", s.health.clone());
+        r.register("ready", "1 when this /ready check passes, 0 when it fails", s.ready.clone());
+        Metrics(Arc::new(Inner {
+            enabled: AtomicBool::new(true),
+            registry: r,
+            messages,
+            message_cache: Mutex::default(),
+            naks,
+            ack_latency,
+            commit_latency,
+            batch_size,
+            commit_failures,
+            scraped: s,
+        }))
+    }
+
+    /// `[http] metrics = false` turns recording off (and `/metrics` answers 404).
+    pub fn set_enabled(&self, on: bool) {
+        self.0.enabled.store(on, Ordering::Relaxed);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.0.enabled.load(Ordering::Relaxed)
+    }
+
+    /// One message decided (for [`crate::events::MessageOutcome`]).
+    pub(crate) fn message(&self, labels: &MessageLabels<'_>, nak_code: Option<u16>, elapsed: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        self.message_counter(labels);
+        if let Some(code) = nak_code {
+            self.0.naks.get_or_create(&vec![("code", code.to_string())]).inc();
+        }
+        self.0.ack_latency.observe(elapsed.as_secs_f64());
+    }
+
+    fn message_counter(&self, l: &MessageLabels<'_>) {
+        // Only ever a Counter handle and label strings behind the lock.
+        let mut cache = self.0.message_cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let cache = &mut *cache;
+        cache.key.clear();
+        let dup = if l.duplicate { "true" } else { "false" };
+        for part in [l.msg_type, l.sending_app, l.sending_facility, l.verdict, dup] {
+            cache.key.push_str(part);
+            cache.key.push('\u{1f}');
+        }
+        if let Some(c) = cache.counters.get(cache.key.as_str()) {
+            c.inc();
+            return;
+        }
+        let sender = format!("{}\u{1f}{}", l.sending_app, l.sending_facility);
+        let known_sender = admit(&mut cache.senders, sender, MAX_SENDERS);
+        let known_type = admit(&mut cache.types, l.msg_type.to_string(), MAX_TYPES);
+        let (app, facility) =
+            if known_sender { (label(l.sending_app), label(l.sending_facility)) } else { (OTHER.into(), OTHER.into()) };
+        let labels: Labels = vec![
+            ("msg_type", if known_type { label(l.msg_type) } else { OTHER.into() }),
+            ("sending_app", app),
+            ("sending_facility", facility),
+            ("verdict", l.verdict.to_string()),
+            ("duplicate", dup.to_string()),
+        ];
+        let counter = self.0.messages.get_or_create_owned(&labels);
+        counter.inc();
+        if cache.counters.len() < MAX_CACHED {
+            cache.counters.insert(cache.key.clone(), counter);
+        }
+    }
+
+    /// One journal group commit (for [`crate::events::JournalCommitted`]).
+    pub(crate) fn commit(&self, entries: u64, elapsed: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        self.0.commit_latency.observe(elapsed.as_secs_f64());
+        self.0.batch_size.observe(entries as f64);
+    }
+
+    /// A failed journal commit (for [`crate::events::JournalCommitFailed`]).
+    pub(crate) fn commit_failed(&self) {
+        if self.enabled() {
+            self.0.commit_failures.inc();
+        }
+    }
+
+    /// The registry in Prometheus text format (0.0.4), after copying in `now`.
+    pub fn render(&self, now: &Scrape) -> String {
+        let s = &self.0.scraped;
+        let set = |c: &Counter, v: u64| {
+            c.inner().store(v, Ordering::Relaxed);
+        };
+        let gauge = |g: &Gauge, v: u64| {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge(&s.journal_bytes, now.journal.bytes);
+        gauge(&s.journal_segments, now.journal.segments);
+        gauge(&s.index_lag, now.index_lag);
+        if let Some(n) = now.unindexed {
+            gauge(&s.unindexed, n);
+        }
+        set(&s.refused, now.refused);
+        let c = &now.connections;
+        gauge(&s.connections_open, c.accepted.saturating_sub(c.closed));
+        for (what, v) in [
+            ("accepted", c.accepted),
+            ("refused_per_peer", c.refused_per_peer),
+            ("refused_full", c.refused_full),
+            ("idle_evicted", c.idle_evicted),
+            ("timed_out", c.timed_out),
+        ] {
+            set(&s.connections.get_or_create(&vec![("event", what.to_string())]), v);
+        }
+        set(&s.frame_bytes_dropped, c.bytes_dropped_outside_frames);
+        set(&s.log_dropped, now.log.dropped_lines);
+        set(&s.log_write_errors, now.log.write_errors);
+        set(&s.charset_fallbacks, now.charset_fallbacks);
+        for (family, checks, key) in [(&s.health, &now.health, "part"), (&s.ready, &now.ready, "check")] {
+            for (name, ok) in checks {
+                family.get_or_create(&vec![(key, name.to_string())]).set(i64::from(*ok));
+            }
+        }
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail; an encoder error would be a bug
+        // in a label value, and a partial page is still better than none.
+        if prometheus_text::encode(&mut out, &self.0.registry).is_err() {
+            let _ = writeln!(out, "# encoding stopped early");
+        }
+        out
+    }
+}
+
+/// Remembers `value` while fewer than `max` are known; whether it is known.
+fn admit(known: &mut HashSet<String>, value: String, max: usize) -> bool {
+    if known.contains(&value) {
+        return true;
+    }
+    if known.len() < max {
+        known.insert(value);
+        return true;
+    }
+    false
+}
+
+/// A network value as a label: cut to [`MAX_LABEL_BYTES`], `none` when empty.
+/// (The encoder escapes quotes, backslashes and newlines.)
+fn label(v: &str) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    let mut end = v.len().min(MAX_LABEL_BYTES);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg<'a>(app: &'a str, t: &'a str) -> MessageLabels<'a> {
+        MessageLabels { msg_type: t, sending_app: app, sending_facility: "F", verdict: "accepted", duplicate: false }
+    }
+
+    fn scrape() -> Scrape {
+        Scrape {
+            journal: JournalSize::default(),
+            index_lag: 0,
+            unindexed: Some(0),
+            refused: 0,
+            connections: ConnectionCounts::default(),
+            log: LogStats::default(),
+            charset_fallbacks: 0,
+            health: vec![("journal", true)],
+            ready: vec![],
+        }
+    }
+
+    #[test]
+    fn a_sender_flood_is_capped_at_max_senders_then_counted_as_other() {
+        let m = Metrics::new();
+        for i in 0..MAX_SENDERS + 50 {
+            m.message(&msg(&format!("APP{i}"), "ADT^A01"), None, Duration::ZERO);
+        }
+        let text = m.render(&scrape());
+        let series = text.lines().filter(|l| l.starts_with("recordhub_messages_total{")).count();
+        assert_eq!(series, MAX_SENDERS + 1, "{MAX_SENDERS} named senders and one `other`");
+        assert!(
+            text.contains(
+                "sending_app=\"other\",sending_facility=\"other\",verdict=\"accepted\",duplicate=\"false\"} 50\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_cut_and_escaped() {
+        let m = Metrics::new();
+        let long = "A\"B\\".repeat(40);
+        m.message(&msg(&long, ""), Some(207), Duration::ZERO);
+        let text = m.render(&scrape());
+        assert!(text.contains("msg_type=\"none\""), "{text}");
+        assert!(text.contains("sending_app=\"A\\\"B\\\\A\\\"B"), "{text}");
+        assert!(text.contains("recordhub_naks_total{code=\"207\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn when_disabled_nothing_is_recorded() {
+        let m = Metrics::new();
+        m.set_enabled(false);
+        m.message(&msg("A", "ADT^A01"), None, Duration::ZERO);
+        m.commit(3, Duration::ZERO);
+        let text = m.render(&scrape());
+        assert!(!text.contains("recordhub_messages_total{"), "{text}");
+        assert!(text.contains("recordhub_journal_commit_seconds_count 0\n"), "{text}");
+    }
+}
