@@ -46,7 +46,7 @@ const MAX_LABEL_BYTES: usize = 64;
 /// What a capped label reads.
 pub const OTHER: &str = "other";
 
-/// The `/content-type` of what [`Metrics::render`] returns.
+/// The `Content-Type` of what [`Metrics::render`] returns.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 type Labels = Vec<(&'static str, String)>;
@@ -94,6 +94,8 @@ struct MessageCache {
     counters: HashMap<String, Counter>,
     senders: HashSet<String>,
     types: HashSet<String>,
+    /// By ERR-3 code: the engine's own codes (table 0357), a handful.
+    naks: HashMap<u16, Counter>,
 }
 
 /// One message's labels, as received.
@@ -256,22 +258,29 @@ impl Metrics {
         self.0.enabled.load(Ordering::Relaxed)
     }
 
-    /// One message decided (for [`crate::events::MessageOutcome`]).
-    pub(crate) fn message(&self, labels: &MessageLabels<'_>, nak_code: Option<u16>, elapsed: Duration) {
+    /// One message decided. Called by [`crate::events::MessageOutcome`] (and
+    /// the bench); no allocation once its labels have been seen.
+    pub fn message(&self, labels: &MessageLabels<'_>, nak_code: Option<u16>, elapsed: Duration) {
         if !self.enabled() {
             return;
         }
-        self.message_counter(labels);
-        if let Some(code) = nak_code {
-            self.0.naks.get_or_create(&vec![("code", code.to_string())]).inc();
+        {
+            // Only ever Counter handles and label strings behind the lock.
+            let mut cache = self.0.message_cache.lock().unwrap_or_else(PoisonError::into_inner);
+            self.message_counter(&mut cache, labels);
+            if let Some(code) = nak_code {
+                let naks = &self.0.naks;
+                cache
+                    .naks
+                    .entry(code)
+                    .or_insert_with(|| naks.get_or_create_owned(&vec![("code", code.to_string())]))
+                    .inc();
+            }
         }
         self.0.ack_latency.observe(elapsed.as_secs_f64());
     }
 
-    fn message_counter(&self, l: &MessageLabels<'_>) {
-        // Only ever a Counter handle and label strings behind the lock.
-        let mut cache = self.0.message_cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let cache = &mut *cache;
+    fn message_counter(&self, cache: &mut MessageCache, l: &MessageLabels<'_>) {
         cache.key.clear();
         let dup = if l.duplicate { "true" } else { "false" };
         for part in [l.msg_type, l.sending_app, l.sending_facility, l.verdict, dup] {
@@ -301,8 +310,8 @@ impl Metrics {
         }
     }
 
-    /// One journal group commit (for [`crate::events::JournalCommitted`]).
-    pub(crate) fn commit(&self, entries: u64, elapsed: Duration) {
+    /// One journal group commit; called by [`crate::events::JournalCommitted`].
+    pub fn commit(&self, entries: u64, elapsed: Duration) {
         if !self.enabled() {
             return;
         }
@@ -310,8 +319,8 @@ impl Metrics {
         self.0.batch_size.observe(entries as f64);
     }
 
-    /// A failed journal commit (for [`crate::events::JournalCommitFailed`]).
-    pub(crate) fn commit_failed(&self) {
+    /// A failed journal commit; called by [`crate::events::JournalCommitFailed`].
+    pub fn commit_failed(&self) {
         if self.enabled() {
             self.0.commit_failures.inc();
         }
