@@ -95,7 +95,8 @@ async fn extra_listeners(cfg: &Config, base: &ServerConfig) -> Result<Vec<(TcpLi
             None => None,
         };
         let allow = l.allow.as_ref().map(|rules| rules.clone().into());
-        let listener = TcpListener::bind(l.listen).await.map_err(|source| ServeError::Bind { addr: l.listen, source })?;
+        let listener =
+            TcpListener::bind(l.listen).await.map_err(|source| ServeError::Bind { addr: l.listen, source })?;
         out.push((listener, ServerConfig { security: server::Security { tls, allow }, ..base.clone() }));
     }
     Ok(out)

@@ -28,8 +28,12 @@ fn listener(key: &str, raw: &RawListener, v: &mut Validator<'_>) -> ListenerConf
     });
     let tls = raw.tls.as_ref().map(|t| tls_files(&format!("{key}.tls"), t, v));
     let mutual = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-    let rules: Vec<AllowRule> =
-        raw.allow.iter().enumerate().filter_map(|(i, a)| rule(&format!("{key}.allow[{}]", i + 1), a, mutual, v)).collect();
+    let rules: Vec<AllowRule> = raw
+        .allow
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| rule(&format!("{key}.allow[{}]", i + 1), a, mutual, v))
+        .collect();
     let allow = (!raw.allow.is_empty()).then_some(rules);
     ListenerConfig { listen, tls, allow }
 }
@@ -48,7 +52,9 @@ fn tls_files(key: &str, raw: &RawTls, v: &mut Validator<'_>) -> TlsFiles {
     if let Err(e) = tls::acceptor(&files) {
         let (field, value) = match &e {
             tls::TlsError::Pem { path, .. } | tls::TlsError::Rustls { path, .. } if *path == files.key => ("key", path),
-            tls::TlsError::Pem { path, .. } | tls::TlsError::Rustls { path, .. } if Some(path) == files.client_ca.as_ref() => {
+            tls::TlsError::Pem { path, .. } | tls::TlsError::Rustls { path, .. }
+                if Some(path) == files.client_ca.as_ref() =>
+            {
                 ("client_ca", path)
             }
             _ => ("cert", &files.cert),
@@ -76,7 +82,12 @@ fn rule(key: &str, raw: &RawAllow, mutual: bool, v: &mut Validator<'_>) -> Optio
         (None, Some(cidr)) => match Cidr::parse(cidr) {
             Ok(net) => Who::Cidr(net),
             Err(reason) => {
-                v.report_in(AT, &format!("{key}.cidr"), format!("{cidr:?}"), format!("{reason}; expected like 10.1.0.0/16"));
+                v.report_in(
+                    AT,
+                    &format!("{key}.cidr"),
+                    format!("{cidr:?}"),
+                    format!("{reason}; expected like 10.1.0.0/16"),
+                );
                 return None;
             }
         },

@@ -25,7 +25,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawListener, RawLog, RawMapping, RawMllp, RawStore, RawTls};
+pub use raw::{
+    RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawListener, RawLog, RawMapping, RawMllp, RawStore, RawTls,
+};
 pub use validate::resolve_path;
 
 const ENV_PREFIX: &str = "RECORDHUB";

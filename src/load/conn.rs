@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mllp::client::Io;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::mllp::client::Io;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::codec::Decoder;
 

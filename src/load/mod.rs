@@ -35,9 +35,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use crate::mllp::client::{self, ClientError, Io};
 use crate::mllp::tls::Connector;
+use serde::Serialize;
 use tokio::time::Instant;
 
 mod conn;

@@ -51,9 +51,12 @@ impl Cidr {
         let net: IpAddr = addr.trim().parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
         let max = if net.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                format!("prefix {p:?} is not a number from 0 to {max}")
-            })?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix {p:?} is not a number from 0 to {max}"))?,
             None => max,
         };
         Ok(Cidr { net, prefix })

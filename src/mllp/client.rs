@@ -134,7 +134,11 @@ impl MllpClient {
     ///
     /// # Errors
     /// As [`MllpClient::connect`], and [`ClientError::Handshake`].
-    pub async fn connect_with(addr: &str, timeout: Duration, tls: Option<&Connector>) -> Result<MllpClient, ClientError> {
+    pub async fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&Connector>,
+    ) -> Result<MllpClient, ClientError> {
         let stream = open(addr, timeout, tls).await?;
         Ok(MllpClient { framed: Framed::new(stream, MllpCodec::new(MAX_ACK_BYTES)) })
     }

@@ -139,7 +139,14 @@ async fn admit_and_serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAdd
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
     let evict = CancellationToken::new();
-    let conn = |rights| Connection { id: claim.id(), peer, shared: shared.clone(), activity: activity.clone(), evict: evict.clone(), rights };
+    let conn = |rights| Connection {
+        id: claim.id(),
+        peer,
+        shared: shared.clone(),
+        activity: activity.clone(),
+        evict: evict.clone(),
+        rights,
+    };
     match &shared.cfg.security.tls {
         None => {
             ConnectionStats::add(&shared.cfg.stats.accepted, 1);

@@ -79,9 +79,10 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for cert in load_certs(path)? {
-        store
-            .add(cert)
-            .map_err(|e| TlsError::Rustls { path: path.to_path_buf(), message: format!("not a usable CA certificate: {e}") })?;
+        store.add(cert).map_err(|e| TlsError::Rustls {
+            path: path.to_path_buf(),
+            message: format!("not a usable CA certificate: {e}"),
+        })?;
     }
     Ok(store)
 }
@@ -100,9 +101,10 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         .map_err(|e| TlsError::Rustls { path: files.cert.clone(), message: e.to_string() })?;
     let builder = match &files.client_ca {
         Some(ca) => {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                .build()
-                .map_err(|e| TlsError::Rustls { path: ca.clone(), message: e.to_string() })?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsError::Rustls { path: ca.clone(), message: e.to_string() })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
