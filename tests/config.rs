@@ -128,7 +128,7 @@ fn misspelt_key_names_file_position_key_and_valid_keys() {
         format!(
             "{}:3:1: mllp.max_frame_byte: unknown field `max_frame_byte`, expected one of \
              `listen`, `max_frame_bytes`, `idle_timeout_secs`, `frame_timeout_secs`, \
-             `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`",
+             `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`, `listeners`",
             file.display()
         )
     );
@@ -263,7 +263,7 @@ fn precedence_defaults_file_environment_command_line() {
         load(&file).unwrap_err().to_string(),
         "environment variable RECORDHUB__MLLP__LISTN: unknown field `listn`, expected one of \
          `listen`, `max_frame_bytes`, `idle_timeout_secs`, `frame_timeout_secs`, \
-         `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`"
+         `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`, `listeners`"
     );
 }
 

@@ -55,6 +55,8 @@ pub struct RawMllp {
     pub ack_timeout_secs: u64,
     /// More listeners (`[[mllp.listeners]]`), each plain or TLS, each with an
     /// optional sender allow-list; `listen` above stays the plain default one.
+    /// (Not serialized when empty: the shipped engine.toml shows it commented out.)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<RawListener>,
 }
 
