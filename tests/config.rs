@@ -439,3 +439,32 @@ fn acknowledges(mut conn: std::net::TcpStream) -> bool {
     }
     true
 }
+
+/// Allow-lists are checked at load: a subject needs mutual TLS, a CIDR must
+/// parse, an entry must say who and as what; all reported at once.
+#[test]
+fn listener_allow_lists_are_validated_at_load_every_problem_named() {
+    let _env = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engine.toml");
+    std::fs::write(
+        &file,
+        "[[mllp.listeners]]\nlisten = \"127.0.0.1:2576\"\n\
+         allow = [{ subject = \"CN=pas\", sending_app = \"PAS\" }, { cidr = \"10.0.0.0/40\", sending_app = \"PAS\" },\n\
+         { cidr = \"10.0.0.0/8\" }, { sending_app = \"PAS\" }]\n\n\
+         [[mllp.listeners]]\nlisten = \"127.0.0.1:2577\"\nallow = [{ cidr = \"10.1.0.0/16\", sending_facility = \"RJ1\" }]\n",
+    )
+    .unwrap();
+    let err = load_err(&file);
+    let at = format!("{}:1:", file.display());
+    for expected in [
+        "mllp.listeners[1].allow[1].subject = \"CN=pas\": a subject can only be checked on a listener with tls.client_ca",
+        "mllp.listeners[1].allow[2].cidr = \"10.0.0.0/40\": prefix \"40\" is not a number from 0 to 32",
+        "mllp.listeners[1].allow[3] = { ... }: give sending_app, sending_facility or both",
+        "mllp.listeners[1].allow[4] = { ... }: give exactly one of subject",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    assert!(err.lines().skip(1).all(|l| l.starts_with(&at)), "each problem at the listeners' position: {err}");
+    assert_eq!(err.lines().count(), 5, "{err}");
+}
