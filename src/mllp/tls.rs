@@ -109,9 +109,10 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         }
         None => builder.with_no_client_auth(),
     };
-    let config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Rustls { path: files.key.clone(), message: format!("key and certificate: {e}") })?;
+    let config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Rustls {
+        path: files.key.clone(),
+        message: format!("this key with certificate {}: {e}", files.cert.display()),
+    })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -144,9 +145,12 @@ impl ClientTls {
             .map_err(|e| TlsError::Rustls { path: self.ca.clone(), message: e.to_string() })?
             .with_root_certificates(roots(&self.ca)?);
         let config = match &self.cert_key {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-                .map_err(|e| TlsError::Rustls { path: key.clone(), message: format!("key and certificate: {e}") })?,
+            Some((cert, key)) => {
+                builder.with_client_auth_cert(load_certs(cert)?, load_key(key)?).map_err(|e| TlsError::Rustls {
+                    path: key.clone(),
+                    message: format!("this key with certificate {}: {e}", cert.display()),
+                })?
+            }
             None => builder.with_no_client_auth(),
         };
         let host = match &self.server_name {
