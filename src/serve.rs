@@ -196,6 +196,10 @@ pub async fn start_with_faults(
     // Before any thread starts: a listener that cannot bind stops start-up cleanly.
     let server_cfg = server_config(cfg);
     let extra = extra_listeners(cfg, &server_cfg).await?;
+    let http_tls = match &cfg.http.tls {
+        Some(files) => Some(crate::mllp::tls::acceptor(files).map_err(|e| ServeError::Tls(e.to_string()))?),
+        None => None,
+    };
     health.set_replay_done();
     let api = Api {
         store: pipeline.store().clone(),
@@ -215,7 +219,14 @@ pub async fn start_with_faults(
         },
     )
     .map_err(ServeError::Thread)?;
-    let http_task = tokio::spawn(http::run(http_listener, api, cancel.clone()));
+    let http_task = match http_tls {
+        Some(acceptor) => {
+            let https = crate::mllp::https::HttpsListener::new(http_listener, acceptor)
+                .map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
+            tokio::spawn(http::run(https, api, cancel.clone()))
+        }
+        None => tokio::spawn(http::run(http_listener, api, cancel.clone())),
+    };
     tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let mllp_stats = server_cfg.stats.clone();

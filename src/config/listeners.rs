@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawAllow, RawListener, RawTls};
+use super::raw::{RawAllow, RawHttpTls, RawListener, RawTls};
 use super::validate::{resolve_path, Validator};
 use super::ListenerConfig;
 use crate::mllp::allow::{AllowRule, Cidr, Who};
@@ -26,7 +26,7 @@ fn listener(key: &str, raw: &RawListener, v: &mut Validator<'_>) -> ListenerConf
         v.report_in(AT, &format!("{key}.listen"), format!("{:?}", raw.listen), reason);
         SocketAddr::from(([0, 0, 0, 0], 0))
     });
-    let tls = raw.tls.as_ref().map(|t| tls_files(&format!("{key}.tls"), t, v));
+    let tls = raw.tls.as_ref().map(|t| tls_files(AT, &format!("{key}.tls"), t, v));
     let mutual = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let rules: Vec<AllowRule> = raw
         .allow
@@ -38,16 +38,22 @@ fn listener(key: &str, raw: &RawListener, v: &mut Validator<'_>) -> ListenerConf
     ListenerConfig { listen, tls, allow }
 }
 
-fn path(v: &Validator<'_>, p: &Path) -> PathBuf {
-    resolve_path(p, v.origins.base_for(AT))
+fn path(v: &Validator<'_>, at: &str, p: &Path) -> PathBuf {
+    resolve_path(p, v.origins.base_for(at))
+}
+
+/// `[http] tls`: resolved and loaded like a listener's.
+pub(super) fn http_tls(raw: &RawHttpTls, v: &mut Validator<'_>) -> TlsFiles {
+    let raw = RawTls { cert: raw.cert.clone(), key: raw.key.clone(), client_ca: None };
+    tls_files("http.tls", "http.tls", &raw, v)
 }
 
 /// Resolves the paths and loads them the way the listener will.
-fn tls_files(key: &str, raw: &RawTls, v: &mut Validator<'_>) -> TlsFiles {
+fn tls_files(at: &str, key: &str, raw: &RawTls, v: &mut Validator<'_>) -> TlsFiles {
     let files = TlsFiles {
-        cert: path(v, &raw.cert),
-        key: path(v, &raw.key),
-        client_ca: raw.client_ca.as_ref().map(|p| path(v, p)),
+        cert: path(v, at, &raw.cert),
+        key: path(v, at, &raw.key),
+        client_ca: raw.client_ca.as_ref().map(|p| path(v, at, p)),
     };
     if let Err(e) = tls::acceptor(&files) {
         let (field, value) = match &e {
@@ -59,7 +65,7 @@ fn tls_files(key: &str, raw: &RawTls, v: &mut Validator<'_>) -> TlsFiles {
             }
             _ => ("cert", &files.cert),
         };
-        v.report_in(AT, &format!("{key}.{field}"), format!("{:?}", value.display().to_string()), e.to_string());
+        v.report_in(at, &format!("{key}.{field}"), format!("{:?}", value.display().to_string()), e.to_string());
     }
     files
 }

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::{
-    RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawListener, RawLog, RawMapping, RawMllp, RawStore, RawTls,
+    RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp, RawStore,
+    RawTls,
 };
 pub use validate::resolve_path;
 
@@ -77,6 +78,8 @@ pub struct ListenerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// HTTPS (resolved paths; `client_ca` is always `None`).
+    pub tls: Option<crate::mllp::tls::TlsFiles>,
 }
 
 /// Validated `[store]`.

@@ -116,6 +116,19 @@ pub struct RawAllow {
 pub struct RawHttp {
     /// Address of the read API (`GET /patients/{nhs}`) and admin endpoints.
     pub listen: String,
+    /// HTTPS: `{ cert = "server.pem", key = "server.key" }` (no client certificates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawHttpTls>,
+}
+
+/// `[http] tls = { ... }`; paths relative to the config file's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpTls {
+    /// PEM file: the server certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM file: the server's private key.
+    pub key: PathBuf,
 }
 
 /// `[store]` as written.
@@ -199,7 +212,7 @@ impl Default for RawMllp {
 
 impl Default for RawHttp {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into() }
+        Self { listen: "127.0.0.1:8080".into(), tls: None }
     }
 }
 

@@ -171,7 +171,10 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
     let mut v = Validator { origins, problems: Vec::new() };
     let config = Config {
         mllp: validate_mllp(&raw.mllp, &mut v),
-        http: HttpConfig { listen: v.addr("http.listen", &raw.http.listen) },
+        http: HttpConfig {
+            listen: v.addr("http.listen", &raw.http.listen),
+            tls: raw.http.tls.as_ref().map(|t| super::listeners::http_tls(t, &mut v)),
+        },
         store: validate_store(raw.store, &mut v),
         ack: validate_ack(raw.ack, &mut v),
         hl7: validate_hl7(&raw.hl7, &mut v),

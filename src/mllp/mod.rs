@@ -16,6 +16,7 @@ pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod expect;
+pub mod https;
 pub mod server;
 pub mod split;
 pub mod tls;

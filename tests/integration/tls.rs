@@ -274,3 +274,25 @@ fn a_missing_certificate_file_is_named_with_its_key_and_position() {
     assert!(err.contains("mllp.listeners[1].tls.cert"), "the key: {err}");
     assert!(err.contains(&format!("{}: cannot read certificates", cert.display())), "the file: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_serves_https_when_http_tls_is_set() {
+    let p = pki();
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.http.tls = Some(p.files(false));
+    let e = Engine::start(cfg).await;
+    let addr = e.running.as_ref().unwrap().http_addr;
+    // Garbage first: the API goes on serving.
+    let mut junk = tokio::net::TcpStream::connect(addr).await.unwrap();
+    junk.write_all(b"GET /health HTTP/1.1\r\n\r\n").await.unwrap();
+    let tls = p.client_tls(None).connector(&addr.to_string()).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut s = tls.connector.connect(tls.server_name.clone(), tcp).await.expect("HTTPS handshake");
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut reply)).await.expect("a reply");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    e.stop().await;
+}
