@@ -15,3 +15,4 @@ mod mllp_edges;
 mod outcomes;
 mod records;
 mod replay;
+mod tls;
