@@ -52,7 +52,11 @@ const MAX_INDEX_LAG: u64 = 50_000;
 const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves until `cancel` fires.
-pub async fn run(listener: TcpListener, api: Api, cancel: CancellationToken) -> std::io::Result<()> {
+pub async fn run<L>(listener: L, api: Api, cancel: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = Router::new()
         .route("/patients/{nhs}", get(patient))
         .route("/admin/reload", post(reload))

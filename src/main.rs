@@ -45,6 +45,8 @@ enum Command {
         /// Seconds to wait for each ACK.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        #[command(flatten)]
+        tls: TlsArgs,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -94,6 +96,8 @@ enum Command {
         /// Seconds to wait for each ACK.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        #[command(flatten)]
+        tls: TlsArgs,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -112,6 +116,34 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// TLS for `send` and `load`: given `--tls-ca`, the connection uses TLS.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// PEM file of CA certificates to verify the listener's certificate with; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// PEM file of our client certificate, for a listener with mutual TLS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file of our client certificate's private key (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name the listener's certificate must carry (default: the host in --to).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    fn client(self) -> Option<recordhub::mllp::tls::ClientTls> {
+        let ca = self.tls_ca?;
+        Some(recordhub::mllp::tls::ClientTls {
+            ca,
+            cert_key: self.tls_cert.zip(self.tls_key),
+            server_name: self.tls_server_name,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -163,10 +195,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             served?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Send { to, timeout, files } => {
+        Command::Send { to, timeout, tls, files } => {
             let rt =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-            let ok = rt.block_on(cli::send(&to, std::time::Duration::from_secs(timeout), &files))?;
+            let tls = tls.client();
+            let ok = rt.block_on(cli::send_with(&to, tls.as_ref(), std::time::Duration::from_secs(timeout), &files))?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Journal { common, since, show, verify } => {
@@ -188,7 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
-        Command::Load { to, connections, messages, pipeline, rate, timeout, files } => {
+        Command::Load { to, connections, messages, pipeline, rate, timeout, tls, files } => {
             let rt =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
             let opts = recordhub::load::LoadOptions {
@@ -199,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rate,
                 files,
                 timeout: std::time::Duration::from_secs(timeout),
+                tls: tls.client(),
             };
             let summary = rt.block_on(recordhub::load::run(opts))?;
             // A closed stdout (`| head`) is not an error worth a panic.

@@ -214,7 +214,7 @@ impl Metrics {
         r.register("connections_open", "MLLP connections open now", s.connections_open.clone());
         r.register(
             "connections",
-            "MLLP connections by what happened: accepted, refused_per_peer, refused_full, idle_evicted, timed_out",
+            "MLLP connections by what happened: accepted, refused_per_peer, refused_full, idle_evicted, timed_out, tls_handshake_failed",
             s.connections.clone(),
         );
         r.register(
@@ -350,6 +350,7 @@ impl Metrics {
             ("refused_full", c.refused_full),
             ("idle_evicted", c.idle_evicted),
             ("timed_out", c.timed_out),
+            ("tls_handshake_failed", c.tls_handshakes_failed),
         ] {
             set(&s.connections.get_or_create(&vec![("event", what.to_string())]), v);
         }

@@ -27,6 +27,8 @@ pub enum ServeError {
     Thread(#[source] std::io::Error),
     #[error("the pipeline thread panicked ({0}); exiting so the service manager restarts recordhub: nothing acknowledged is lost")]
     PipelinePanicked(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Faults(#[from] crate::fault::SpecError),
 }
@@ -76,7 +78,28 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
         max_connections_per_peer: cfg.mllp.max_connections_per_peer,
         max_in_flight: cfg.mllp.max_in_flight,
         stats: Default::default(),
+        security: Default::default(),
     }
+}
+
+/// Binds every `[[mllp.listeners]]` entry and gives each its server settings
+/// (sharing `base`'s counters), in config order.
+///
+/// # Errors
+/// An address cannot be bound, or a TLS file no longer loads.
+async fn extra_listeners(cfg: &Config, base: &ServerConfig) -> Result<Vec<(TcpListener, ServerConfig)>, ServeError> {
+    let mut out = Vec::new();
+    for l in &cfg.mllp.listeners {
+        let tls = match &l.tls {
+            Some(files) => Some(crate::mllp::tls::acceptor(files).map_err(|e| ServeError::Tls(e.to_string()))?),
+            None => None,
+        };
+        let allow = l.allow.as_ref().map(|rules| rules.clone().into());
+        let listener =
+            TcpListener::bind(l.listen).await.map_err(|source| ServeError::Bind { addr: l.listen, source })?;
+        out.push((listener, ServerConfig { security: server::Security { tls, allow }, ..base.clone() }));
+    }
+    Ok(out)
 }
 
 /// A running engine: the listener, its worker thread and the pipeline.
@@ -85,7 +108,9 @@ pub struct Running {
     pub http_addr: std::net::SocketAddr,
     /// What `/health` and `/ready` report.
     pub health: Health,
-    /// The MLLP listener's connection counters.
+    /// Where each `[[mllp.listeners]]` entry listens, in config order.
+    pub mllp_listeners: Vec<std::net::SocketAddr>,
+    /// The MLLP listeners' connection counters (all listeners together).
     pub mllp_stats: std::sync::Arc<crate::mllp::admission::ConnectionStats>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
@@ -168,9 +193,15 @@ pub async fn start_with_faults(
     let http_listener =
         http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
+    // Before any thread starts: a listener that cannot bind stops start-up cleanly.
+    let server_cfg = server_config(cfg);
+    let extra = extra_listeners(cfg, &server_cfg).await?;
+    let http_tls = match &cfg.http.tls {
+        Some(files) => Some(crate::mllp::tls::acceptor(files).map_err(|e| ServeError::Tls(e.to_string()))?),
+        None => None,
+    };
     health.set_replay_done();
     health.metrics().set_enabled(cfg.http.metrics);
-    let server_cfg = server_config(cfg);
     let api = Api {
         store: pipeline.store().clone(),
         progress: pipeline.progress(),
@@ -191,18 +222,36 @@ pub async fn start_with_faults(
         },
     )
     .map_err(ServeError::Thread)?;
-    let http_task = tokio::spawn(http::run(http_listener, api, cancel.clone()));
+    let http_task = match http_tls {
+        Some(acceptor) => {
+            let https = crate::mllp::https::HttpsListener::new(http_listener, acceptor)
+                .map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
+            tokio::spawn(http::run(https, api, cancel.clone()))
+        }
+        None => tokio::spawn(http::run(http_listener, api, cancel.clone())),
+    };
     tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "MLLP listener started");
     }
+    let mut mllp_listeners = Vec::new();
+    let mut extra_tasks = Vec::new();
+    for ((l, c), configured) in extra.into_iter().zip(&cfg.mllp.listeners) {
+        let addr = l.local_addr().unwrap_or(configured.listen);
+        tracing::info!(listen = %addr, tls = c.security.tls.is_some(), allow_list = c.security.allow.is_some(), "MLLP listener started");
+        mllp_listeners.push(addr);
+        extra_tasks.push(tokio::spawn(server::run(l, c, handle.clone(), cancel.clone())));
+    }
     let token = cancel.clone();
     health.set_listening(true);
     let api_health = health.clone();
     let task = tokio::spawn(async move {
         server::run(listener, server_cfg, handle, token).await;
+        for t in extra_tasks {
+            let _ = t.await;
+        }
         health.set_listening(false);
         let _ = http_task.await;
         // Every connection has finished and the last handle is gone, so the
@@ -222,7 +271,7 @@ pub async fn start_with_faults(
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { http_addr, health: api_health, mllp_stats, cancel, task })
+    Ok(Running { http_addr, health: api_health, mllp_listeners, mllp_stats, cancel, task })
 }
 
 /// `recordhub serve`: runs until SIGTERM/ctrl-c.

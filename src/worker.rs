@@ -34,6 +34,9 @@ pub enum FrameBuf {
 pub struct Job {
     pub frame: FrameBuf,
     pub peer: Arc<str>,
+    /// What the connection may send as (MSH-3/MSH-4), when its listener has
+    /// an allow-list; checked at intake (`mllp::allow::verdict`).
+    pub sender: Option<Arc<crate::mllp::allow::SenderRights>>,
     pub received_at_ms: u64,
     pub started: Instant,
     pub reply: oneshot::Sender<Outcome>,
@@ -158,6 +161,7 @@ fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
             peer: &q.job.peer,
             received_at_ms: q.job.received_at_ms,
             premapped: q.premapped.as_ref(),
+            sender: q.job.sender.as_deref(),
         })
         .collect();
     let outcomes = pipeline.process(&inbound);

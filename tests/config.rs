@@ -139,7 +139,7 @@ fn misspelt_key_names_file_position_key_and_valid_keys() {
         format!(
             "{}:3:1: mllp.max_frame_byte: unknown field `max_frame_byte`, expected one of \
              `listen`, `max_frame_bytes`, `idle_timeout_secs`, `frame_timeout_secs`, \
-             `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`",
+             `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`, `listeners`",
             file.display()
         )
     );
@@ -274,7 +274,7 @@ fn precedence_defaults_file_environment_command_line() {
         load(&file).unwrap_err().to_string(),
         "environment variable RECORDHUB__MLLP__LISTN: unknown field `listn`, expected one of \
          `listen`, `max_frame_bytes`, `idle_timeout_secs`, `frame_timeout_secs`, \
-         `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`"
+         `max_connections`, `max_connections_per_peer`, `max_in_flight`, `ack_timeout_secs`, `listeners`"
     );
 }
 
@@ -449,4 +449,33 @@ fn acknowledges(mut conn: std::net::TcpStream) -> bool {
         }
     }
     true
+}
+
+/// Allow-lists are checked at load: a subject needs mutual TLS, a CIDR must
+/// parse, an entry must say who and as what; all reported at once.
+#[test]
+fn listener_allow_lists_are_validated_at_load_every_problem_named() {
+    let _env = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engine.toml");
+    std::fs::write(
+        &file,
+        "[[mllp.listeners]]\nlisten = \"127.0.0.1:2576\"\n\
+         allow = [{ subject = \"CN=pas\", sending_app = \"PAS\" }, { cidr = \"10.0.0.0/40\", sending_app = \"PAS\" },\n\
+         { cidr = \"10.0.0.0/8\" }, { sending_app = \"PAS\" }]\n\n\
+         [[mllp.listeners]]\nlisten = \"127.0.0.1:2577\"\nallow = [{ cidr = \"10.1.0.0/16\", sending_facility = \"RJ1\" }]\n",
+    )
+    .unwrap();
+    let err = load_err(&file);
+    let at = format!("{}:1:", file.display());
+    for expected in [
+        "mllp.listeners[1].allow[1].subject = \"CN=pas\": a subject can only be checked on a listener with tls.client_ca",
+        "mllp.listeners[1].allow[2].cidr = \"10.0.0.0/40\": prefix \"40\" is not a number from 0 to 32",
+        "mllp.listeners[1].allow[3] = { ... }: give sending_app, sending_facility or both",
+        "mllp.listeners[1].allow[4] = { ... }: give exactly one of subject",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    assert!(err.lines().skip(1).all(|l| l.starts_with(&at)), "each problem at the listeners' position: {err}");
+    assert_eq!(err.lines().count(), 5, "{err}");
 }

@@ -194,3 +194,11 @@ fn hole_10_mapping_an_item_heavy_message_peaks_under_5x_the_frame() {
     assert_eq!(mapped.items.len(), 340_000 + 2);
     assert!(ratio < 5.0, "peak RSS growth {ratio:.2}x the frame");
 }
+
+/// Issue 8 hole 10: the pipeline may map a large message on another thread.
+#[test]
+fn hole_10_mappings_and_mapped_messages_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<MappingSet>();
+    send_sync::<recordhub::record::Mapped>();
+}

@@ -29,12 +29,29 @@ const LATE_ACK_WAIT: Duration = Duration::from_secs(1);
 /// ACKs come back in order, so an ACK whose MSA-2 is an earlier `NE`/`ER`/
 /// `SU` message's control id is that message's, reported as such.
 pub async fn send(to: &str, timeout: Duration, files: &[PathBuf]) -> Result<bool, CliError> {
+    send_with(to, None, timeout, files).await
+}
+
+/// [`send`], over TLS when `tls` is given (`--tls-ca` and friends).
+///
+/// # Errors
+/// A file cannot be read, the connection or the TLS handshake fails.
+pub async fn send_with(
+    to: &str,
+    tls: Option<&crate::mllp::tls::ClientTls>,
+    timeout: Duration,
+    files: &[PathBuf],
+) -> Result<bool, CliError> {
     let mut messages = Vec::new();
     for path in files {
         let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.clone(), source })?;
         messages.extend(split_messages(&bytes));
     }
-    let mut client = MllpClient::connect(to, timeout).await?;
+    let connector = match tls {
+        Some(t) => Some(t.connector(to).map_err(ClientError::from)?),
+        None => None,
+    };
+    let mut client = MllpClient::connect_with(to, timeout, connector.as_ref()).await?;
     let mut run = SendRun { out: std::io::stdout().lock(), all_ok: true, unanswered: VecDeque::new(), late: false };
     for msg in &messages {
         let sent_id = control_id_of(msg);

@@ -15,6 +15,7 @@
 //! An address that parses but cannot be bound is the listener's error.
 
 mod env;
+mod listeners;
 mod positions;
 mod raw;
 mod validate;
@@ -24,7 +25,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawAck, RawConfig, RawHl7, RawHttp, RawLog, RawMapping, RawMllp, RawStore};
+pub use raw::{
+    RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp, RawStore,
+    RawTls,
+};
 pub use validate::resolve_path;
 
 const ENV_PREFIX: &str = "RECORDHUB";
@@ -56,6 +60,18 @@ pub struct MllpConfig {
     pub max_connections_per_peer: usize,
     pub max_in_flight: usize,
     pub ack_timeout: Duration,
+    /// `[[mllp.listeners]]`, beside the plain listener on `listen`.
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// One validated `[[mllp.listeners]]` entry (its TLS files were loaded once at start-up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    /// Resolved paths.
+    pub tls: Option<crate::mllp::tls::TlsFiles>,
+    /// `None` when the listener has no allow-list (any sender).
+    pub allow: Option<Vec<crate::mllp::allow::AllowRule>>,
 }
 
 /// Validated `[http]`.
@@ -64,6 +80,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Record counters and serve `GET /metrics`; off, `/metrics` is 404.
     pub metrics: bool,
+    /// HTTPS (resolved paths; `client_ca` is always `None`).
+    pub tls: Option<crate::mllp::tls::TlsFiles>,
 }
 
 /// Validated `[store]`.

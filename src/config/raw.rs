@@ -53,6 +53,61 @@ pub struct RawMllp {
     pub max_in_flight: u64,
     /// Seconds `recordhub send` waits for an ACK (client side).
     pub ack_timeout_secs: u64,
+    /// More listeners (`[[mllp.listeners]]`), each plain or TLS, each with an
+    /// optional sender allow-list; `listen` above stays the plain default one.
+    /// (Not serialized when empty: the shipped engine.toml shows it commented out.)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<RawListener>,
+}
+
+/// One `[[mllp.listeners]]` entry. The `[mllp]` limits and timeouts apply to it
+/// (`max_connections` and `max_connections_per_peer` per listener).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// IP socket address to accept on, like `0.0.0.0:2576`.
+    pub listen: String,
+    /// TLS on this listener: `{ cert = "server.pem", key = "server.key", client_ca = "clients-ca.pem" }`.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// Who may send as which MSH-3/MSH-4: `[{ subject = "CN=pas.rj1.nhs.uk", sending_app = "PAS",
+    /// sending_facility = "RJ1" }]` (mutual TLS) or `[{ cidr = "10.1.0.0/16", sending_facility = "RJ1" }]`.
+    /// Empty: no check.
+    #[serde(default)]
+    pub allow: Vec<RawAllow>,
+}
+
+/// `tls = { ... }` of a listener; paths relative to the config file's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file: the server certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM file: the server's private key.
+    pub key: PathBuf,
+    /// PEM file of CA certificates: when set, every client must present a certificate
+    /// that chains to one of them (mutual TLS), or its handshake is refused.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// One allow-list entry: who (`subject` or `cidr`) may send as what (either or both
+/// of `sending_app`, `sending_facility`; a missing one means any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    /// `CN=<name>`: the client certificate's subject common name (mutual TLS only).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A source network like `10.1.0.0/16` (or one address).
+    #[serde(default)]
+    pub cidr: Option<String>,
+    /// MSH-3 (or its first component) it may send as.
+    #[serde(default)]
+    pub sending_app: Option<String>,
+    /// MSH-4 (or its first component) it may send as.
+    #[serde(default)]
+    pub sending_facility: Option<String>,
 }
 
 /// `[http]` as written.
@@ -63,6 +118,19 @@ pub struct RawHttp {
     pub listen: String,
     /// Record counters and serve `GET /metrics` (Prometheus text format).
     pub metrics: bool,
+    /// HTTPS: `{ cert = "server.pem", key = "server.key" }` (no client certificates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawHttpTls>,
+}
+
+/// `[http] tls = { ... }`; paths relative to the config file's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpTls {
+    /// PEM file: the server certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM file: the server's private key.
+    pub key: PathBuf,
 }
 
 /// `[store]` as written.
@@ -139,13 +207,14 @@ impl Default for RawMllp {
             max_connections_per_peer: 64,
             max_in_flight: 64,
             ack_timeout_secs: 30,
+            listeners: Vec::new(),
         }
     }
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), metrics: true }
+        Self { listen: "127.0.0.1:8080".into(), metrics: true, tls: None }
     }
 }
 

@@ -75,7 +75,7 @@ impl Origins {
     }
 
     /// The directory a relative path in `key` is relative to; `None` for the working directory.
-    fn base_for(&self, key: &str) -> Option<&Path> {
+    pub(super) fn base_for(&self, key: &str) -> Option<&Path> {
         match self.origin(key) {
             Origin::CommandLine | Origin::Env(_) => None,
             Origin::File(_) | Origin::Default => self.base.as_deref(),
@@ -96,18 +96,25 @@ pub fn resolve_path(path: &Path, base: Option<&Path>) -> PathBuf {
 }
 
 /// Collects problems; each check returns a placeholder on failure so checking goes on.
-struct Validator<'a> {
-    origins: &'a Origins,
+pub(super) struct Validator<'a> {
+    pub(super) origins: &'a Origins,
     problems: Vec<Problem>,
 }
 
 impl Validator<'_> {
-    fn report(&mut self, key: &str, value: String, reason: impl Into<String>) {
+    pub(super) fn report(&mut self, key: &str, value: String, reason: impl Into<String>) {
         let origin = self.origins.describe(key);
         self.problems.push(Problem { origin, key: key.into(), value, reason: reason.into() });
     }
 
-    fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
+    /// A problem in a nested value (`mllp.listeners[1].tls.cert`), placed at
+    /// its enclosing key's position (`at`).
+    pub(super) fn report_in(&mut self, at: &str, key: &str, value: String, reason: impl Into<String>) {
+        let origin = self.origins.describe(at);
+        self.problems.push(Problem { origin, key: key.into(), value, reason: reason.into() });
+    }
+
+    pub(super) fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse().unwrap_or_else(|_| {
             self.report(key, format!("{value:?}"), "not an IP socket address like 127.0.0.1:2575");
             SocketAddr::from(([0, 0, 0, 0], 0))
@@ -142,7 +149,7 @@ impl Validator<'_> {
         resolve_path(&value, self.origins.base_for(key))
     }
 
-    fn hl7_name(&mut self, key: &str, value: String) -> String {
+    pub(super) fn hl7_name(&mut self, key: &str, value: String) -> String {
         if value.is_empty() || value.contains(HL7_DELIMITERS) {
             self.report(key, format!("{value:?}"), "must be non-empty text without HL7 delimiters | ^ ~ \\ &");
         }
@@ -164,7 +171,11 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
     let mut v = Validator { origins, problems: Vec::new() };
     let config = Config {
         mllp: validate_mllp(&raw.mllp, &mut v),
-        http: HttpConfig { listen: v.addr("http.listen", &raw.http.listen), metrics: raw.http.metrics },
+        http: HttpConfig {
+            listen: v.addr("http.listen", &raw.http.listen),
+            metrics: raw.http.metrics,
+            tls: raw.http.tls.as_ref().map(|t| super::listeners::http_tls(t, &mut v)),
+        },
         store: validate_store(raw.store, &mut v),
         ack: validate_ack(raw.ack, &mut v),
         hl7: validate_hl7(&raw.hl7, &mut v),
@@ -197,6 +208,7 @@ fn validate_mllp(raw: &RawMllp, v: &mut Validator<'_>) -> MllpConfig {
         max_connections_per_peer: per_peer,
         max_in_flight: v.count("mllp.max_in_flight", raw.max_in_flight),
         ack_timeout: v.secs("mllp.ack_timeout_secs", raw.ack_timeout_secs),
+        listeners: super::listeners::validate(&raw.listeners, v),
     }
 }
 

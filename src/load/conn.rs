@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mllp::client::Io;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::codec::Decoder;
 
@@ -45,7 +45,7 @@ struct Outstanding {
 /// One connection's state while it runs.
 struct Connection {
     plan: Plan,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     codec: MllpCodec,
     wbuf: Vec<u8>,
     rbuf: BytesMut,
@@ -64,7 +64,7 @@ enum Stop {
     Failed,
 }
 
-pub(super) async fn drive(stream: TcpStream, plan: Plan) -> Tally {
+pub(super) async fn drive(stream: Box<dyn Io>, plan: Plan) -> Tally {
     let pipeline = plan.shared.pipeline;
     let mut c = Connection {
         stream,

@@ -35,8 +35,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mllp::client::{self, ClientError, Io};
+use crate::mllp::tls::Connector;
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 mod conn;
@@ -65,6 +66,8 @@ pub struct LoadOptions {
     pub files: Vec<PathBuf>,
     /// How long to wait for an ACK, and for a connection to open.
     pub timeout: Duration,
+    /// TLS (`--tls-ca` and friends); `None`: plain TCP.
+    pub tls: Option<crate::mllp::tls::ClientTls>,
 }
 
 /// What happened, for `recordhub load` to print as JSON.
@@ -130,6 +133,9 @@ pub enum LoadError {
         #[source]
         source: io::Error,
     },
+    /// The TLS files given could not be used.
+    #[error(transparent)]
+    Tls(#[from] crate::mllp::tls::TlsError),
     /// A connection task panicked (a bug in the load tool).
     #[error("a load connection task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -155,12 +161,16 @@ pub async fn run(opts: LoadOptions) -> Result<LoadSummary, LoadError> {
         // on a zero period, hence the floor.
         period: opts.rate.map(|r| Duration::from_secs_f64(opts.connections as f64 / r).max(Duration::from_nanos(1))),
     });
+    let connector = match &opts.tls {
+        Some(t) => Some(t.connector(&opts.to)?),
+        None => None,
+    };
     let mut streams = Vec::with_capacity(opts.connections);
     for conn in 0..opts.connections {
         let quota = opts.messages / opts.connections as u64
             + u64::from((conn as u64) < opts.messages % opts.connections as u64);
         if quota > 0 {
-            streams.push((conn, quota, connect(&opts.to, opts.timeout).await?));
+            streams.push((conn, quota, connect(&opts.to, opts.timeout, connector.as_ref()).await?));
         }
     }
     let started = Instant::now();
@@ -189,15 +199,15 @@ fn validate(opts: &LoadOptions) -> Result<(), LoadError> {
     Ok(())
 }
 
-async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, LoadError> {
-    let error = |source| LoadError::Connect { addr: addr.to_owned(), source };
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(result) => result.map_err(error)?,
-        Err(_) => return Err(error(io::Error::new(io::ErrorKind::TimedOut, "no answer"))),
-    };
-    // Small frames: Nagle would add its delay to every measured latency.
-    stream.set_nodelay(true).map_err(error)?;
-    Ok(stream)
+async fn connect(addr: &str, timeout: Duration, tls: Option<&Connector>) -> Result<Box<dyn Io>, LoadError> {
+    // Nodelay is set by `open`: Nagle would add its delay to every measured latency.
+    client::open(addr, timeout, tls).await.map_err(|e| {
+        let source = match e {
+            ClientError::Connect { source, .. } => source,
+            other => io::Error::other(crate::pipeline::error_chain(&other)),
+        };
+        LoadError::Connect { addr: addr.to_owned(), source }
+    })
 }
 
 #[cfg(test)]

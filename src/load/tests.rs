@@ -62,6 +62,7 @@ fn options(to: String, file: PathBuf) -> LoadOptions {
         rate: None,
         files: vec![file],
         timeout: Duration::from_secs(5),
+        tls: None,
     }
 }
 

@@ -16,7 +16,7 @@ use super::plan::{Cond, FieldPlan, ItemPlan, Part, Plan, ProvField, Source, Temp
 use super::scope::{Layout, ListScope, Scope};
 use crate::ack::{Location, Problem};
 use crate::hl7::{Field, FieldTable, Message, Segment, Value};
-use crate::record::{Fields, FieldsBuilder, Identity, Item, LocalId, Mapped, Names, Provenance, SeqAt, SeqRef};
+use crate::record::{FieldsBuilder, Identity, Item, LocalId, Mapped, Names, Provenance, SeqAt, SeqRef};
 
 /// How many segments' field tables a run keeps: the item's segment, a list row,
 /// and the message-level segments a plan reads (MSH, PID, PV1, ...).
@@ -44,6 +44,8 @@ pub struct Run<'m, 'a> {
     seq_refs: Vec<SeqRef>,
     /// `{seq}` fields of the fields being built, located once the caller knows where.
     pending: Vec<(Arc<str>, Vec<String>)>,
+    /// The buffer items and rows are packed in, reused: each item gets an exact copy.
+    scratch: Vec<u8>,
 }
 
 impl<'m, 'a> Run<'m, 'a> {
@@ -52,7 +54,8 @@ impl<'m, 'a> Run<'m, 'a> {
         // Shared by every item of the message: one Arc clone, no copies.
         let prov = prov.clone();
         let (warnings, tables, layout) = (Vec::new(), Vec::with_capacity(TABLES), Layout::new(msg));
-        Run { msg, prov, reads, warnings, tables, evict: 0, event, layout, seq_refs: Vec::new(), pending: Vec::new() }
+        let (seq_refs, pending, scratch) = (Vec::new(), Vec::new(), Vec::with_capacity(256));
+        Run { msg, prov, reads, warnings, tables, evict: 0, event, layout, seq_refs, pending, scratch }
     }
 
     /// Field `n` of `seg`, through the per-segment table.
@@ -148,7 +151,8 @@ impl<'m, 'a> Run<'m, 'a> {
             self.seq_refs.push(SeqRef { item: at, at: SeqAt::Id, pieces });
         }
         self.pending.clear();
-        let mut fields = self.fields(&plan.fields, &plan.names, scope)?;
+        let mut fields = FieldsBuilder::with_buffer(&plan.names, std::mem::take(&mut self.scratch));
+        self.fields(&plan.fields, &mut fields, scope)?;
         for (field, pieces) in std::mem::take(&mut self.pending) {
             self.seq_refs.push(SeqRef { item: at, at: SeqAt::Field(field), pieces });
         }
@@ -164,24 +168,26 @@ impl<'m, 'a> Run<'m, 'a> {
                 let Some(row) = self.msg.segment(i) else { continue };
                 let row_end = rows_at.get(n + 1).copied().unwrap_or(to);
                 let list_scope = ListScope { row, row_end, head_end };
-                let fields = self.fields(&list.fields, &list.names, Scope { list: Some(list_scope), ..scope })?;
+                let mut row = Row { names: &list.names, map: serde_json::Map::new() };
+                self.fields(&list.fields, &mut row, Scope { list: Some(list_scope), ..scope })?;
                 for (field, pieces) in std::mem::take(&mut self.pending) {
                     let at = SeqAt::Row { list: list.name.clone(), row: rows.len(), field };
                     self.seq_refs.push(SeqRef { item: out.len(), at, pieces });
                 }
-                rows.push(fields.into_json());
+                rows.push(Json::Object(row.map));
             }
             match list.shadows {
                 true => fields.insert(&list.name, Json::Array(rows)),
                 false => fields.push_at(list.index, Json::Array(rows)),
             }
         }
-        out.push(Item { kind: plan.kind, id, fields: fields.finish(), provenance: self.prov.clone() });
+        let (fields, buf) = fields.finish_keep();
+        self.scratch = buf;
+        out.push(Item { kind: plan.kind, id, fields, provenance: self.prov.clone() });
         Ok(())
     }
 
-    fn fields(&mut self, plans: &[FieldPlan], names: &Names, scope: Scope<'a>) -> Result<FieldsBuilder, Problem> {
-        let mut out = Fields::builder(names);
+    fn fields(&mut self, plans: &[FieldPlan], out: &mut impl Out, scope: Scope<'a>) -> Result<(), Problem> {
         for f in plans {
             if !self.holds(f.when.as_ref(), scope) {
                 continue;
@@ -201,7 +207,7 @@ impl<'m, 'a> Run<'m, 'a> {
                     Some((_, v, _)) if v.is_null() => (Some(Json::Null), None),
                     // Most values are plain text: packed without a JSON string in between.
                     Some((_, v, _)) if matches!(f.ty, Ty::String) => {
-                        out.push_str_at(f.index, &v.text());
+                        out.text(f.index, &v.text());
                         continue;
                     }
                     Some((seg, v, rep)) => {
@@ -225,7 +231,7 @@ impl<'m, 'a> Run<'m, 'a> {
                 },
             };
             match value {
-                Some(v) => out.push_at(f.index, v),
+                Some(v) => out.value(f.index, v),
                 None if f.required => {
                     let seg = at.and_then(|p| self.segment(p, scope));
                     return Err(problem(101, &f.name, at, seg.map(|s| (s, 1)), "required value is missing"));
@@ -233,7 +239,7 @@ impl<'m, 'a> Run<'m, 'a> {
                 None => {}
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn holds(&mut self, cond: Option<&Cond>, scope: Scope<'a>) -> bool {
@@ -333,6 +339,42 @@ impl<'m, 'a> Run<'m, 'a> {
     fn mark(&mut self, seg: &Segment<'_>, field: u16) {
         if let Some(reads) = self.reads.as_deref_mut() {
             reads.push((seg.index(), field as usize));
+        }
+    }
+}
+
+/// Where [`Run::fields`] puts values: an item's packed fields, or a list row.
+trait Out {
+    /// Text as the value of name number `i`.
+    fn text(&mut self, i: usize, s: &str);
+    /// Any value of name number `i`.
+    fn value(&mut self, i: usize, v: Json);
+}
+
+impl Out for FieldsBuilder {
+    fn text(&mut self, i: usize, s: &str) {
+        self.push_str_at(i, s);
+    }
+
+    fn value(&mut self, i: usize, v: Json) {
+        self.push_at(i, v);
+    }
+}
+
+/// A list row: a JSON object inside its item's fields, built as one directly.
+struct Row<'p> {
+    names: &'p Names,
+    map: serde_json::Map<String, Json>,
+}
+
+impl Out for Row<'_> {
+    fn text(&mut self, i: usize, s: &str) {
+        self.value(i, Json::String(s.to_string()));
+    }
+
+    fn value(&mut self, i: usize, v: Json) {
+        if let Some(name) = self.names.get(i) {
+            self.map.insert(name.to_string(), v);
         }
     }
 }

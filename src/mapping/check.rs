@@ -60,7 +60,8 @@ fn check_one(set: &MappingSet, raw: &[u8]) -> CheckedMessage {
 
 /// Provenance as the pipeline builds it: MSH-3, MSH-4, MSH-10, MSH-9.1^MSH-9.2, and
 /// EVN-2 (else MSH-7) as ISO 8601.
-/// Shared (`Arc`) by every item the message maps to.
+/// Shared (`Arc`) by every item the message maps to. With `seq` 0 when the seq is
+/// not known yet: [`Mapped::assign_seq`] sets it after mapping.
 pub fn provenance(msg: &Message<'_>, seq: u64) -> std::sync::Arc<Provenance> {
     let msh = msg.header();
     let text = |f: usize| msh.field(f).component(1).text().into_owned();

@@ -5,7 +5,13 @@
 //! read ([`spec`]), compiled into a plan ([`compile`]: paths become indices, tables
 //! become maps, every problem is reported as `file:line:col`), and a [`MappingSet`]
 //! holds the plans. [`MappingSet::apply`] selects a plan by MSH-9 and the sender
-//! (MSH-3/MSH-4) and runs it ([`apply`]) over the zero-copy message.
+//! (MSH-3/MSH-4) and runs it ([`apply`]) over the zero-copy message; [`scope`] decides
+//! which segment each path reads (an item's own group, then the message-level
+//! segments, never a sibling group) in time linear in the message.
+//!
+//! Mapping does not need the journal seq: map with seq 0 and call
+//! [`crate::record::Mapped::assign_seq`] once the seq is known, so a large message
+//! can be mapped off the pipeline thread.
 //!
 //! Deliberately not here: NHS number validation, merging items into a record,
 //! storage, reload scheduling (the caller swaps an `Arc<MappingSet>`).

@@ -59,7 +59,9 @@ impl Layout {
 
     /// The first segment called `name` with `from <= index < to`.
     pub fn first_within(&self, name: [u8; 3], from: usize, to: usize) -> Option<usize> {
-        self.within(name, from, to).next()
+        let lo = self.by_name.partition_point(|&(n, i)| (n, i as usize) < (name, from));
+        let &(n, i) = self.by_name.get(lo)?;
+        (n == name && (i as usize) < to).then_some(i as usize)
     }
 
     /// The first segment called `name`.

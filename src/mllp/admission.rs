@@ -39,6 +39,9 @@ pub struct ConnectionStats {
     pub timed_out: AtomicU64,
     /// Bytes received outside any frame, dropped.
     pub bytes_dropped_outside_frames: AtomicU64,
+    /// TLS handshakes that failed or timed out (bad, expired or missing client
+    /// certificate, wrong CA, garbage, too slow).
+    pub tls_handshakes_failed: AtomicU64,
 }
 
 /// A plain copy of [`ConnectionStats`] at one moment.
@@ -51,6 +54,7 @@ pub struct ConnectionCounts {
     pub idle_evicted: u64,
     pub timed_out: u64,
     pub bytes_dropped_outside_frames: u64,
+    pub tls_handshakes_failed: u64,
 }
 
 impl ConnectionStats {
@@ -64,6 +68,7 @@ impl ConnectionStats {
             refused_full: get(&self.refused_full),
             idle_evicted: get(&self.idle_evicted),
             timed_out: get(&self.timed_out),
+            tls_handshakes_failed: get(&self.tls_handshakes_failed),
             bytes_dropped_outside_frames: get(&self.bytes_dropped_outside_frames),
         }
     }

@@ -11,10 +11,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::codec::{Frame, FrameError, MllpCodec};
+use super::tls::{Connector, TlsError};
+
+/// A byte stream to a listener: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Largest ACK the client accepts. ACKs are a few hundred bytes; this only
 /// bounds memory against a misbehaving peer.
@@ -46,6 +52,42 @@ pub enum ClientError {
     /// Reading from or writing to the connection failed.
     #[error("network error while talking to the server")]
     Io(#[source] io::Error),
+    /// The TLS handshake failed (the server's certificate is not trusted by
+    /// `--tls-ca` or names another host, or the server refused our certificate).
+    #[error("TLS handshake with {addr} failed; check --tls-ca, --tls-server-name and --tls-cert/--tls-key")]
+    Handshake {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS files given could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Opens a connection to `addr`, with TLS when `tls` is given; `timeout`
+/// bounds the TCP connect and the handshake together.
+///
+/// # Errors
+/// [`ClientError::Connect`] or [`ClientError::Handshake`].
+pub async fn open(addr: &str, timeout: Duration, tls: Option<&Connector>) -> Result<Box<dyn Io>, ClientError> {
+    let connect_error = |source| ClientError::Connect { addr: addr.to_owned(), source };
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {timeout:?}"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => return Err(connect_error(source)),
+        Err(_) => return Err(connect_error(timed_out())),
+    };
+    // Small request/response frames: do not let Nagle hold them back.
+    stream.set_nodelay(true).map_err(connect_error)?;
+    let Some(tls) = tls else { return Ok(Box::new(stream)) };
+    let handshake_error = |source| ClientError::Handshake { addr: addr.to_owned(), source };
+    match tokio::time::timeout_at(deadline, tls.connector.connect(tls.server_name.clone(), stream)).await {
+        Ok(Ok(stream)) => Ok(Box::new(stream)),
+        Ok(Err(source)) => Err(handshake_error(source)),
+        Err(_) => Err(handshake_error(timed_out())),
+    }
 }
 
 impl From<io::Error> for ClientError {
@@ -68,9 +110,14 @@ impl From<FrameError> for ClientError {
 }
 
 /// One MLLP connection to a listener.
-#[derive(Debug)]
 pub struct MllpClient {
-    framed: Framed<TcpStream, MllpCodec>,
+    framed: Framed<Box<dyn Io>, MllpCodec>,
+}
+
+impl std::fmt::Debug for MllpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MllpClient").finish_non_exhaustive()
+    }
 }
 
 impl MllpClient {
@@ -80,17 +127,19 @@ impl MllpClient {
     /// [`ClientError::Connect`] when the connection is refused, the name does
     /// not resolve, or nothing answers within `timeout`.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<MllpClient, ClientError> {
-        let connect_error = |source| ClientError::Connect { addr: addr.to_owned(), source };
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(connect_error(source)),
-            Err(_) => {
-                let msg = format!("no answer within {timeout:?}");
-                return Err(connect_error(io::Error::new(io::ErrorKind::TimedOut, msg)));
-            }
-        };
-        // Small request/response frames: do not let Nagle hold them back.
-        stream.set_nodelay(true).map_err(connect_error)?;
+        Self::connect_with(addr, timeout, None).await
+    }
+
+    /// Opens a connection to `addr`, over TLS when `tls` is given.
+    ///
+    /// # Errors
+    /// As [`MllpClient::connect`], and [`ClientError::Handshake`].
+    pub async fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&Connector>,
+    ) -> Result<MllpClient, ClientError> {
+        let stream = open(addr, timeout, tls).await?;
         Ok(MllpClient { framed: Framed::new(stream, MllpCodec::new(MAX_ACK_BYTES)) })
     }
 

@@ -16,15 +16,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Activity, ConnectionStats};
+use super::allow::SenderRights;
 use super::codec::{Frame, FrameError, MllpCodec};
 use super::server::Shared;
 use crate::pipeline::{now_ms, Outcome};
@@ -39,6 +38,11 @@ const CONN_BUFFER_BYTES: usize = 8 * 1024;
 /// before it ends the frame on its own. Long enough for a `CR` split into
 /// the next TCP segment to arrive, short against a sender's ACK timeout.
 pub const LONE_FS_GRACE: Duration = Duration::from_millis(150);
+
+/// The reading half of a connection, plain TCP or TLS alike.
+pub(super) type ReadHalf = Box<dyn AsyncRead + Unpin + Send + Sync>;
+/// The writing half of a connection, plain TCP or TLS alike.
+pub(super) type WriteHalf = Box<dyn AsyncWrite + Unpin + Send + Sync>;
 
 /// Why a connection ended, for the log (read through `Debug`).
 #[allow(dead_code)]
@@ -61,11 +65,13 @@ pub(super) struct Connection {
     pub(super) activity: Arc<Activity>,
     /// Cancelled when the connection is evicted to make way for another.
     pub(super) evict: CancellationToken,
+    /// What this connection may send as (listeners with an allow-list).
+    pub(super) rights: Option<Arc<SenderRights>>,
 }
 
 /// The reader's state: decoder, buffer, and how much junk was reported.
 struct Reader {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     codec: MllpCodec,
     buf: BytesMut,
     junk_counted: u64,
@@ -134,9 +140,9 @@ impl Timers {
 }
 
 impl Connection {
-    pub(super) async fn serve(self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
+    /// Serves the connection over its two halves (TCP or TLS: the handshake,
+    /// if any, is done).
+    pub(super) async fn serve(self, rd: ReadHalf, wr: WriteHalf) {
         let (ack_tx, ack_rx) = mpsc::channel(self.shared.cfg.max_in_flight.max(1));
         let writer = tokio::spawn(write_acks(wr, ack_rx, self.activity.clone()));
         let peer: Arc<str> = Arc::from(self.peer.to_string());
@@ -261,8 +267,14 @@ impl Connection {
         // runs ahead of it.
         self.activity.submitted().map_err(|_| Close::Evicted)?;
         let (reply, rx) = oneshot::channel();
-        let job =
-            Job { frame, peer: r.peer.clone(), received_at_ms: now_ms(), started: std::time::Instant::now(), reply };
+        let job = Job {
+            frame,
+            peer: r.peer.clone(),
+            sender: self.rights.clone(),
+            received_at_ms: now_ms(),
+            started: std::time::Instant::now(),
+            reply,
+        };
         if self.shared.pipeline.submit(job).await.is_err() {
             return Err(Close::PipelineStopped);
         }
@@ -277,7 +289,7 @@ impl Connection {
 /// so pipelined senders get their ACKs batched into few writes. Returns how
 /// many ACKs were written.
 async fn write_acks(
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     mut rx: mpsc::Receiver<oneshot::Receiver<Outcome>>,
     activity: Arc<Activity>,
 ) -> usize {

@@ -6,12 +6,17 @@
 //! - `connection`: per-connection reader and ACK writer, ACKs in order;
 //! - `client`: the client behind `recordhub send` and `recordhub load`;
 //!   `expect`: whether a message asks for an ACK at all (MSH-15);
-//! - `split`: turning an analyst's file into messages.
+//! - `split`: turning an analyst's file into messages;
+//! - `tls`: rustls for listeners and clients; `allow`: which connection may
+//!   send as which MSH-3/MSH-4.
 
 pub mod admission;
+pub mod allow;
 pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod expect;
+pub mod https;
 pub mod server;
 pub mod split;
+pub mod tls;

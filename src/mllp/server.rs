@@ -18,8 +18,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use tokio_rustls::TlsAcceptor;
+
 use super::admission::{Activity, Claim, ConnectionStats, Registry, WarnLimit};
+use super::allow::{self, AllowRule, Identity, SenderRights};
 use super::connection::Connection;
+use super::tls::{self, HANDSHAKE_TIMEOUT};
 use crate::worker::Handle;
 
 /// Connections one peer address may hold when the config does not say.
@@ -45,6 +49,23 @@ pub struct ServerConfig {
     /// Counters this listener updates; keep a clone of the `Arc` to read
     /// them (`/metrics`, tests).
     pub stats: Arc<ConnectionStats>,
+    /// TLS and the sender allow-list; the default is plain TCP, no allow-list.
+    pub security: Security,
+}
+
+/// What a listener asks of its peers (`[[mllp.listeners]]`).
+#[derive(Clone, Default)]
+pub struct Security {
+    /// TLS (and mutual TLS, when the acceptor verifies client certificates).
+    pub tls: Option<TlsAcceptor>,
+    /// The sender allow-list; `None`: any peer may send as anyone.
+    pub allow: Option<Arc<[AllowRule]>>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security").field("tls", &self.tls.is_some()).field("allow", &self.allow).finish()
+    }
 }
 
 /// What the accept loop and every connection share.
@@ -56,6 +77,7 @@ pub(super) struct Shared {
     registry: Arc<Registry>,
     refusals: WarnLimit,
     evictions: WarnLimit,
+    handshakes: WarnLimit,
 }
 
 /// Runs the accept loop on an already-bound listener until `cancel` fires,
@@ -69,6 +91,7 @@ pub async fn run(listener: TcpListener, cfg: ServerConfig, pipeline: Handle, can
         registry: Arc::default(),
         refusals: WarnLimit::new(),
         evictions: WarnLimit::new(),
+        handshakes: WarnLimit::new(),
     });
     let tracker = TaskTracker::new();
     let mut next_id: u64 = 0;
@@ -113,15 +136,72 @@ async fn admit_and_serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAdd
         }
         return;
     };
-    ConnectionStats::add(&shared.cfg.stats.accepted, 1);
+    let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
     let evict = CancellationToken::new();
-    shared.registry.register(&claim, peer, activity.clone(), evict.clone());
-    let conn = Connection { id: claim.id(), peer, shared: shared.clone(), activity, evict };
-    conn.serve(stream).await;
-    ConnectionStats::add(&shared.cfg.stats.closed, 1);
+    let conn = |rights| Connection {
+        id: claim.id(),
+        peer,
+        shared: shared.clone(),
+        activity: activity.clone(),
+        evict: evict.clone(),
+        rights,
+    };
+    match &shared.cfg.security.tls {
+        None => {
+            ConnectionStats::add(&shared.cfg.stats.accepted, 1);
+            shared.registry.register(&claim, peer, activity.clone(), evict.clone());
+            let rights = sender_rights(&shared, Identity { ip: peer.ip(), subject_cn: None });
+            let (rd, wr) = stream.into_split();
+            conn(rights).serve(Box::new(rd), Box::new(wr)).await;
+            ConnectionStats::add(&shared.cfg.stats.closed, 1);
+        }
+        Some(acceptor) => {
+            let Some(tls) = handshake(&shared, acceptor, stream, peer).await else { return };
+            ConnectionStats::add(&shared.cfg.stats.accepted, 1);
+            shared.registry.register(&claim, peer, activity.clone(), evict.clone());
+            let subject_cn = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(tls::subject_cn);
+            let rights = sender_rights(&shared, Identity { ip: peer.ip(), subject_cn });
+            let (rd, wr) = tokio::io::split(tls);
+            conn(rights).serve(Box::new(rd), Box::new(wr)).await;
+            ConnectionStats::add(&shared.cfg.stats.closed, 1);
+        }
+    }
     drop(permit);
     drop(claim);
+}
+
+/// The TLS handshake, in the connection's own task and under
+/// [`HANDSHAKE_TIMEOUT`]; a failure is counted and logged at WARN (the
+/// reason rustls gives, never key material).
+async fn handshake(
+    shared: &Shared,
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let result = tokio::select! {
+        _ = shared.cancel.cancelled() => return None,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+    };
+    let why = match result {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no complete handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+    };
+    ConnectionStats::add(&shared.cfg.stats.tls_handshakes_failed, 1);
+    if let Some(held_back) = shared.handshakes.allow() {
+        tracing::warn!(peer = %peer, error = %why, similar_not_logged = held_back, "TLS handshake failed; connection closed");
+    }
+    None
+}
+
+/// The connection's rights under the listener's allow-list, if it has one.
+fn sender_rights(shared: &Shared, identity: Identity) -> Option<Arc<SenderRights>> {
+    let rules = shared.cfg.security.allow.as_ref()?;
+    let rights = allow::rights(rules, &identity);
+    tracing::debug!(who = %rights.who, "sender rights for this connection");
+    Some(Arc::new(rights))
 }
 
 /// A slot now, or after closing the longest-idle connection, or within

@@ -55,7 +55,13 @@ impl Pipeline {
     pub(super) fn stage<'b>(&self, inbound: &Inbound<'b>) -> (Staged, Option<Message<'b>>) {
         match inbound.frame {
             Frame::Message(raw) => {
-                let insp = intake::inspect(raw, &self.opts.policy);
+                let mut insp = intake::inspect(raw, &self.opts.policy);
+                if insp.verdict == Verdict::Accepted {
+                    // The listener's sender allow-list (MSH-3/MSH-4 per connection).
+                    if let Some(refused) = crate::mllp::allow::verdict(inbound.sender, &insp.envelope) {
+                        insp.verdict = refused;
+                    }
+                }
                 let accepted = insp.verdict == Verdict::Accepted;
                 let dedup = accepted.then(|| {
                     let e = &insp.envelope.inbound;

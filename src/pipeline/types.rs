@@ -21,12 +21,14 @@ pub struct Inbound<'a> {
     pub received_at_ms: u64,
     /// Its mapping, done ahead off the pipeline thread (large frames).
     pub premapped: Option<&'a super::Premapped>,
+    /// What its connection may send as (listeners with an allow-list).
+    pub sender: Option<&'a crate::mllp::allow::SenderRights>,
 }
 
 impl<'a> Inbound<'a> {
     /// A complete message, not mapped ahead.
     pub fn message(raw: &'a [u8], peer: &'a str, received_at_ms: u64) -> Inbound<'a> {
-        Inbound { frame: Frame::Message(raw), peer, received_at_ms, premapped: None }
+        Inbound { frame: Frame::Message(raw), peer, received_at_ms, premapped: None, sender: None }
     }
 }
 

@@ -150,17 +150,35 @@ impl FieldsBuilder {
     }
 
     /// The packed fields.
-    pub fn finish(self) -> Fields {
-        let names = self.shared.unwrap_or_else(|| self.names.into());
+    pub fn finish(mut self) -> Fields {
         // A copy of exactly the bytes used: a shrinking realloc may keep the
         // whole block (mimalloc keeps it while the new size is over half).
-        Fields { names, buf: Box::from(&self.buf[..]), other: self.other.into_boxed_slice() }
+        let buf = std::mem::take(&mut self.buf);
+        self.finish_from(&buf)
     }
 
-    /// As a JSON object (a list row inside another item's fields).
-    pub fn into_json(self) -> Json {
-        self.finish().into_json()
+    /// The packed fields; the buffer is handed back cleared, to build the next in.
+    pub fn finish_keep(mut self) -> (Fields, Vec<u8>) {
+        let buf = std::mem::take(&mut self.buf);
+        let fields = self.finish_from(&buf);
+        (fields, clear(buf))
     }
+
+    fn finish_from(self, buf: &[u8]) -> Fields {
+        let names = self.shared.unwrap_or_else(|| self.names.into());
+        Fields { names, buf: Box::from(buf), other: self.other.into_boxed_slice() }
+    }
+
+    /// Values named from `names`, built in `buf` (a buffer handed back by
+    /// [`Self::finish_keep`] or [`Self::into_json`]).
+    pub fn with_buffer(names: &Names, buf: Vec<u8>) -> FieldsBuilder {
+        FieldsBuilder { names: Vec::new(), shared: Some(names.clone()), buf, other: Vec::new() }
+    }
+}
+
+fn clear(mut buf: Vec<u8>) -> Vec<u8> {
+    buf.clear();
+    buf
 }
 
 fn push_len(buf: &mut Vec<u8>, mut n: usize) {

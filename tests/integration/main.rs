@@ -16,3 +16,4 @@ mod mllp_edges;
 mod outcomes;
 mod records;
 mod replay;
+mod tls;
