@@ -27,7 +27,7 @@ use crate::health::{Health, Part};
 use crate::hl7::nhs::NhsNumber;
 use crate::pipeline::{error_chain, Replayer};
 use crate::record::Mapped;
-use crate::store::{DedupKey, DedupRecord, IndexBatch, Store, StoreError};
+use crate::store::{DedupKey, DedupRecord, IndexBatch, Store};
 
 /// Batches queued before the pipeline thread waits (back-pressure).
 const QUEUE_BATCHES: usize = 16;
@@ -260,8 +260,8 @@ fn recover(ctx: &Context, progress: &Progress) -> bool {
 
 fn batch_of(work: Work) -> IndexBatch {
     let mut batch = IndexBatch::new();
-    for f in &work.filings {
-        file(&mut batch, f.seq, &f.mapped);
+    for f in work.filings {
+        file(&mut batch, f.seq, f.mapped);
     }
     for (key, rec) in &work.dedup {
         batch.dedup(key, rec);
@@ -272,30 +272,20 @@ fn batch_of(work: Work) -> IndexBatch {
 
 /// Files mapped items under their NHS number, or records why it cannot.
 /// `mapped` was mapped with provenance seq `seq`.
-pub fn file(batch: &mut IndexBatch, seq: u64, mapped: &Mapped) {
+pub fn file(batch: &mut IndexBatch, seq: u64, mapped: Mapped) {
     if !mapped.warnings.is_empty() {
         // Field names and rules only, never the values.
         tracing::warn!(seq, warnings = ?mapped.warnings, "optional values did not fit their type and were left out");
     }
     let reason = match mapped.identity.nhs_number.as_deref().filter(|n| !n.is_empty()).map(NhsNumber::parse) {
-        Some(Ok(nhs)) => match batch.index(&nhs, mapped) {
-            Ok(()) => return,
-            Err(_) => "an item could not be encoded",
-        },
+        Some(Ok(nhs)) => {
+            batch.index(seq, nhs, mapped);
+            return;
+        }
         Some(Err(_)) => "NHS number fails the Modulus 11 check",
         None => "no NHS number",
     };
     // Accepted (AA: the sender cannot fix it by resending) but not filed.
     tracing::info!(seq, reason, "message kept in the journal but not indexed");
     batch.unindexed(seq, reason);
-}
-
-/// Kept for callers that file outside the writer thread.
-///
-/// # Errors
-/// sled could not write.
-pub fn file_now(store: &Store, seq: u64, mapped: &Mapped) -> Result<(), StoreError> {
-    let mut batch = IndexBatch::new();
-    file(&mut batch, seq, mapped);
-    store.apply(batch)
 }

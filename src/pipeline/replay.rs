@@ -74,7 +74,7 @@ impl Replayer {
             Ok(msg) => {
                 let prov = crate::mapping::check::provenance(&msg, e.seq);
                 match self.mappings.current().apply(&msg, &prov) {
-                    Ok(mapped) => indexer::file(batch, e.seq, &mapped),
+                    Ok(mapped) => indexer::file(batch, e.seq, mapped),
                     // Accepted under older mappings, failing under these: keep
                     // it visible to operators rather than dropping it silently.
                     Err(err) => batch.unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),

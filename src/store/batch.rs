@@ -26,11 +26,13 @@ use crate::record::Mapped;
 
 type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Writes collected for one [`Store::apply`].
+/// Writes collected for one [`Store::apply`]. Mapped messages are kept as
+/// they are and encoded item by item while they are written, so a message
+/// of 340,000 items is never held twice (mapped and encoded) in memory.
 #[derive(Default)]
 pub struct IndexBatch {
-    items: Writes,
-    xref: Writes,
+    /// (journal seq, NHS number, the message's items and identifiers).
+    filings: Vec<(u64, NhsNumber, Mapped)>,
     unindexed: Writes,
     dedup: Writes,
     /// `applied_seq` after the batch; 0 leaves it as it is.
@@ -43,22 +45,11 @@ impl IndexBatch {
         IndexBatch::default()
     }
 
-    /// Upserts every item of a mapped message under `nhs`, and its local
-    /// identifiers into the cross-reference.
-    ///
-    /// # Errors
-    /// An item could not be encoded.
-    pub fn index(&mut self, nhs: &NhsNumber, mapped: &Mapped) -> Result<(), StoreError> {
-        let n = nhs.as_str();
-        for item in &mapped.items {
-            self.items.push((item_key(n, item), encode_item(item)?));
-            self.writes += 1;
-        }
-        for id in &mapped.identity.local_ids {
-            self.xref.push((xref_key(&id.organisation, &id.id), n.as_bytes().to_vec()));
-            self.writes += 1;
-        }
-        Ok(())
+    /// Upserts every item of a mapped message (journal entry `seq`) under
+    /// `nhs`, and its local identifiers into the cross-reference.
+    pub fn index(&mut self, seq: u64, nhs: NhsNumber, mapped: Mapped) {
+        self.writes += mapped.items.len() + mapped.identity.local_ids.len();
+        self.filings.push((seq, nhs, mapped));
     }
 
     /// Remembers that journal entry `seq` was accepted but not indexed.
@@ -93,20 +84,30 @@ impl Store {
     /// # Errors
     /// sled could not write; the index may then hold part of the batch,
     /// which replay from `applied_seq` completes.
-    pub fn apply(&self, batch: IndexBatch) -> Result<(), StoreError> {
+    pub fn apply(&self, mut batch: IndexBatch) -> Result<(), StoreError> {
         if let Some(e) = self.faults().hit("store.write") {
             return Err(StoreError::Injected(e));
         }
         let t = self.t()?;
-        let middle = (batch.items.len() / 2).max(1);
-        for (i, (k, v)) in batch.items.into_iter().enumerate() {
-            t.items.insert(k, v)?;
-            if i + 1 == middle {
-                // Tests kill the process here: some items filed, the rest not.
+        let total: usize = batch.filings.iter().map(|(_, _, m)| m.items.len()).sum();
+        let mut written = 0;
+        // Tests kill the process after the middle item: some items filed, the rest not.
+        let mut after_each = || {
+            written += 1;
+            if written == (total / 2).max(1) {
                 self.faults().hit("indexer.mid_batch");
             }
+        };
+        for (seq, nhs, mapped) in std::mem::take(&mut batch.filings) {
+            match file_items(&t, &nhs, &mapped, &mut after_each) {
+                Ok(()) => {}
+                // An item that cannot be encoded cannot be filed by a retry
+                // either: say so for operators rather than fail the batch forever.
+                Err(StoreError::Damaged { .. }) => batch.unindexed(seq, "an item could not be encoded"),
+                Err(e) => return Err(e),
+            }
         }
-        for (tree, writes) in [(&t.xref, batch.xref), (&t.unindexed, batch.unindexed), (&t.dedup, batch.dedup)] {
+        for (tree, writes) in [(&t.unindexed, batch.unindexed), (&t.dedup, batch.dedup)] {
             for (k, v) in writes {
                 tree.insert(k, v)?;
             }
@@ -116,4 +117,22 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Writes one message's items, then its cross-references.
+pub(super) fn file_items(
+    t: &super::Trees,
+    nhs: &NhsNumber,
+    mapped: &Mapped,
+    after_each: &mut impl FnMut(),
+) -> Result<(), StoreError> {
+    let n = nhs.as_str();
+    for item in &mapped.items {
+        t.items.insert(item_key(n, item), encode_item(item)?)?;
+        after_each();
+    }
+    for id in &mapped.identity.local_ids {
+        t.xref.insert(xref_key(&id.organisation, &id.id), n.as_bytes())?;
+    }
+    Ok(())
 }

@@ -83,9 +83,7 @@ impl Store {
     /// # Errors
     /// sled could not write.
     pub fn index(&self, nhs: &NhsNumber, mapped: &Mapped) -> Result<(), StoreError> {
-        let mut batch = super::IndexBatch::new();
-        batch.index(nhs, mapped)?;
-        self.apply(batch)
+        super::batch::file_items(&*self.t()?, nhs, mapped, &mut || {})
     }
 
     /// Every item held for `nhs`, in key order (kind, source, id).
