@@ -99,7 +99,7 @@ impl Store {
             }
         };
         for (seq, nhs, mapped) in std::mem::take(&mut batch.filings) {
-            match file_items(&t, &nhs, &mapped, &mut after_each) {
+            match file_owned(&t, &nhs, mapped, &mut after_each) {
                 Ok(()) => {}
                 // An item that cannot be encoded cannot be filed by a retry
                 // either: say so for operators rather than fail the batch forever.
@@ -117,6 +117,27 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// [`file_items`] consuming the message: each item is freed once written,
+/// so a huge message's memory is handed over to sled rather than added to it.
+fn file_owned(
+    t: &super::Trees,
+    nhs: &NhsNumber,
+    mapped: Mapped,
+    after_each: &mut impl FnMut(),
+) -> Result<(), StoreError> {
+    let n = nhs.as_str();
+    let Mapped { items, identity, .. } = mapped;
+    for item in items {
+        t.items.insert(item_key(n, &item), encode_item(&item)?)?;
+        drop(item);
+        after_each();
+    }
+    for id in &identity.local_ids {
+        t.xref.insert(xref_key(&id.organisation, &id.id), n.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Writes one message's items, then its cross-references.
