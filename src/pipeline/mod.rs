@@ -263,10 +263,15 @@ impl Pipeline {
         failed: Option<&str>,
         stamp: &str,
     ) -> Vec<Outcome> {
-        // Copies answer with their original's seq and ACK, so note them before
-        // the originals are consumed.
-        let originals: Vec<(u64, Vec<u8>)> =
-            pending.iter().map(|p| p.as_ref().map(|p| (p.seq, p.ack.clone())).unwrap_or_default()).collect();
+        // Copies answer with their original's seq and ACK: note those (only
+        // those) before the originals are consumed.
+        let originals: HashMap<usize, (u64, Vec<u8>)> = slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::CopyOf(i, _) => pending[*i].as_ref().map(|p| (*i, (p.seq, p.ack.clone()))),
+                _ => None,
+            })
+            .collect();
         let mut work = Work { last_seq: 0, dedup: Vec::new(), filings: Vec::with_capacity(pending.len()) };
         let mut outcomes = Vec::with_capacity(slots.len());
         for slot in slots {
@@ -280,7 +285,10 @@ impl Pipeline {
                     Some(p) => self.store_failure(p.s, stamp, why),
                     None => unreachable_outcome(),
                 },
-                (Slot::CopyOf(i, s), None) => duplicate(s, originals[i].0, originals[i].1.clone()),
+                (Slot::CopyOf(i, s), None) => match originals.get(&i) {
+                    Some((seq, ack)) => duplicate(s, *seq, ack.clone()),
+                    None => unreachable_outcome(),
+                },
                 (Slot::CopyOf(_, s), Some(why)) => self.store_failure(s, stamp, why),
             };
             outcomes.push(outcome);
@@ -391,7 +399,8 @@ fn duplicate(s: Staged, seq: u64, ack: Vec<u8>) -> Outcome {
     Outcome { ack, code, envelope: s.envelope, seq: Some(seq), duplicate: true, problem: None, bytes: s.bytes }
 }
 
-/// Each pending entry is settled by exactly one slot; reaching this is a bug.
+/// Each pending entry is settled by exactly one slot, and every copy's
+/// original is noted before any is consumed; reaching this is a bug.
 #[cold]
 fn unreachable_outcome() -> Outcome {
     unreachable!("a journaled frame settled twice")

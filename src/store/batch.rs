@@ -68,11 +68,6 @@ impl IndexBatch {
         self.applied_seq = self.applied_seq.max(seq);
     }
 
-    /// Writes queued so far (for sizing replay batches).
-    pub fn len(&self) -> usize {
-        self.writes
-    }
-
     pub fn is_empty(&self) -> bool {
         self.writes == 0 && self.applied_seq == 0
     }

@@ -7,8 +7,8 @@
 //! - `meta`: `applied_seq`, the last journal sequence applied to the index;
 //! - `items`, `xref`, `unindexed`, `audit`: the record index, in [`index`].
 //!
-//! Writes from the index writer go through an [`IndexBatch`]: one sled batch
-//! per tree, applied in an order that replay repairs (see `batch.rs`).
+//! Writes from the index writer go through an [`IndexBatch`], applied in an
+//! order that replay repairs (see `batch.rs`).
 //!
 //! A [`Store`] can be reopened in place ([`Store::reopen`]): after an I/O
 //! error (a full disk) sled refuses every later operation with the same
