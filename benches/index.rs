@@ -19,9 +19,16 @@ fn result(i: u64) -> Mapped {
     };
     Mapped {
         identity: Identity::default(),
-        items: vec![Item { kind: Kind::Result, id: format!("ACC{i}|FBC"), fields, provenance: provenance.into() }],
+        items: vec![Item {
+            kind: Kind::Result,
+            id: format!("ACC{i}|FBC"),
+            fields,
+            provenance: provenance.into(),
+            version: Default::default(),
+        }],
         warnings: Vec::new(),
         seq_refs: Vec::new(),
+        ignored: false,
     }
 }
 

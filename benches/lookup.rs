@@ -78,7 +78,7 @@ fn fields(pairs: &[(&str, String)]) -> Fields {
 }
 
 fn item(kind: Kind, id: String, pairs: &[(&str, String)], prov: &Arc<Provenance>) -> Item {
-    Item { kind, id, fields: fields(pairs), provenance: prov.clone() }
+    Item { kind, id, fields: fields(pairs), provenance: prov.clone(), version: Default::default() }
 }
 
 const FAMILY: [&str; 8] = ["O'BRIEN", "SMITH", "JONES", "PATEL", "WILLIAMS", "TAYLOR", "KHAN", "EVANS"];
@@ -182,8 +182,9 @@ fn messages(p: usize) -> [Mapped; 2] {
             items: vec![patient, encounter, gp],
             warnings: Vec::new(),
             seq_refs: Vec::new(),
+            ignored: false,
         },
-        Mapped { identity, items: results, warnings: Vec::new(), seq_refs: Vec::new() },
+        Mapped { identity, items: results, warnings: Vec::new(), seq_refs: Vec::new(), ignored: false },
     ]
 }
 

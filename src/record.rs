@@ -99,10 +99,71 @@ pub struct Item {
     pub fields: Fields,
     /// Shared by every item of one message.
     pub provenance: Arc<Provenance>,
+    /// How this message's version of the item orders against other versions
+    /// and what it does to the item (update, hide, undo). Decided by the
+    /// mapping files; the store folds versions into the current state
+    /// (`store/fold.rs`). Left out of a record read.
+    #[serde(default, skip_serializing_if = "Version::is_plain")]
+    pub version: Version,
+}
+
+/// One message's version of an item: where it sorts among the item's
+/// versions, and its effect. Versions sort by `(rank, time_ms, effect class,
+/// journal seq)`: the greatest decides the current value of each field, so
+/// the record does not depend on arrival order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Version {
+    /// Clinical time (UTC Unix milliseconds) from the paths the mapping names
+    /// (ADT: EVN-6, EVN-2, MSH-7; results: OBR-22, MSH-7 …); none sorts first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ms: Option<i64>,
+    /// Report status rank (results: P 1 < F 2 < C 3; 0 when not declared): a
+    /// higher rank is never replaced by a lower one whatever the times.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rank: u8,
+    #[serde(default, skip_serializing_if = "Effect::is_update")]
+    pub effect: Effect,
+    /// Fields whose values accumulate across versions (in version order)
+    /// instead of replacing: an encounter's transfer history. Each such
+    /// field's value in this version is one entry (an object).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub append: Vec<String>,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+impl Version {
+    pub fn is_plain(&self) -> bool {
+        *self == Version::default()
+    }
+}
+
+/// What one version does to its item.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Sets the fields it carries (`null` removes one; absent keeps it).
+    #[default]
+    Update,
+    /// Hides the item for good, whenever it sorts (a tombstone: a cancel that
+    /// arrives before what it cancels still wins). `reason`: `cancelled`,
+    /// `wrong patient`, `superseded`, `removed` …
+    Hide { reason: String },
+    /// Undoes the latest earlier version made by one of these trigger events
+    /// (A12 undoes an A02 transfer, A13 an A03 discharge).
+    Undo { events: Vec<String> },
+}
+
+impl Effect {
+    pub fn is_update(&self) -> bool {
+        matches!(self, Effect::Update)
+    }
 }
 
 /// Whose record a message belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     /// As found in the message; not yet checked (see [`crate::hl7::nhs`]).
     pub nhs_number: Option<String>,
@@ -110,6 +171,40 @@ pub struct Identity {
     pub nhs_status: Option<String>,
     /// Local (hospital) identifiers: every other PID-3 repetition.
     pub local_ids: Vec<LocalId>,
+    /// Whether an empty `nhs_status` counts as verified: the sender is
+    /// trusted to send only traced NHS numbers (mapping `[identity]`
+    /// `trust_unstated_status`, default true).
+    #[serde(default = "yes")]
+    pub trust_unstated_status: bool,
+    /// MSH-11.1 processing id (`P`, `T`, `D`): a 999 test-range NHS number is
+    /// filed only from a `T` or `D` message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_id: Option<String>,
+    /// MRG-1 (A40/A34 merges, A47 identifier changes): identifiers that now
+    /// mean this patient. A prior NHS number's items move to this record;
+    /// prior local ids follow to this NHS number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_nhs_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prior_local_ids: Vec<LocalId>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Identity {
+    fn default() -> Identity {
+        Identity {
+            nhs_number: None,
+            nhs_status: None,
+            local_ids: Vec::new(),
+            trust_unstated_status: true,
+            processing_id: None,
+            prior_nhs_number: None,
+            prior_local_ids: Vec::new(),
+        }
+    }
 }
 
 /// A local identifier: CX.4 assigning organisation and CX.1 id.
@@ -133,6 +228,10 @@ pub struct Mapped {
     /// can set it after mapping. Empty for most messages.
     #[serde(skip)]
     pub seq_refs: Vec<SeqRef>,
+    /// The mapping set knowingly ignores this message's event (`ignore` in
+    /// the mapping file): accepted (AA), journaled, counted, never filed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
 }
 
 /// One value rendered from a template holding `{seq}` (MDM's `journal:{seq}`).

@@ -87,7 +87,7 @@ impl<'m, 'a> Run<'m, 'a> {
             self.item(item, &mut items)?;
         }
         let (warnings, seq_refs) = (std::mem::take(&mut self.warnings), std::mem::take(&mut self.seq_refs));
-        Ok(Mapped { identity, items, warnings, seq_refs })
+        Ok(Mapped { identity, items, warnings, seq_refs, ignored: false })
     }
 
     fn identity(&mut self, plan: &Plan) -> Identity {
@@ -117,7 +117,7 @@ impl<'m, 'a> Run<'m, 'a> {
                 }
             }
         }
-        Identity { nhs_number, nhs_status, local_ids }
+        Identity { nhs_number, nhs_status, local_ids, ..Identity::default() }
     }
 
     fn item(&mut self, plan: &ItemPlan, out: &mut Vec<Item>) -> Result<(), Problem> {
@@ -183,7 +183,7 @@ impl<'m, 'a> Run<'m, 'a> {
         }
         let (fields, buf) = fields.finish_keep();
         self.scratch = buf;
-        out.push(Item { kind: plan.kind, id, fields, provenance: self.prov.clone() });
+        out.push(Item { kind: plan.kind, id, fields, provenance: self.prov.clone(), version: Default::default() });
         Ok(())
     }
 

@@ -174,10 +174,21 @@ mod tests {
             event_time: None,
             seq: 7,
         });
-        let item = Item { kind: Kind::Result, id: "ACC1^FBC".into(), fields: fields.into_iter().collect(), provenance };
+        let item = Item {
+            kind: Kind::Result,
+            id: "ACC1^FBC".into(),
+            fields: fields.into_iter().collect(),
+            provenance,
+            version: Default::default(),
+        };
         let nhs = NhsNumber::parse("9434765919").unwrap();
-        let mapped =
-            Mapped { identity: Default::default(), items: vec![item.clone()], warnings: vec![], seq_refs: vec![] };
+        let mapped = Mapped {
+            identity: Default::default(),
+            items: vec![item.clone()],
+            warnings: vec![],
+            seq_refs: vec![],
+            ignored: false,
+        };
         store.index(&nhs, &mapped).unwrap();
         assert_eq!(store.record(&nhs).unwrap(), vec![item]);
 
