@@ -502,3 +502,168 @@ fn harness_permutations_and_seeded_orders_are_what_the_doc_says() {
     assert_eq!(split_messages("MSH|a\nPID|b\n\nMSH|c\r\nEVN|d\n").len(), 2);
     let _ = json!(null);
 }
+
+/// The property behind the stories: over generated stories (admit,
+/// transfers, transfer cancels, discharge, discharge cancel, A08
+/// demographics, results P/F/C), any arrival order gives the record that
+/// the clinical (sorted) order gives. 64 cases by default; PROPTEST_CASES
+/// raises it.
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NHS: &str = "4505577104";
+    const WARDS: [&str; 4] = ["RJ1AMU", "RJ1W12", "RJ1W14", "RJ1W07"];
+
+    /// What a generated story is made of.
+    #[derive(Debug, Clone)]
+    struct Plan {
+        /// (ward index, cancelled by an A12) per transfer.
+        transfers: Vec<(usize, bool)>,
+        /// (address index, phone present) per A08.
+        updates: Vec<(usize, bool)>,
+        /// None, discharged, or discharged and the discharge cancelled.
+        discharge: Option<bool>,
+        /// Per result: the statuses sent (subset of P, F, C in that order) and a value seed.
+        results: Vec<(Vec<char>, u8)>,
+    }
+
+    fn ts(minutes: i64) -> String {
+        // 2026-11-01 00:00 plus minutes; days stay within November.
+        let (d, m) = (minutes / 1440, minutes % 1440);
+        format!("202611{:02}{:02}{:02}00", 1 + d, m / 60, m % 60)
+    }
+
+    fn adt_msg(ev: &str, minutes: i64, ctl: &str, pid_extra: &str, pv1: &str) -> String {
+        let t = ts(minutes);
+        format!(
+            "MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|{t}||ADT^{ev}^ADT_{ev}|{ctl}|P|2.4\rEVN|{ev}|{t}||||{t}\r\
+             PID|1||{NHS}^^^NHS^NH~K5000001^^^RJ1^MR||HUGHES^MARGARET^^^MRS||19480612|F{pid_extra}\r{pv1}\r"
+        )
+    }
+
+    fn pv1(ward: &str, prior: &str, discharged: &str) -> String {
+        let mut f = vec![""; 46];
+        f[1] = "1";
+        f[2] = "I";
+        f[3] = ward;
+        f[6] = prior;
+        f[19] = "V5000001^^^RJ1^VN";
+        f[44] = "20261101000000";
+        f[45] = discharged;
+        format!("PV1|{}", f[1..].join("|"))
+    }
+
+    /// The story's messages in clinical order (each at its own time).
+    fn messages(plan: &Plan) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut n = 0;
+        let mut ctl = || {
+            n += 1;
+            format!("G{n:04}")
+        };
+        let mut t = 0i64;
+        out.push(adt_msg("A01", t, &ctl(), "", &pv1("RJ1AMU", "", "")));
+        let mut ward = "RJ1AMU";
+        let addresses = ["1 HIGH ST^^LONDON^^SE1 1AA", "2 LOW RD^^LONDON^^SE2 2BB", "3 MID LANE^^LONDON^^SE3 3CC"];
+        let mut updates = plan.updates.iter();
+        for &(w, cancelled) in &plan.transfers {
+            t += 60;
+            let to = WARDS[w];
+            out.push(adt_msg("A02", t, &ctl(), "", &pv1(to, ward, "")));
+            if cancelled {
+                t += 5;
+                out.push(adt_msg("A12", t, &ctl(), "", &pv1(ward, "", "")));
+            } else {
+                ward = to;
+            }
+            if let Some(&(a, phone)) = updates.next() {
+                t += 7;
+                let extra = format!(
+                    "|||{}||{}",
+                    addresses[a],
+                    if phone { format!("020 7946 {:04}", t % 10000) } else { String::new() }
+                );
+                out.push(adt_msg("A08", t, &ctl(), &extra, &pv1(ward, "", "")));
+            }
+        }
+        for &(a, phone) in updates {
+            t += 7;
+            let extra = format!(
+                "|||{}||{}",
+                addresses[a],
+                if phone { format!("020 7946 {:04}", t % 10000) } else { String::new() }
+            );
+            out.push(adt_msg("A08", t, &ctl(), &extra, &pv1(ward, "", "")));
+        }
+        for (i, (statuses, seed)) in plan.results.iter().enumerate() {
+            for (k, st) in statuses.iter().enumerate() {
+                t += 11;
+                let when = ts(t);
+                let value = 120 + u32::from(*seed) % 40 + k as u32;
+                out.push(format!(
+                    "MSH|^~\\&|WINPATH|RAL|RECORDHUB|LCR|{when}||ORU^R01^ORU_R01|{}|P|2.4\r\
+                     PID|1||{NHS}^^^NHS^NH~K5000001^^^RJ1^MR||HUGHES^MARGARET||19480612|F\r\
+                     OBR|1|PG{i}|FG{i}^WINPATH|FBC^Full blood count^WINPATH|||20261101000000|||||||||||||||{when}||HM|{st}\r\
+                     OBX|1|NM|HB^Haemoglobin^WINPATH||{value}|g/L|130-170|N|||{st}\r",
+                    ctl()
+                ));
+            }
+        }
+        if let Some(cancelled) = plan.discharge {
+            t += 120;
+            let d = ts(t);
+            out.push(adt_msg("A03", t, &ctl(), "", &pv1(ward, "", &d)));
+            if cancelled {
+                t += 15;
+                out.push(adt_msg("A13", t, &ctl(), "", &pv1(ward, "", "")));
+            }
+        }
+        out.into_iter().map(String::into_bytes).collect()
+    }
+
+    fn plan() -> impl Strategy<Value = Plan> {
+        let statuses = prop::sample::subsequence(vec!['P', 'F', 'C'], 1..=3);
+        (
+            prop::collection::vec((0..WARDS.len(), any::<bool>()), 0..4),
+            prop::collection::vec((0..3usize, any::<bool>()), 0..3),
+            prop::option::of(any::<bool>()),
+            prop::collection::vec((statuses, any::<u8>()), 0..3),
+        )
+            .prop_map(|(transfers, updates, discharge, results)| Plan {
+                transfers,
+                updates,
+                discharge,
+                results,
+            })
+    }
+
+    fn story_of(messages: Vec<Vec<u8>>) -> Story {
+        Story { name: "generated".into(), messages, golden: json!({ "records": { NHS: {} } }) }
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_arrival_order_gives_the_record_of_the_clinical_order(
+            (plan, order) in plan().prop_flat_map(|p| {
+                let n = messages(&p).len();
+                (Just(p), Just((0..n).collect::<Vec<usize>>()).prop_shuffle())
+            })
+        ) {
+            let story = story_of(messages(&plan));
+            let sorted: Vec<usize> = (0..story.messages.len()).collect();
+            let want = run(&story, &sorted);
+            let got = run(&story, &order);
+            prop_assert_eq!(
+                &got, &want,
+                "arrival order {:?} of {:?}", order_ids(&story, &order), plan
+            );
+        }
+    }
+}

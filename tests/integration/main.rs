@@ -5,6 +5,7 @@
 mod common;
 
 mod acks;
+mod adt_events;
 mod charset;
 mod connections;
 mod durability;
