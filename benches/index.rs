@@ -1,11 +1,15 @@
 //! The index: the cost of filing one more result for a patient who already
-//! has 10,000 items, against one who has none (DESIGN.md: one key per item,
-//! so the two should cost the same), and reading a record back.
+//! has 10,000 items, against one who has none (DESIGN.md: one key per item
+//! version, so the two should cost the same), the same through the whole
+//! filing path (identity rules, cross-reference, versions), one more version
+//! of an item that already has 1,000, and reading a record back (each
+//! item's versions folded).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use recordhub::hl7::nhs::NhsNumber;
 use recordhub::record::{Fields, Identity, Item, Kind, Mapped, Provenance};
-use recordhub::store::Store;
+use recordhub::record::LocalId;
+use recordhub::store::{IndexBatch, Store};
 
 fn result(i: u64) -> Mapped {
     let fields: Fields = [("code", serde_json::json!("FBC")), ("value", serde_json::json!(i))].into_iter().collect();
@@ -30,6 +34,26 @@ fn result(i: u64) -> Mapped {
         seq_refs: Vec::new(),
         ignored: false,
     }
+}
+
+/// `result(i)` as a PAS-traced message: verified NHS number and a hospital
+/// number, filed through the identity rules.
+fn traced(i: u64, nhs: &NhsNumber, item_id: Option<&str>) -> Mapped {
+    let mut m = result(i);
+    m.identity.nhs_number = Some(nhs.as_str().to_string());
+    m.identity.nhs_status = Some("NSTS01".into());
+    m.identity.local_ids = vec![LocalId { organisation: "RAL".into(), id: format!("H{}", nhs.as_str()) }];
+    if let Some(id) = item_id {
+        m.items[0].id = id.to_string();
+        m.items[0].version.time_ms = Some(i as i64 * 1000);
+    }
+    m
+}
+
+fn file(store: &Store, seq: u64, m: Mapped) {
+    let mut batch = IndexBatch::new();
+    batch.file(seq, m);
+    store.apply(batch).unwrap();
 }
 
 fn bench(c: &mut Criterion) {
@@ -66,6 +90,33 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    let mut f = c.benchmark_group("file_one_message");
+    f.bench_function("patient_with_10000_items", |b| {
+        b.iter(|| {
+            n += 1;
+            file(&store, n, traced(n, &busy, None))
+        })
+    });
+    f.bench_function("patient_with_no_items", |b| {
+        b.iter(|| {
+            k = (k + 1) % fresh_numbers.len();
+            n += 1;
+            file(&store, n, traced(n, &fresh_numbers[k], None))
+        })
+    });
+    let versioned = &fresh_numbers[0];
+    for v in 0..1_000 {
+        n += 1;
+        file(&store, n, traced(v, versioned, Some("ACC0|FBC")));
+    }
+    f.bench_function("item_with_1000_versions", |b| {
+        b.iter(|| {
+            n += 1;
+            file(&store, n, traced(n, versioned, Some("ACC0|FBC")))
+        })
+    });
+    f.finish();
 }
 
 criterion_group!(benches, bench);

@@ -59,6 +59,9 @@ where
 {
     let app = Router::new()
         .route("/patients/{nhs}", get(patient))
+        .route("/patients/{nhs}/history", get(patient_history))
+        .route("/admin/parked", get(parked))
+        .route("/admin/conflicts", get(conflicts))
         .route("/admin/reload", post(reload))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -120,6 +123,41 @@ fn error(status: StatusCode, text: impl Into<String>) -> Response {
 }
 
 async fn patient(State(api): State<Api>, Path(nhs): Path<String>, headers: HeaderMap) -> Response {
+    view(api, nhs, headers, View::Record).await
+}
+
+async fn patient_history(State(api): State<Api>, Path(nhs): Path<String>, headers: HeaderMap) -> Response {
+    view(api, nhs, headers, View::History).await
+}
+
+/// Parked messages (seq, sender, control id, why): no patient data.
+async fn parked(State(api): State<Api>) -> Response {
+    let store = api.store.clone();
+    match tokio::task::spawn_blocking(move || store.parked()).await {
+        Ok(Ok(list)) => Json(json!({ "parked": list })).into_response(),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the index could not be read"),
+    }
+}
+
+/// Local identifiers that arrived with a second verified NHS number.
+async fn conflicts(State(api): State<Api>) -> Response {
+    let store = api.store.clone();
+    match tokio::task::spawn_blocking(move || store.conflicts()).await {
+        Ok(Ok(list)) => Json(json!({ "conflicts": list })).into_response(),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the index could not be read"),
+    }
+}
+
+/// Which view of a patient's record a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// What the record shows now.
+    Record,
+    /// Every version of every item, hidden ones included.
+    History,
+}
+
+async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Response {
     let user = headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
     if user.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the X-User header is required: every view of a record is audited");
@@ -138,7 +176,7 @@ async fn patient(State(api): State<Api>, Path(nhs): Path<String>, headers: Heade
                 "index writer behind; record served without the newest messages"
             );
         }
-        read_audited(&api.store, &nhs, &user, "http")
+        read_audited(&api.store, &nhs, &user, "http", which)
     })
     .await;
     match result {
@@ -163,22 +201,32 @@ pub fn read_audited(
     nhs: &NhsNumber,
     user: &str,
     via: &str,
+    which: View,
 ) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
-    let items = store.record(nhs)?;
+    let (count, body, action) = match which {
+        View::Record => {
+            let items = store.record(nhs)?;
+            (items.len(), json!({ "nhs_number": nhs.as_str(), "items": items }), "read")
+        }
+        View::History => {
+            let items = store.history(nhs)?;
+            (items.len(), json!({ "nhs_number": nhs.as_str(), "items": items }), "read_history")
+        }
+    };
     let event = AuditEvent {
         at_ms: now_ms(),
         user: user.to_string(),
         nhs_number: nhs.as_str().to_string(),
-        action: "read".into(),
+        action: action.into(),
         via: via.into(),
-        items: items.len(),
+        items: count,
     };
     store.audit(&event)?;
-    tracing::info!(user, via, items = items.len(), "record viewed");
-    if items.is_empty() {
+    tracing::info!(user, via, action, items = count, "record viewed");
+    if count == 0 {
         return Ok(None);
     }
-    Ok(Some(json!({ "nhs_number": nhs.as_str(), "items": items })))
+    Ok(Some(body))
 }
 
 async fn reload(State(api): State<Api>) -> Response {

@@ -24,7 +24,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::health::{Health, Part};
-use crate::hl7::nhs::NhsNumber;
 use crate::pipeline::{error_chain, Replayer};
 use crate::record::Mapped;
 use crate::store::{DedupKey, DedupRecord, IndexBatch, Store};
@@ -270,22 +269,12 @@ fn batch_of(work: Work) -> IndexBatch {
     batch
 }
 
-/// Files mapped items under their NHS number, or records why it cannot.
-/// `mapped` was mapped with provenance seq `seq`.
+/// Files a mapped message (mapped with provenance seq `seq`); whose record
+/// it goes into is decided when the batch is applied (`store/identity.rs`).
 pub fn file(batch: &mut IndexBatch, seq: u64, mapped: Mapped) {
     if !mapped.warnings.is_empty() {
         // Field names and rules only, never the values.
         tracing::warn!(seq, warnings = ?mapped.warnings, "optional values did not fit their type and were left out");
     }
-    let reason = match mapped.identity.nhs_number.as_deref().filter(|n| !n.is_empty()).map(NhsNumber::parse) {
-        Some(Ok(nhs)) => {
-            batch.index(seq, nhs, mapped);
-            return;
-        }
-        Some(Err(_)) => "NHS number fails the Modulus 11 check",
-        None => "no NHS number",
-    };
-    // Accepted (AA: the sender cannot fix it by resending) but not filed.
-    tracing::info!(seq, reason, "message kept in the journal but not indexed");
-    batch.unindexed(seq, reason);
+    batch.file(seq, mapped);
 }

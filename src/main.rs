@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use recordhub::cli;
+use recordhub::http::View;
 
 // glibc malloc trims and regrows its heap around every large message and
 // dominated the pipeline profile (DESIGN.md; measured in the closing note).
@@ -63,6 +64,29 @@ enum Command {
         /// Scan every segment and report damage only; exit 1 if any is found.
         #[arg(long, conflicts_with = "show")]
         verify: bool,
+    },
+    /// Print every version of every item of a patient's record, hidden ones
+    /// included, with provenance and why hidden (the read is audited).
+    History {
+        /// The NHS number (spaces and dashes allowed).
+        nhs_number: String,
+        /// Who is looking: recorded in the audit trail.
+        #[arg(long)]
+        user: String,
+        /// A running server's read API (default: http://<[http] listen>).
+        #[arg(long, conflicts_with = "data")]
+        server: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List messages parked until their patient's NHS number is known, and
+    /// identity conflicts (seq, sender, control id, why: no patient data).
+    Parked {
+        /// A running server's read API (default: http://<[http] listen>).
+        #[arg(long, conflicts_with = "data")]
+        server: Option<String>,
+        #[command(flatten)]
+        common: Common,
     },
     /// Print a patient's record as JSON (the read is audited).
     Record {
@@ -163,6 +187,27 @@ impl Common {
     }
 }
 
+/// Where `record`, `history` and `parked` read: `--server`, else `--data`
+/// (the data directory itself), else the configured HTTP listener.
+fn record_source(server: Option<String>, data_given: bool, cfg: Config) -> cli::RecordSource {
+    match server {
+        Some(url) => cli::RecordSource::Server(url),
+        None if data_given => cli::RecordSource::Local(Box::new(cfg)),
+        None => cli::RecordSource::Server(format!("http://{}", cfg.http.listen)),
+    }
+}
+
+fn show_record(nhs: &str, user: &str, server: Option<String>, common: Common, view: View) -> anyhow::Result<ExitCode> {
+    let cfg = common.load(None, None)?;
+    let source = record_source(server, common.data.is_some(), cfg);
+    if cli::record(nhs, user, source, view)? {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let _ = writeln!(std::io::stderr(), "recordhub: no record for NHS number {nhs}");
+        Ok(ExitCode::from(1))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -207,19 +252,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let clean = cli::journal(&cfg.store.data_dir, since, show, verify)?;
             Ok(if clean || !verify { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Record { nhs_number, user, server, common } => {
+        Command::Parked { server, common } => {
             let cfg = common.load(None, None)?;
-            let source = match (server, &common.data) {
-                (Some(url), _) => cli::RecordSource::Server(url),
-                (None, Some(_)) => cli::RecordSource::Local(Box::new(cfg)),
-                (None, None) => cli::RecordSource::Server(format!("http://{}", cfg.http.listen)),
-            };
-            if cli::record(&nhs_number, &user, source)? {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                let _ = writeln!(std::io::stderr(), "recordhub: no record for NHS number {nhs_number}");
-                Ok(ExitCode::from(1))
-            }
+            let source = record_source(server, common.data.is_some(), cfg);
+            let listing = cli::parked(source)?;
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&listing).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Record { nhs_number, user, server, common } => {
+            show_record(&nhs_number, &user, server, common, View::Record)
+        }
+        Command::History { nhs_number, user, server, common } => {
+            show_record(&nhs_number, &user, server, common, View::History)
         }
         Command::Load { to, connections, messages, pipeline, rate, timeout, tls, files } => {
             let rt =

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 pub use check::check;
 pub use journal::journal;
-pub use record::{record, reindex, RecordError, RecordSource};
+pub use record::{parked, record, reindex, RecordError, RecordSource};
 pub use send::{send, send_with};
 
 /// Errors a user of the CLI sees.

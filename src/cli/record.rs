@@ -10,9 +10,9 @@ pub enum RecordSource {
     Local(Box<crate::config::Config>),
 }
 
-/// Prints a patient's record as JSON. Returns false when the patient is
-/// unknown. Every read is audited, whichever way it goes.
-pub fn record(nhs: &str, user: &str, source: RecordSource) -> Result<bool, RecordError> {
+/// Prints a patient's record (or its history) as JSON. Returns false when
+/// the patient is unknown. Every read is audited, whichever way it goes.
+pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::http::View) -> Result<bool, RecordError> {
     let nhs = crate::hl7::nhs::NhsNumber::parse(nhs).map_err(|_| RecordError::BadNhs(nhs.to_string()))?;
     let body = match source {
         RecordSource::Local(cfg) => {
@@ -21,13 +21,14 @@ pub fn record(nhs: &str, user: &str, source: RecordSource) -> Result<bool, Recor
             // a crash), so a local read is as complete as the journal.
             let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
                 .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
-            let body = crate::http::read_audited(p.store(), &nhs, user, "cli")
+            let body = crate::http::read_audited(p.store(), &nhs, user, "cli", view)
                 .map_err(|e| RecordError::Open(e.to_string()))?;
             p.shutdown().map_err(|e| RecordError::Open(e.to_string()))?;
             body
         }
         RecordSource::Server(base) => {
-            let url = format!("{}/patients/{}", base.trim_end_matches('/'), nhs.as_str());
+            let tail = if view == crate::http::View::History { "/history" } else { "" };
+            let url = format!("{}/patients/{}{tail}", base.trim_end_matches('/'), nhs.as_str());
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
             let mut resp = agent
                 .get(&url)
@@ -82,4 +83,34 @@ pub fn reindex(cfg: &crate::config::Config) -> Result<u64, RecordError> {
         .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
     let n = p.reindex().map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
     Ok(n)
+}
+
+/// `recordhub parked`: parked messages and identity conflicts, as JSON, from
+/// a running server or the data directory. No patient data.
+pub fn parked(source: RecordSource) -> Result<serde_json::Value, RecordError> {
+    match source {
+        RecordSource::Local(cfg) => {
+            let mappings = crate::serve::load_mappings(&cfg).map_err(|e| RecordError::Open(e.to_string()))?;
+            let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
+                .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
+            let parked = p.store().parked().map_err(|e| RecordError::Open(e.to_string()))?;
+            let conflicts = p.store().conflicts().map_err(|e| RecordError::Open(e.to_string()))?;
+            p.shutdown().map_err(|e| RecordError::Open(e.to_string()))?;
+            Ok(serde_json::json!({ "parked": parked, "conflicts": conflicts }))
+        }
+        RecordSource::Server(base) => {
+            let mut out = serde_json::Map::new();
+            for what in ["parked", "conflicts"] {
+                let url = format!("{}/admin/{what}", base.trim_end_matches('/'));
+                let text = ureq::get(&url)
+                    .call()
+                    .and_then(|mut r| r.body_mut().read_to_string())
+                    .map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
+                out.insert(what.to_string(), v.get(what).cloned().unwrap_or_default());
+            }
+            Ok(serde_json::Value::Object(out))
+        }
+    }
 }

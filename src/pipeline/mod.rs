@@ -63,6 +63,9 @@ struct Pending {
 }
 
 /// Where each frame of a batch stands until the commit decides.
+// One per frame of one batch, short-lived: boxing would add an allocation
+// per message for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     /// Answered without the journal (a stored duplicate, a failed append).
     Done(Outcome),

@@ -61,7 +61,8 @@ fn a_retransmission_in_the_next_batch_gets_the_original_ack_before_and_after_ind
     assert_eq!(third.ack, first.ack);
     assert!(p.recent.is_empty(), "remembered records are dropped once in sled");
     let nhs = crate::hl7::NhsNumber::parse("9434765919").unwrap();
-    assert_eq!(p.store().record(&nhs).unwrap().len(), 6, "filed once, the ADT's six items");
+    assert_eq!(p.store().record(&nhs).unwrap().len(), 7, "filed once: the ADT's six items and its hospital number");
+    assert_eq!(p.store().history(&nhs).unwrap().iter().map(|h| h.versions.len()).sum::<usize>(), 7, "one version each");
     p.shutdown().unwrap();
 }
 

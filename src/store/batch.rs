@@ -6,7 +6,7 @@
 //! `applied_seq`, and sled recovers a prefix of its log after a crash, so
 //! whenever `applied_seq` survives, so did everything before it; when it
 //! does not, replay re-files the entries after the older `applied_seq`
-//! (filing is an upsert, so doing it twice is harmless). A dedup record
+//! (a version's key holds its journal seq, so filing it twice writes the same key). A dedup record
 //! (which makes a retransmission answered from the table) is never durable
 //! without the items it vouches for. Replay runs before the engine serves
 //! reads, so no reader sees what a crash left half-filed.
@@ -19,9 +19,7 @@
 //! reader may see part of a batch being filed; record reads already wait
 //! only for what was acknowledged before them.
 
-use super::index::{encode_item, item_key, xref_key};
-use super::{DedupKey, DedupRecord, Store, StoreError};
-use crate::hl7::nhs::NhsNumber;
+use super::{identity, DedupKey, DedupRecord, Store, StoreError};
 use crate::record::Mapped;
 
 type Writes = Vec<(Vec<u8>, Vec<u8>)>;
@@ -31,8 +29,8 @@ type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 /// of 340,000 items is never held twice (mapped and encoded) in memory.
 #[derive(Default)]
 pub struct IndexBatch {
-    /// (journal seq, NHS number, the message's items and identifiers).
-    filings: Vec<(u64, NhsNumber, Mapped)>,
+    /// (journal seq, the message's items and identifiers).
+    filings: Vec<(u64, Mapped)>,
     unindexed: Writes,
     dedup: Writes,
     /// `applied_seq` after the batch; 0 leaves it as it is.
@@ -45,11 +43,12 @@ impl IndexBatch {
         IndexBatch::default()
     }
 
-    /// Upserts every item of a mapped message (journal entry `seq`) under
-    /// `nhs`, and its local identifiers into the cross-reference.
-    pub fn index(&mut self, seq: u64, nhs: NhsNumber, mapped: Mapped) {
-        self.writes += mapped.items.len() + mapped.identity.local_ids.len();
-        self.filings.push((seq, nhs, mapped));
+    /// Files a mapped message (journal entry `seq`): whose record it goes
+    /// into is decided when the batch is applied (`identity.rs`), after the
+    /// messages before it.
+    pub fn file(&mut self, seq: u64, mapped: Mapped) {
+        self.writes += mapped.items.len() + mapped.identity.local_ids.len() + 1;
+        self.filings.push((seq, mapped));
     }
 
     /// Remembers that journal entry `seq` was accepted but not indexed.
@@ -84,7 +83,7 @@ impl Store {
             return Err(StoreError::Injected(e));
         }
         let t = self.t()?;
-        let total: usize = batch.filings.iter().map(|(_, _, m)| m.items.len()).sum();
+        let total: usize = batch.filings.iter().map(|(_, m)| m.items.len()).sum();
         let mut written = 0;
         // Tests kill the process after the middle item: some items filed, the rest not.
         let mut after_each = || {
@@ -93,9 +92,14 @@ impl Store {
                 self.faults().hit("indexer.mid_batch");
             }
         };
-        for (seq, nhs, mapped) in std::mem::take(&mut batch.filings) {
-            match file_owned(&t, &nhs, mapped, &mut after_each) {
-                Ok(()) => {}
+        for (seq, mapped) in std::mem::take(&mut batch.filings) {
+            match identity::file_message(&t, seq, mapped, &mut after_each) {
+                Ok(None) => {}
+                Ok(Some(reason)) => {
+                    // Accepted (AA: the sender cannot fix it by resending) but not filed.
+                    tracing::info!(seq, reason, "message kept in the journal but not indexed");
+                    batch.unindexed(seq, reason);
+                }
                 // An item that cannot be encoded cannot be filed by a retry
                 // either: say so for operators rather than fail the batch forever.
                 Err(StoreError::Damaged { .. }) => batch.unindexed(seq, "an item could not be encoded"),
@@ -112,43 +116,4 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// [`file_items`] consuming the message: each item is freed once written,
-/// so a huge message's memory is handed over to sled rather than added to it.
-fn file_owned(
-    t: &super::Trees,
-    nhs: &NhsNumber,
-    mapped: Mapped,
-    after_each: &mut impl FnMut(),
-) -> Result<(), StoreError> {
-    let n = nhs.as_str();
-    let Mapped { items, identity, .. } = mapped;
-    for item in items {
-        t.items.insert(item_key(n, &item), encode_item(&item)?)?;
-        drop(item);
-        after_each();
-    }
-    for id in &identity.local_ids {
-        t.xref.insert(xref_key(&id.organisation, &id.id), n.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// Writes one message's items, then its cross-references.
-pub(super) fn file_items(
-    t: &super::Trees,
-    nhs: &NhsNumber,
-    mapped: &Mapped,
-    after_each: &mut impl FnMut(),
-) -> Result<(), StoreError> {
-    let n = nhs.as_str();
-    for item in &mapped.items {
-        t.items.insert(item_key(n, item), encode_item(item)?)?;
-        after_each();
-    }
-    for id in &mapped.identity.local_ids {
-        t.xref.insert(xref_key(&id.organisation, &id.id), n.as_bytes())?;
-    }
-    Ok(())
 }

@@ -3,63 +3,35 @@
 //! One key per item, never one growing document per patient, so indexing the
 //! 10,000th result for a patient costs what the first did (DESIGN.md, "The
 //! index"). Keys:
-//! - `items`:  `nhs \0 kind \0 sending facility \0 natural id` → the item,
-//!   as MessagePack with named fields ([`ITEM_FORMAT`]): half the bytes of
-//!   JSON and no string escaping, which was a seventh of the index writer's
-//!   time.
-//!   The natural id is scoped by the sending facility (a visit number is only
-//!   unique within its trust), and writing it again is an upsert, so a
-//!   replayed message changes nothing.
-//! - `xref`:   `organisation \0 local id` → NHS number.
+//! - `items`: one key per item **version** (`keys.rs`) → the message's
+//!   version of the item, as MessagePack with named fields ([`ITEM_FORMAT`]):
+//!   half the bytes of JSON and no string escaping, which was a seventh of
+//!   the index writer's time. A read folds each item's versions into what
+//!   the record shows (`fold.rs`). Writing a version again writes the same
+//!   key, so a replayed message changes nothing.
+//! - `xref`: `organisation \0 local id` → NHS number; `alias`: merged NHS
+//!   number → survivor; `parked`, `conflicts`: see `identity.rs`.
 //! - `unindexed`: journal seq → why the message could not be filed (no NHS
 //!   number, or one failing Modulus 11): kept for operators and `reindex`.
 //! - `audit`:  time-ordered record views (who, when, which NHS number).
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{keys, Store, StoreError};
 use crate::hl7::nhs::NhsNumber;
 use crate::record::{Item, Mapped};
 
-const SEP: u8 = 0;
-
-/// Version of the item encoding, kept in `meta`; an index written in another
-/// encoding is rebuilt from the journal at start-up.
-pub const ITEM_FORMAT: u64 = 2;
+/// Version of the item encoding and key layout, kept in `meta`; an index
+/// written in another is rebuilt from the journal at start-up. 3: one key per
+/// item version (`keys.rs`).
+pub const ITEM_FORMAT: u64 = 3;
 
 pub(super) fn encode_item(item: &Item) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(item).map_err(|_| StoreError::Damaged { tree: "items" })
 }
 
-fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
+pub(super) fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|_| StoreError::Damaged { tree: "items" })
-}
-
-pub(super) fn item_key(nhs: &str, item: &Item) -> Vec<u8> {
-    let kind = item.kind.as_str();
-    let fac = &item.provenance.sending_facility;
-    let mut k = Vec::with_capacity(nhs.len() + kind.len() + fac.len() + item.id.len() + 3);
-    for (i, part) in [nhs, kind, fac.as_str(), item.id.as_str()].into_iter().enumerate() {
-        if i > 0 {
-            k.push(SEP);
-        }
-        k.extend_from_slice(part.as_bytes());
-    }
-    k
-}
-
-/// `organisation \0 local id`.
-pub(super) fn xref_key(organisation: &str, id: &str) -> Vec<u8> {
-    let mut k = organisation.as_bytes().to_vec();
-    k.push(SEP);
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-fn prefix(nhs: &str) -> Vec<u8> {
-    let mut p = nhs.as_bytes().to_vec();
-    p.push(SEP);
-    p
 }
 
 /// One view of a record, as the audit trail keeps it.
@@ -78,28 +50,37 @@ pub struct AuditEvent {
 }
 
 impl Store {
-    /// Files one mapped message on its own (benchmarks, tests): a batch of one.
+    /// Files one mapped message's items under `nhs` as they are, with no
+    /// identity rules (benchmarks, tests).
     ///
     /// # Errors
     /// sled could not write.
     pub fn index(&self, nhs: &NhsNumber, mapped: &Mapped) -> Result<(), StoreError> {
-        super::batch::file_items(&*self.t()?, nhs, mapped, &mut || {})
-    }
-
-    /// Every item held for `nhs`, in key order (kind, source, id).
-    pub fn record(&self, nhs: &NhsNumber) -> Result<Vec<Item>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.t()?.items.scan_prefix(prefix(nhs.as_str())) {
-            let (_, v) = kv?;
-            out.push(decode_item(&v)?);
+        let t = self.t()?;
+        for (i, item) in mapped.items.iter().enumerate() {
+            super::identity::write_item(&t, nhs.as_str(), item, i)?;
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// The NHS number filed for a local identifier (organisation, id).
+    /// The NHS number filed for a local identifier (organisation, id),
+    /// after merges.
     pub fn lookup_local(&self, organisation: &str, id: &str) -> Result<Option<String>, StoreError> {
-        let v = self.t()?.xref.get(xref_key(organisation, id))?;
-        Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        let t = self.t()?;
+        match t.xref.get(keys::local_key(organisation, id))? {
+            Some(v) => Ok(Some(super::identity::resolve_alias(&t, &String::from_utf8_lossy(&v))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Messages waiting for their patient's NHS number, oldest first.
+    pub fn parked(&self) -> Result<Vec<super::ParkedEntry>, StoreError> {
+        super::identity::parked(&*self.t()?)
+    }
+
+    /// Local identifiers that arrived with a second verified NHS number.
+    pub fn conflicts(&self) -> Result<Vec<super::Conflict>, StoreError> {
+        super::identity::conflicts(&*self.t()?)
     }
 
     /// Remembers that journal entry `seq` was accepted but not indexed.
@@ -139,7 +120,7 @@ impl Store {
     /// keeping the audit trail, which is not derived from the journal.
     pub fn clear_derived(&self) -> Result<(), StoreError> {
         let t = self.t()?;
-        for tree in [&t.items, &t.xref, &t.unindexed, &t.dedup, &t.meta] {
+        for tree in [&t.items, &t.xref, &t.unindexed, &t.dedup, &t.meta, &t.parked, &t.conflicts, &t.alias] {
             tree.clear()?;
         }
         drop(t);
@@ -190,7 +171,11 @@ mod tests {
             ignored: false,
         };
         store.index(&nhs, &mapped).unwrap();
-        assert_eq!(store.record(&nhs).unwrap(), vec![item]);
+        let history = store.history(&nhs).unwrap();
+        assert_eq!(history[0].versions[0].fields, item.fields, "stored as mapped, null included");
+        let mut shown = item.clone();
+        shown.fields = item.fields.iter().filter(|(k, _)| *k != "deleted").map(|(k, v)| (k, v.to_json())).collect();
+        assert_eq!(store.record(&nhs).unwrap(), vec![shown], "the record leaves a removed value out");
 
         // An index written before the format key existed (applied_seq > 0, no key).
         store.set_applied_seq(5).unwrap();

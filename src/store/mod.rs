@@ -5,7 +5,10 @@
 //! Its trees:
 //! - `dedup`: (MSH-3, MSH-4, MSH-10) → hash, length, journal seq and the ACK sent;
 //! - `meta`: `applied_seq`, the last journal sequence applied to the index;
-//! - `items`, `xref`, `unindexed`, `audit`: the record index, in [`index`].
+//! - `items`, `xref`, `alias`, `parked`, `conflicts`, `unindexed`, `audit`:
+//!   the record index, in [`index`]; item versions are folded into the
+//!   current record in `fold.rs`, and whose record a message goes into is
+//!   decided in `identity.rs`.
 //!
 //! Writes from the index writer go through an [`IndexBatch`], applied in an
 //! order that replay repairs (see `batch.rs`).
@@ -17,7 +20,11 @@
 
 pub mod batch;
 pub mod dedup;
+mod fold;
+mod identity;
 pub mod index;
+mod keys;
+mod read;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -25,7 +32,9 @@ use std::time::{Duration, Instant};
 
 pub use batch::IndexBatch;
 pub use dedup::{DedupKey, DedupRecord};
+pub use identity::{Conflict, ParkedEntry};
 pub use index::AuditEvent;
+pub use read::{HiddenBy, ItemHistory, VersionEntry};
 
 use crate::fault::Faults;
 
@@ -55,6 +64,9 @@ pub(crate) struct Trees {
     pub(crate) xref: sled::Tree,
     pub(crate) unindexed: sled::Tree,
     pub(crate) audit: sled::Tree,
+    pub(crate) parked: sled::Tree,
+    pub(crate) conflicts: sled::Tree,
+    pub(crate) alias: sled::Tree,
 }
 
 impl Trees {
@@ -70,6 +82,9 @@ impl Trees {
             xref: db.open_tree("xref")?,
             unindexed: db.open_tree("unindexed")?,
             audit: db.open_tree("audit")?,
+            parked: db.open_tree("parked")?,
+            conflicts: db.open_tree("conflicts")?,
+            alias: db.open_tree("alias")?,
             db,
         })
     }

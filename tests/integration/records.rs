@@ -119,7 +119,7 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_or_invalid_nhs_number_is_accepted_but_not_indexed() {
+async fn an_invalid_nhs_number_is_accepted_but_not_indexed_and_a_missing_one_parks_under_the_hospital_number() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
@@ -132,7 +132,10 @@ async fn missing_or_invalid_nhs_number_is_accepted_but_not_indexed() {
     e.stop().await;
     assert_eq!(crate::common::journal_lines(dir.path()).len(), 2, "both are in the journal");
     let store = recordhub::store::Store::open(&recordhub::pipeline::index_dir(dir.path())).unwrap();
-    assert_eq!(store.unindexed_count().unwrap(), 2);
+    assert_eq!(store.unindexed_count().unwrap(), 1, "the Modulus 11 failure");
+    let parked = store.parked().unwrap();
+    assert_eq!(parked.len(), 1, "waits for its hospital number's NHS number: {parked:?}");
+    assert_eq!(parked[0].control_id, "NONHS");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
