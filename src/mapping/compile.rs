@@ -153,7 +153,15 @@ impl Compiler<'_> {
             prior_nhs_number: identity.prior_nhs_number.as_ref().map(|p| self.paths(p)).unwrap_or_default(),
             prior_local_ids: identity.prior_local_ids.as_ref().and_then(|p| self.path(p)),
         };
-        let items = items.iter().filter_map(|(name, item)| self.item(name, item)).collect();
+        let mut items: Vec<ItemPlan> = items.iter().filter_map(|(name, item)| self.item(name, item)).collect();
+        // Paths into MSH or EVN read the same value for every item: computed
+        // once per message. Others (OBR-22) are read in each item's own group.
+        let message_level = time.iter().all(|p| matches!(&p.segment, b"MSH" | b"EVN") && p.occurrence.is_none());
+        if !message_level {
+            for item in items.iter_mut().filter(|i| i.version.time.is_none()) {
+                item.version.time = Some(time.clone());
+            }
+        }
         Plan { identity, items, time, ignore }
     }
 
