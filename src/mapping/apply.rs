@@ -197,7 +197,13 @@ impl<'m, 'a> Run<'m, 'a> {
 
     /// Maps `plans` into `out`; with `track`, notes in `self.set` which
     /// fields got a value (for groups).
-    fn fields(&mut self, plans: &[FieldPlan], out: &mut impl Out, scope: Scope<'a>, track: bool) -> Result<(), Problem> {
+    fn fields(
+        &mut self,
+        plans: &[FieldPlan],
+        out: &mut impl Out,
+        scope: Scope<'a>,
+        track: bool,
+    ) -> Result<(), Problem> {
         for f in plans {
             if !self.holds(f.when.as_ref(), scope) {
                 continue;

@@ -190,7 +190,10 @@ impl Compiler<'_> {
                 if let Some(f) = l.fields.0.iter().find(|(_, t)| is_append(t)) {
                     self.invalid(
                         f.0.span(),
-                        format!("list field '{}' has append: a history is a field of the item, not of a row", f.0.get_ref()),
+                        format!(
+                            "list field '{}' has append: a history is a field of the item, not of a row",
+                            f.0.get_ref()
+                        ),
                     );
                 }
                 lists.push(ListPlan {
@@ -310,12 +313,17 @@ impl Compiler<'_> {
         if extra || spec.ty.is_some() || spec.table.is_some() || spec.strict.is_some() || spec.required.is_some() {
             self.invalid(
                 span,
-                format!("field '{name}' has append: only `when` may go beside it (each member has its own path and type)"),
+                format!(
+                    "field '{name}' has append: only `when` may go beside it (each member has its own path and type)"
+                ),
             );
             return None;
         }
         if let Some((inner, _)) = members.0.iter().find(|(_, t)| is_append(t)) {
-            self.invalid(inner.span(), format!("append member '{}' has append: histories do not nest", inner.get_ref()));
+            self.invalid(
+                inner.span(),
+                format!("append member '{}' has append: histories do not nest", inner.get_ref()),
+            );
             return None;
         }
         let fields = self.fields(&members.0);

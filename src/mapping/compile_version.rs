@@ -81,12 +81,19 @@ impl Compiler<'_> {
                     Some(f) => indices.push(f.index),
                     None => self.invalid(
                         m.span(),
-                        format!("group '{}' of '{item}' names '{}', which is not a field of the item", group.get_ref(), m.get_ref()),
+                        format!(
+                            "group '{}' of '{item}' names '{}', which is not a field of the item",
+                            group.get_ref(),
+                            m.get_ref()
+                        ),
                     ),
                 }
             }
             if indices.len() < 2 && members.len() < 2 {
-                self.invalid(group.span(), format!("group '{}' of '{item}' needs at least two fields", group.get_ref()));
+                self.invalid(
+                    group.span(),
+                    format!("group '{}' of '{item}' needs at least two fields", group.get_ref()),
+                );
             }
             plan.groups.push(indices);
         }

@@ -189,7 +189,13 @@ impl MappingSet {
         if plan.ignores(msh9.component(1).raw(), msh9.component(2).raw()) {
             // Accepted and journaled, never filed: no identity, no items.
             let identity = Identity::default();
-            return Ok(Mapped { identity, items: Vec::new(), warnings: Vec::new(), seq_refs: Vec::new(), ignored: true });
+            return Ok(Mapped {
+                identity,
+                items: Vec::new(),
+                warnings: Vec::new(),
+                seq_refs: Vec::new(),
+                ignored: true,
+            });
         }
         let mut run = apply::Run::new(msg, prov, reads);
         run.plan(plan).map_err(MapError::Content)

@@ -45,9 +45,7 @@ pub struct Plan {
 impl Plan {
     /// Whether this plan knowingly ignores `code^event`.
     pub fn ignores(&self, code: &[u8], event: &[u8]) -> bool {
-        self.ignore.iter().any(|s| {
-            s.code.as_bytes() == code && s.event.as_ref().is_none_or(|e| e.as_bytes() == event)
-        })
+        self.ignore.iter().any(|s| s.code.as_bytes() == code && s.event.as_ref().is_none_or(|e| e.as_bytes() == event))
     }
 }
 
@@ -148,7 +146,10 @@ pub enum Source {
     Literal(serde_json::Value),
     Template(Template),
     /// An object of these fields, one entry of a history (`append`).
-    Append { fields: Vec<FieldPlan>, names: Names },
+    Append {
+        fields: Vec<FieldPlan>,
+        names: Names,
+    },
 }
 
 #[derive(Debug)]

@@ -104,7 +104,12 @@ pub struct HideSpec {
 impl HideSpec {
     /// The condition part, as a `when`.
     pub fn when(&self) -> WhenSpec {
-        WhenSpec { event: self.event.clone(), field: self.field.clone(), is: self.is.clone(), is_not: self.is_not.clone() }
+        WhenSpec {
+            event: self.event.clone(),
+            field: self.field.clone(),
+            is: self.is.clone(),
+            is_not: self.is_not.clone(),
+        }
     }
 }
 
