@@ -655,3 +655,61 @@ mod property {
         }
     }
 }
+
+/// One story end to end through the real server: MLLP frames in, each ACK
+/// `MSA|AA|<its control id>`, then the record from `GET /patients/{nhs}`
+/// equals the golden (and so the library runs above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a12_story_through_the_real_server_acks_aa_and_reads_the_golden_record() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let story = load("a12-cancel-transfer");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let running = recordhub::serve::start(&cfg, listener).await.expect("engine starts");
+    let http = format!("http://{}", running.http_addr);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    for msg in &story.messages {
+        let mut framed = vec![0x0b];
+        framed.extend_from_slice(msg);
+        framed.extend_from_slice(&[0x1c, 0x0d]);
+        conn.write_all(&framed).await.expect("send");
+        let mut ack = Vec::new();
+        while !ack.ends_with(&[0x1c, 0x0d]) {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut chunk))
+                .await
+                .expect("an ACK within 10 s")
+                .expect("read");
+            assert!(n > 0, "the server closed the connection instead of answering");
+            ack.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&ack[1..ack.len() - 2]).into_owned();
+        let msa = text.split('\r').find(|s| s.starts_with("MSA|")).unwrap_or("").to_string();
+        assert_eq!(msa, format!("MSA|AA|{}|Message accepted", control_id(msg)), "ACK bytes: {text:?}");
+    }
+    let nhs = nhs_numbers(&story).remove(0);
+    // Record reads wait for the index writer, so the read follows the last ACK.
+    let body = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut resp =
+            agent.get(&format!("{http}/patients/{nhs}")).header("X-User", "stories").call().expect("GET the record");
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.body_mut().read_to_string().expect("body")
+    })
+    .await
+    .expect("reader");
+    let record: Value = serde_json::from_str(&body).expect("the record is JSON");
+    let items: Vec<Value> = record["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(normalise)
+        .filter(|i| i["kind"] != "identifier")
+        .collect();
+    let (nhs, want) = story.golden["records"].as_object().and_then(|r| r.iter().next()).expect("one record");
+    assert_eq!(Value::Array(items), want["items"], "record {nhs} over HTTP");
+    running.shutdown().await.expect("clean shutdown");
+}
