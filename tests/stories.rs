@@ -394,7 +394,7 @@ fn check_story(name: &str) {
     let numbers = nhs_numbers(&story);
     let first = read(&p, &numbers);
     let mut problems = Vec::new();
-    let mut part = |what: &str, f: &dyn Fn() -> ()| {
+    let mut part = |what: &str, f: &dyn Fn()| {
         if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             let text = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
             problems.push(format!("[{what}] {}", text.unwrap_or_default()));
