@@ -7,8 +7,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use recordhub::hl7::nhs::NhsNumber;
-use recordhub::record::{Fields, Identity, Item, Kind, Mapped, Provenance};
 use recordhub::record::LocalId;
+use recordhub::record::{Fields, Identity, Item, Kind, Mapped, Provenance};
 use recordhub::store::{IndexBatch, Store};
 
 fn result(i: u64) -> Mapped {
