@@ -90,3 +90,21 @@ impl JournalCommitFailed<'_> {
         metrics.commit_failed();
     }
 }
+
+/// An accepted message whose event the mappings knowingly ignore (`ignore`
+/// in a mapping file): journaled, never filed. `recordhub_messages_ignored_total`.
+pub struct MessageIgnored<'a> {
+    pub control_id: &'a str,
+    pub msg_type: &'a str,
+    pub sending_app: &'a str,
+    pub sending_facility: &'a str,
+}
+
+impl MessageIgnored<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(control_id = %self.control_id, msg_type = %self.msg_type, sending_app = %self.sending_app,
+            sending_facility = %self.sending_facility, outcome = "ignored",
+            "event ignored by the mappings: accepted and journaled, not filed");
+        metrics.message_ignored();
+    }
+}

@@ -65,6 +65,7 @@ struct Inner {
     commit_latency: Histogram,
     batch_size: Histogram,
     commit_failures: Counter,
+    ignored: Counter,
     scraped: Scraped,
 }
 
@@ -197,6 +198,12 @@ impl Metrics {
             "Journal group commits that failed (their batch was answered AR 207)",
             commit_failures.clone(),
         );
+        let ignored = Counter::default();
+        r.register(
+            "messages_ignored",
+            "Messages accepted and journaled but knowingly not filed (an event the mappings ignore)",
+            ignored.clone(),
+        );
         let s = Scraped::default();
         r.register("journal_bytes", "Bytes in journal segment files", s.journal_bytes.clone());
         r.register("journal_segments", "Journal segment files", s.journal_segments.clone());
@@ -245,6 +252,7 @@ impl Metrics {
             commit_latency,
             batch_size,
             commit_failures,
+            ignored,
             scraped: s,
         }))
     }
@@ -320,6 +328,13 @@ impl Metrics {
     }
 
     /// A failed journal commit; called by [`crate::events::JournalCommitFailed`].
+    /// One message of an ignored event filed nothing ([`crate::events::MessageIgnored`]).
+    pub fn message_ignored(&self) {
+        if self.enabled() {
+            self.0.ignored.inc();
+        }
+    }
+
     pub fn commit_failed(&self) {
         if self.enabled() {
             self.0.commit_failures.inc();

@@ -16,7 +16,7 @@ use super::plan::{Cond, FieldPlan, ItemPlan, Part, Plan, ProvField, Source, Temp
 use super::scope::{Layout, ListScope, Scope};
 use crate::ack::{Location, Problem};
 use crate::hl7::{Field, FieldTable, Message, Segment, Value};
-use crate::record::{FieldsBuilder, Identity, Item, LocalId, Mapped, Names, Provenance, SeqAt, SeqRef};
+use crate::record::{FieldsBuilder, Item, Mapped, Names, Provenance, SeqAt, SeqRef};
 
 /// How many segments' field tables a run keeps: the item's segment, a list row,
 /// and the message-level segments a plan reads (MSH, PID, PV1, ...).
@@ -24,12 +24,12 @@ const TABLES: usize = 8;
 
 /// One application of a plan to a message.
 pub struct Run<'m, 'a> {
-    msg: &'m Message<'a>,
+    pub(super) msg: &'m Message<'a>,
     prov: Arc<Provenance>,
     /// `(segment index, field)` of every field read, for `check`; `None` in production.
     reads: Option<&'m mut Vec<(usize, usize)>>,
     /// Optional values left out because they did not fit their type.
-    warnings: Vec<String>,
+    pub(super) warnings: Vec<String>,
     /// Field boundaries of the segments read last, by segment index: a plan
     /// reads dozens of fields of PID and PV1, and `Segment::field` would rescan
     /// from the start for each. Bounded: one table per segment of a 340k-DG1
@@ -38,7 +38,7 @@ pub struct Run<'m, 'a> {
     /// The slot the next new table replaces once `tables` is full.
     evict: usize,
     /// MSH-9.2, which every `when.events` condition compares.
-    event: &'a [u8],
+    pub(super) event: &'a [u8],
     layout: Layout,
     /// Values rendered from `{seq}` templates, so [`Mapped::assign_seq`] can redo them.
     seq_refs: Vec<SeqRef>,
@@ -46,6 +46,12 @@ pub struct Run<'m, 'a> {
     pending: Vec<(Arc<str>, Vec<String>)>,
     /// The buffer items and rows are packed in, reused: each item gets an exact copy.
     scratch: Vec<u8>,
+    /// Which fields of the item being built have a value (for groups), by index.
+    set: Vec<bool>,
+    /// Names of the `append` fields the item being built carries.
+    appended: Vec<std::sync::Arc<str>>,
+    /// The plan's clinical time, computed once per message.
+    message_time: Option<i64>,
 }
 
 impl<'m, 'a> Run<'m, 'a> {
@@ -55,11 +61,27 @@ impl<'m, 'a> Run<'m, 'a> {
         let prov = prov.clone();
         let (warnings, tables, layout) = (Vec::new(), Vec::with_capacity(TABLES), Layout::new(msg));
         let (seq_refs, pending, scratch) = (Vec::new(), Vec::new(), Vec::with_capacity(256));
-        Run { msg, prov, reads, warnings, tables, evict: 0, event, layout, seq_refs, pending, scratch }
+        let (set, appended) = (Vec::new(), Vec::new());
+        Run {
+            msg,
+            prov,
+            reads,
+            warnings,
+            tables,
+            evict: 0,
+            event,
+            layout,
+            seq_refs,
+            pending,
+            scratch,
+            set,
+            appended,
+            message_time: None,
+        }
     }
 
     /// Field `n` of `seg`, through the per-segment table.
-    fn field(&mut self, seg: &Segment<'a>, n: usize) -> Field<'a> {
+    pub(super) fn field(&mut self, seg: &Segment<'a>, n: usize) -> Field<'a> {
         let i = seg.index();
         if let Some((_, t)) = self.tables.iter().find(|(at, _)| *at == i) {
             return t.field(n);
@@ -81,43 +103,14 @@ impl<'m, 'a> Run<'m, 'a> {
     /// A [`Problem`] 101 (required value missing), 102 (bad date/number) or 103 (value
     /// not in a strict table), located at the field.
     pub fn plan(&mut self, plan: &Plan) -> Result<Mapped, Problem> {
-        let identity = self.identity(plan);
+        let identity = self.identity(&plan.identity);
+        self.message_time = self.time(&plan.time, Scope::default());
         let mut items = Vec::with_capacity(plan.items.len());
         for item in &plan.items {
             self.item(item, &mut items)?;
         }
         let (warnings, seq_refs) = (std::mem::take(&mut self.warnings), std::mem::take(&mut self.seq_refs));
         Ok(Mapped { identity, items, warnings, seq_refs, ignored: false })
-    }
-
-    fn identity(&mut self, plan: &Plan) -> Identity {
-        let top = Scope::default();
-        let id = &plan.identity;
-        let mut nhs_rep = None;
-        let mut nhs_number = None;
-        for p in &id.nhs_number {
-            if let Some((_, v, rep)) = self.resolve(p, top).filter(|(_, v, _)| !v.is_empty()) {
-                nhs_number = Some(v.text().trim().to_string());
-                nhs_rep = Some((p.field, rep));
-                break;
-            }
-        }
-        let nhs_status = self.first(&id.nhs_status, top).map(|(_, v, _)| v.text().into_owned());
-        let mut local_ids = Vec::new();
-        if let Some(p) = &id.local_ids {
-            if let Some(seg) = self.segment(p, top) {
-                self.mark(&seg, p.field);
-                for (i, rep) in self.field(&seg, p.field as usize).repetitions().enumerate() {
-                    let skip = nhs_rep == Some((p.field, i + 1)) && p.segment == *b"PID";
-                    let id = rep.component(1).text();
-                    if !skip && !id.is_empty() {
-                        let organisation = rep.component(4).text().into_owned();
-                        local_ids.push(LocalId { organisation, id: id.into_owned() });
-                    }
-                }
-            }
-        }
-        Identity { nhs_number, nhs_status, local_ids, ..Identity::default() }
     }
 
     fn item(&mut self, plan: &ItemPlan, out: &mut Vec<Item>) -> Result<(), Problem> {
@@ -141,18 +134,25 @@ impl<'m, 'a> Run<'m, 'a> {
         if !self.holds(plan.when.as_ref(), scope) {
             return Ok(());
         }
-        let (id, id_pieces) = match self.template(&plan.id, scope) {
-            Some(id) if !id.0.is_empty() => id,
-            // No natural id (e.g. no PV1-19 on an A28): there is no such item.
-            _ => return Ok(()),
-        };
+        let rendered = plan.id.iter().find_map(|t| self.template(t, scope).filter(|(id, _)| !id.is_empty()));
+        // No natural id (e.g. no PV1-19 on an A28): there is no such item.
+        let Some((id, id_pieces)) = rendered else { return Ok(()) };
         let at = out.len();
         if let Some(pieces) = id_pieces {
             self.seq_refs.push(SeqRef { item: at, at: SeqAt::Id, pieces });
         }
         self.pending.clear();
+        self.appended.clear();
+        let groups = &plan.version.groups;
+        if !groups.is_empty() {
+            self.set.clear();
+            self.set.resize(plan.fields.len(), false);
+        }
         let mut fields = FieldsBuilder::with_buffer(&plan.names, std::mem::take(&mut self.scratch));
-        self.fields(&plan.fields, &mut fields, scope)?;
+        self.fields(&plan.fields, &mut fields, scope, !groups.is_empty())?;
+        if !groups.is_empty() {
+            super::version::fill_groups(groups, &self.set, &mut fields);
+        }
         for (field, pieces) in std::mem::take(&mut self.pending) {
             self.seq_refs.push(SeqRef { item: at, at: SeqAt::Field(field), pieces });
         }
@@ -167,9 +167,12 @@ impl<'m, 'a> Run<'m, 'a> {
             for (n, &i) in rows_at.iter().enumerate() {
                 let Some(row) = self.msg.segment(i) else { continue };
                 let row_end = rows_at.get(n + 1).copied().unwrap_or(to);
-                let list_scope = ListScope { row, row_end, head_end };
+                let list_scope = Scope { list: Some(ListScope { row, row_end, head_end }), ..scope };
+                if list.drop.is_some() && self.holds(list.drop.as_ref(), list_scope) {
+                    continue;
+                }
                 let mut row = Row { names: &list.names, map: serde_json::Map::new() };
-                self.fields(&list.fields, &mut row, Scope { list: Some(list_scope), ..scope })?;
+                self.fields(&list.fields, &mut row, list_scope, false)?;
                 for (field, pieces) in std::mem::take(&mut self.pending) {
                     let at = SeqAt::Row { list: list.name.clone(), row: rows.len(), field };
                     self.seq_refs.push(SeqRef { item: out.len(), at, pieces });
@@ -183,17 +186,40 @@ impl<'m, 'a> Run<'m, 'a> {
         }
         let (fields, buf) = fields.finish_keep();
         self.scratch = buf;
-        out.push(Item { kind: plan.kind, id, fields, provenance: self.prov.clone(), version: Default::default() });
+        let mut version = self.version(&plan.version, scope, self.message_time);
+        version.append = self.appended.iter().map(|n| n.to_string()).collect();
+        let item = Item { kind: plan.kind, id, fields, provenance: self.prov.clone(), version };
+        let superseded = self.superseded(plan, &item, scope);
+        out.push(item);
+        out.extend(superseded);
         Ok(())
     }
 
-    fn fields(&mut self, plans: &[FieldPlan], out: &mut impl Out, scope: Scope<'a>) -> Result<(), Problem> {
+    /// Maps `plans` into `out`; with `track`, notes in `self.set` which
+    /// fields got a value (for groups).
+    fn fields(
+        &mut self,
+        plans: &[FieldPlan],
+        out: &mut impl Out,
+        scope: Scope<'a>,
+        track: bool,
+    ) -> Result<(), Problem> {
         for f in plans {
             if !self.holds(f.when.as_ref(), scope) {
                 continue;
             }
             let (value, at) = match &f.source {
                 Source::Literal(v) => (Some(v.clone()), None),
+                Source::Append { fields, names } => {
+                    let mut entry = Row { names, map: serde_json::Map::new() };
+                    self.fields(fields, &mut entry, scope, false)?;
+                    if entry.map.is_empty() {
+                        (None, None)
+                    } else {
+                        self.appended.push(f.name.clone());
+                        (Some(Json::Object(entry.map)), None)
+                    }
+                }
                 Source::Template(t) => match self.template(t, scope) {
                     Some((s, pieces)) if !s.is_empty() => {
                         if let Some(pieces) = pieces {
@@ -208,6 +234,9 @@ impl<'m, 'a> Run<'m, 'a> {
                     // Most values are plain text: packed without a JSON string in between.
                     Some((_, v, _)) if matches!(f.ty, Ty::String) => {
                         out.text(f.index, &v.text());
+                        if track {
+                            self.note_set(f.index);
+                        }
                         continue;
                     }
                     Some((seg, v, rep)) => {
@@ -231,7 +260,12 @@ impl<'m, 'a> Run<'m, 'a> {
                 },
             };
             match value {
-                Some(v) => out.value(f.index, v),
+                Some(v) => {
+                    out.value(f.index, v);
+                    if track {
+                        self.note_set(f.index);
+                    }
+                }
                 None if f.required => {
                     let seg = at.and_then(|p| self.segment(p, scope));
                     return Err(problem(101, &f.name, at, seg.map(|s| (s, 1)), "required value is missing"));
@@ -242,7 +276,13 @@ impl<'m, 'a> Run<'m, 'a> {
         Ok(())
     }
 
-    fn holds(&mut self, cond: Option<&Cond>, scope: Scope<'a>) -> bool {
+    fn note_set(&mut self, i: usize) {
+        if let Some(s) = self.set.get_mut(i) {
+            *s = true;
+        }
+    }
+
+    pub(super) fn holds(&mut self, cond: Option<&Cond>, scope: Scope<'a>) -> bool {
         let Some(cond) = cond else { return true };
         if !cond.events.is_empty() && !cond.events.iter().any(|e| e.as_bytes() == self.event) {
             return false;
@@ -266,7 +306,7 @@ impl<'m, 'a> Run<'m, 'a> {
 
     /// The template's text, trimmed; `None` if no part had a value. With `{seq}`,
     /// also the text around each `{seq}` (see [`SeqRef`]).
-    fn template(&mut self, t: &Template, scope: Scope<'a>) -> Option<(String, Option<Vec<String>>)> {
+    pub(super) fn template(&mut self, t: &Template, scope: Scope<'a>) -> Option<(String, Option<Vec<String>>)> {
         let mut out = String::with_capacity(32);
         let mut seqs = Vec::new();
         let mut any = false;
@@ -302,11 +342,11 @@ impl<'m, 'a> Run<'m, 'a> {
     }
 
     /// The first path with a non-empty value.
-    fn first<'p>(&mut self, paths: &'p [Path], scope: Scope<'a>) -> Option<(Segment<'a>, Value<'a>, usize)> {
+    pub(super) fn first<'p>(&mut self, paths: &'p [Path], scope: Scope<'a>) -> Option<(Segment<'a>, Value<'a>, usize)> {
         paths.iter().find_map(|p| self.resolve(p, scope).filter(|(_, v, _)| !v.is_empty()))
     }
 
-    fn segment(&self, p: &Path, scope: Scope<'a>) -> Option<Segment<'a>> {
+    pub(super) fn segment(&self, p: &Path, scope: Scope<'a>) -> Option<Segment<'a>> {
         let index = match p.occurrence {
             Some(n) => self.layout.nth(p.segment, n as usize),
             None => self.layout.find(p.segment, &scope),
@@ -315,7 +355,7 @@ impl<'m, 'a> Run<'m, 'a> {
     }
 
     /// The value at `p`, with its segment and repetition number.
-    fn resolve(&mut self, p: &Path, scope: Scope<'a>) -> Option<(Segment<'a>, Value<'a>, usize)> {
+    pub(super) fn resolve(&mut self, p: &Path, scope: Scope<'a>) -> Option<(Segment<'a>, Value<'a>, usize)> {
         let seg = self.segment(p, scope)?;
         self.mark(&seg, p.field);
         let field = self.field(&seg, p.field as usize);
@@ -336,7 +376,7 @@ impl<'m, 'a> Run<'m, 'a> {
         Some((seg, v, n))
     }
 
-    fn mark(&mut self, seg: &Segment<'_>, field: u16) {
+    pub(super) fn mark(&mut self, seg: &Segment<'_>, field: u16) {
         if let Some(reads) = self.reads.as_deref_mut() {
             reads.push((seg.index(), field as usize));
         }

@@ -15,7 +15,7 @@ pub struct CheckedMessage {
     /// MSH-10 (empty if the message does not parse).
     pub control_id: String,
     /// The mapped identity and items, or why mapping failed (parse error, no mapping,
-    /// 101/102/103 content error).
+    /// 101/102/103 content error). An event the mappings `ignore` maps to nothing.
     pub result: Result<Mapped, String>,
     /// Segments (`ZU1`) and fields (`PID-13`) holding a value that no target read;
     /// MSH, EVN-1/EVN-2 and set ids (field 1) count as read.
@@ -26,6 +26,7 @@ impl CheckedMessage {
     /// The JSON shown by `recordhub check` and kept in `fixtures/*.json`.
     pub fn to_json(&self) -> Json {
         match &self.result {
+            Ok(m) if m.ignored => json!({ "control_id": self.control_id, "ignored": true }),
             Ok(m) if m.warnings.is_empty() => {
                 json!({ "control_id": self.control_id, "identity": m.identity, "items": m.items, "unused": self.unused })
             }

@@ -34,20 +34,23 @@ impl Compiler<'_> {
         self.errors.push(LoadError { file: self.file.to_path_buf(), line, col, kind });
     }
 
-    fn invalid(&mut self, span: Range<usize>, msg: String) {
+    pub(super) fn invalid(&mut self, span: Range<usize>, msg: String) {
         self.error(span.start, LoadErrorKind::Invalid(msg));
     }
 
     /// Compiles the file's default plan and one plan per `[[sender]]`.
     pub fn file(&mut self, spec: &FileSpec) -> FilePlan {
-        let selectors = spec.messages.get_ref().iter().filter_map(|m| self.selector(m)).collect();
+        let mut selectors: Vec<Selector> = spec.messages.get_ref().iter().filter_map(|m| self.selector(m)).collect();
         if spec.messages.get_ref().is_empty() {
             self.invalid(
                 spec.messages.span(),
                 "messages is empty: list the MSH-9 types this file maps, e.g. [\"ADT^A01\"]".into(),
             );
         }
-        let base = self.plan(&spec.identity, &spec.items.0);
+        let ignore = self.ignore(spec.ignore.as_ref(), &selectors);
+        selectors.extend(ignore.iter().cloned());
+        let time = spec.time.as_ref().map(|p| self.paths(p)).unwrap_or_default();
+        let base = self.plan(&spec.identity, &spec.items.0, time.clone(), ignore.clone());
         let mut senders = Vec::new();
         for sender in &spec.senders {
             let (app, facility) = (sender.app.as_ref(), sender.facility.as_ref());
@@ -64,13 +67,60 @@ impl Compiler<'_> {
                 identity.nhs_number = over.nhs_number.clone().or(identity.nhs_number);
                 identity.nhs_status = over.nhs_status.clone().or(identity.nhs_status);
                 identity.local_ids = over.local_ids.clone().or(identity.local_ids);
+                identity.trust_unstated_status = over.trust_unstated_status.or(identity.trust_unstated_status);
+                identity.prior_nhs_number = over.prior_nhs_number.clone().or(identity.prior_nhs_number);
+                identity.prior_local_ids = over.prior_local_ids.clone().or(identity.prior_local_ids);
             }
             let items = merge_items(&spec.items.0, &sender.items.0);
-            let plan = self.plan(&identity, &items);
+            let time = sender.time.as_ref().map_or_else(|| time.clone(), |p| self.paths(p));
+            let ignore = match &sender.ignore {
+                Some(list) => self.sender_ignore(list, &selectors),
+                None => ignore.clone(),
+            };
+            let plan = self.plan(&identity, &items, time, ignore);
             let text = |s: Option<&Spanned<String>>| s.map(|s| s.get_ref().clone());
             senders.push(SenderPlan { app: text(app), facility: text(facility), plan });
         }
         FilePlan { file: self.file.to_path_buf(), selectors, base, senders }
+    }
+
+    /// The file's `ignore` list: types it accepts without filing, none of them
+    /// also in `messages` (which would leave the reader guessing which wins).
+    fn ignore(&mut self, list: Option<&Spanned<Vec<Spanned<String>>>>, mapped: &[Selector]) -> Vec<Selector> {
+        let mut out = Vec::new();
+        for m in list.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            let Some(sel) = self.selector(m) else { continue };
+            if mapped.contains(&sel) || out.contains(&sel) {
+                self.invalid(
+                    m.span(),
+                    format!("'{}' is listed twice (messages or ignore): keep it in one place", m.get_ref()),
+                );
+                continue;
+            }
+            out.push(sel);
+        }
+        out
+    }
+
+    /// A sender's `ignore` replaces the file's, among the types the file takes.
+    fn sender_ignore(&mut self, list: &Spanned<Vec<Spanned<String>>>, taken: &[Selector]) -> Vec<Selector> {
+        let mut out = Vec::new();
+        for m in list.get_ref() {
+            let Some(sel) = self.selector(m) else { continue };
+            let covered = taken.iter().any(|t| t.code == sel.code && (t.event.is_none() || t.event == sel.event));
+            if !covered {
+                self.invalid(
+                    m.span(),
+                    format!(
+                        "'{}' is not a type this file takes: a sender may only ignore types in messages or ignore",
+                        m.get_ref()
+                    ),
+                );
+                continue;
+            }
+            out.push(sel);
+        }
+        out
     }
 
     fn selector(&mut self, m: &Spanned<String>) -> Option<Selector> {
@@ -88,14 +138,31 @@ impl Compiler<'_> {
         }
     }
 
-    fn plan(&mut self, identity: &IdentitySpec, items: &[(Spanned<String>, ItemSpec)]) -> Plan {
+    fn plan(
+        &mut self,
+        identity: &IdentitySpec,
+        items: &[(Spanned<String>, ItemSpec)],
+        time: Vec<Path>,
+        ignore: Vec<Selector>,
+    ) -> Plan {
         let identity = IdentityPlan {
             nhs_number: identity.nhs_number.as_ref().map(|p| self.paths(p)).unwrap_or_default(),
             nhs_status: identity.nhs_status.as_ref().map(|p| self.paths(p)).unwrap_or_default(),
             local_ids: identity.local_ids.as_ref().and_then(|p| self.path(p)),
+            trust_unstated_status: identity.trust_unstated_status.unwrap_or(true),
+            prior_nhs_number: identity.prior_nhs_number.as_ref().map(|p| self.paths(p)).unwrap_or_default(),
+            prior_local_ids: identity.prior_local_ids.as_ref().and_then(|p| self.path(p)),
         };
-        let items = items.iter().filter_map(|(name, item)| self.item(name, item)).collect();
-        Plan { identity, items }
+        let mut items: Vec<ItemPlan> = items.iter().filter_map(|(name, item)| self.item(name, item)).collect();
+        // Paths into MSH or EVN read the same value for every item: computed
+        // once per message. Others (OBR-22) are read in each item's own group.
+        let message_level = time.iter().all(|p| matches!(&p.segment, b"MSH" | b"EVN") && p.occurrence.is_none());
+        if !message_level {
+            for item in items.iter_mut().filter(|i| i.version.time.is_none()) {
+                item.version.time = Some(time.clone());
+            }
+        }
+        Plan { identity, items, time, ignore }
     }
 
     fn item(&mut self, name: &Spanned<String>, spec: &ItemSpec) -> Option<ItemPlan> {
@@ -111,14 +178,29 @@ impl Compiler<'_> {
             );
             return None;
         };
+        if id.0.is_empty() {
+            self.invalid(name.span(), format!("item '{}' has id = []: give at least one template", name.get_ref()));
+            return None;
+        }
         let for_each = spec.for_each.as_ref().and_then(|s| self.segment(s));
         let mut lists = Vec::new();
         for (lname, l) in &spec.lists.0 {
             if let Some(for_each) = self.segment(&l.for_each) {
+                let fields = self.fields(&l.fields.0);
+                if let Some(f) = l.fields.0.iter().find(|(_, t)| is_append(t)) {
+                    self.invalid(
+                        f.0.span(),
+                        format!(
+                            "list field '{}' has append: a history is a field of the item, not of a row",
+                            f.0.get_ref()
+                        ),
+                    );
+                }
                 lists.push(ListPlan {
                     name: lname.get_ref().as_str().into(),
                     for_each,
-                    fields: self.fields(&l.fields.0),
+                    fields,
+                    drop: l.drop.as_ref().and_then(|w| self.cond(w)),
                     names: Vec::new().into(),
                     index: 0,
                     shadows: false,
@@ -135,15 +217,17 @@ impl Compiler<'_> {
                 names.push(list.name.clone());
             }
         }
+        let version = self.version(name, spec, &fields);
         Some(ItemPlan {
             name: name.get_ref().clone(),
             kind: *kind.get_ref(),
             for_each,
-            id: self.template(id),
+            id: id.0.iter().map(|t| self.template(t)).collect(),
             when: spec.when.as_ref().and_then(|w| self.cond(w)),
             lists,
             fields,
             names: names.into(),
+            version,
         })
     }
 
@@ -182,6 +266,9 @@ impl Compiler<'_> {
             }
             Target::Full(spec) => spec,
         };
+        if let Some(members) = &spec.append {
+            return self.append(name, target.span(), spec, members);
+        }
         let ty = self.ty(name, target.span(), spec)?;
         let source = match (&spec.path, &spec.value, &spec.template) {
             (Some(p), None, None) => Source::Paths(self.paths(p)),
@@ -197,7 +284,10 @@ impl Compiler<'_> {
             },
             (None, None, Some(t)) => Source::Template(self.template(t)),
             _ => {
-                self.invalid(target.span(), format!("field '{name}' needs exactly one of path, value or template"));
+                self.invalid(
+                    target.span(),
+                    format!("field '{name}' needs exactly one of path, value, template or append"),
+                );
                 return None;
             }
         };
@@ -207,6 +297,43 @@ impl Compiler<'_> {
             source,
             ty,
             required: spec.required.unwrap_or(false),
+            when: spec.when.as_ref().and_then(|w| self.cond(w)),
+        })
+    }
+
+    /// `{ append = { ward = "PV1-3.1", ... } }`: an object of fields, one entry of a history.
+    fn append(
+        &mut self,
+        name: &str,
+        span: Range<usize>,
+        spec: &FieldSpec,
+        members: &super::spec::Ordered<super::spec::TargetSpec>,
+    ) -> Option<FieldPlan> {
+        let extra = spec.path.is_some() || spec.value.is_some() || spec.template.is_some();
+        if extra || spec.ty.is_some() || spec.table.is_some() || spec.strict.is_some() || spec.required.is_some() {
+            self.invalid(
+                span,
+                format!(
+                    "field '{name}' has append: only `when` may go beside it (each member has its own path and type)"
+                ),
+            );
+            return None;
+        }
+        if let Some((inner, _)) = members.0.iter().find(|(_, t)| is_append(t)) {
+            self.invalid(
+                inner.span(),
+                format!("append member '{}' has append: histories do not nest", inner.get_ref()),
+            );
+            return None;
+        }
+        let fields = self.fields(&members.0);
+        let names = fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>().into();
+        Some(FieldPlan {
+            name: name.into(),
+            index: 0,
+            source: Source::Append { fields, names },
+            ty: Ty::String,
+            required: false,
             when: spec.when.as_ref().and_then(|w| self.cond(w)),
         })
     }
@@ -251,7 +378,7 @@ impl Compiler<'_> {
         Some(ty)
     }
 
-    fn cond(&mut self, w: &WhenSpec) -> Option<Cond> {
+    pub(super) fn cond(&mut self, w: &WhenSpec) -> Option<Cond> {
         let mut cond = Cond::default();
         for e in w.event.iter().flatten() {
             if e.get_ref().len() != 3 {
@@ -285,12 +412,12 @@ impl Compiler<'_> {
         check_segment(s.get_ref()).map_err(|m| self.error(s.span().start + 1, LoadErrorKind::Path(m))).ok()
     }
 
-    fn paths(&mut self, p: &Paths) -> Vec<Path> {
+    pub(super) fn paths(&mut self, p: &Paths) -> Vec<Path> {
         p.0.iter().filter_map(|s| self.path(s)).collect()
     }
 
     /// Parses a path held in a TOML string; errors point into the string (after its quote).
-    fn path(&mut self, s: &Spanned<String>) -> Option<Path> {
+    pub(super) fn path(&mut self, s: &Spanned<String>) -> Option<Path> {
         self.path_at(s.get_ref(), s.span().start + 1)
     }
 
@@ -299,7 +426,7 @@ impl Compiler<'_> {
     }
 
     /// `"{PID-5.2} {PID-5.1}"`: text with paths and provenance values in braces.
-    fn template(&mut self, t: &Spanned<String>) -> Template {
+    pub(super) fn template(&mut self, t: &Spanned<String>) -> Template {
         let (text, base) = (t.get_ref().as_str(), t.span().start + 1);
         let mut parts = Vec::new();
         let mut pos = 0;
@@ -342,6 +469,12 @@ fn merge_items(
         item.for_each = o.for_each.clone().or(item.for_each.take());
         item.id = o.id.clone().or(item.id.take());
         item.when = o.when.clone().or(item.when.take());
+        item.time = o.time.clone().or(item.time.take());
+        item.rank = o.rank.clone().or(item.rank.take());
+        item.hide = o.hide.clone().or(item.hide.take());
+        item.undo = o.undo.clone().or(item.undo.take());
+        item.supersedes = o.supersedes.clone().or(item.supersedes.take());
+        item.groups = o.groups.clone().or(item.groups.take());
         upsert(&mut item.fields.0, &o.fields.0);
         upsert(&mut item.lists.0, &o.lists.0);
     }
@@ -355,6 +488,10 @@ fn upsert<T: Clone>(into: &mut Vec<(Spanned<String>, T)>, from: &[(Spanned<Strin
             None => into.push((k.clone(), v.clone())),
         }
     }
+}
+
+fn is_append(t: &super::spec::TargetSpec) -> bool {
+    matches!(t.0.get_ref(), Target::Full(f) if f.append.is_some())
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `src`.

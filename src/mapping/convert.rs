@@ -97,6 +97,50 @@ fn iso(text: &str, date_only: bool) -> Option<String> {
     Some(out)
 }
 
+/// HL7 DTM at any precision (`2026`, `202611211015`, `20261121101530.25+0100`)
+/// as UTC Unix milliseconds: what orders an item's versions. Missing parts are
+/// their start (month and day 1, time 00:00:00); no offset means UTC, so the
+/// order never depends on the engine's time zone. `None` for an invalid value.
+pub fn time_ms(text: &str) -> Option<i64> {
+    let t = hl7_parser::datetime::parse_timestamp(text.trim(), false).ok()?;
+    let (year, month, day) = (i64::from(t.year), t.month.unwrap_or(1), t.day.unwrap_or(1));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    let (hour, minute, second) = (t.hour.unwrap_or(0), t.minute.unwrap_or(0), t.second.unwrap_or(0));
+    if !(1..=days_in).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let offset_min = match t.offset {
+        Some(o) if o.hours.abs() > 14 || o.minutes > 59 => return None,
+        Some(o) => {
+            let sign = if o.hours < 0 { -1 } else { 1 };
+            i64::from(o.hours) * 60 + sign * i64::from(o.minutes)
+        }
+        None => 0,
+    };
+    let days = days_from_civil(year, i64::from(month), i64::from(day));
+    let secs = ((days * 24 + i64::from(hour)) * 60 + i64::from(minute) - offset_min) * 60 + i64::from(second);
+    let ms = t.microsecond.map_or(0, |us| i64::from(us) / 1000);
+    Some(secs * 1000 + ms)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// `n` zero-padded to `width` digits (wider numbers keep all their digits).
 fn push_digits(out: &mut String, n: u64, width: usize) {
     let mut buf = [b'0'; 20];
@@ -112,7 +156,31 @@ fn push_digits(out: &mut String, n: u64, width: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::iso;
+    use super::{iso, time_ms};
+
+    #[test]
+    fn hl7_times_become_utc_milliseconds_at_any_precision() {
+        let base = 1_795_249_800_000; // 2026-11-21T08:30:00Z
+        let cases = [
+            ("20261121083000", Some(base)),
+            ("202611210830", Some(base)),
+            ("20261121083000+0000", Some(base)),
+            ("20261121093000+0100", Some(base)),
+            ("20261121030000-0530", Some(base)),
+            ("20261121083000.25", Some(base + 250)),
+            ("20261121", Some(base - (8 * 60 + 30) * 60_000)),
+            ("1970", Some(0)),
+            ("19691231235959", Some(-1000)),
+            ("20240229", Some(1_709_164_800_000)),
+            ("20230229", None),
+            ("20261121246000", None),
+            ("not a time", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(time_ms(text), want, "{text}");
+        }
+    }
 
     #[test]
     fn hl7_times_become_iso_8601_at_the_precision_sent() {

@@ -19,11 +19,14 @@
 pub mod apply;
 pub mod check;
 pub mod compile;
+mod compile_version;
 pub mod convert;
+mod identity;
 pub mod path;
 pub mod plan;
 pub mod scope;
 pub mod spec;
+mod version;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,7 +38,7 @@ use plan::{FilePlan, Plan, Table};
 
 use crate::ack::Problem;
 use crate::hl7::Message;
-use crate::record::{Mapped, Provenance};
+use crate::record::{Identity, Mapped, Provenance};
 
 /// Every compiled mapping file. Immutable: reload builds a new set and swaps it.
 #[derive(Debug, Default)]
@@ -155,7 +158,7 @@ impl MappingSet {
         self.files.len()
     }
 
-    /// True if some file maps `message_code^event` (MSH-9.1, MSH-9.2).
+    /// True if some file maps or knowingly ignores `message_code^event` (MSH-9.1, MSH-9.2).
     pub fn handles(&self, message_code: &str, event: &str) -> bool {
         self.file_for(message_code, event).is_some()
     }
@@ -182,6 +185,18 @@ impl MappingSet {
             let (code, event) = (msh9.component(1).text(), msh9.component(2).text());
             MapError::NoMapping { message_type: format!("{code}^{event}") }
         })?;
+        let msh9 = msg.header().field(9);
+        if plan.ignores(msh9.component(1).raw(), msh9.component(2).raw()) {
+            // Accepted and journaled, never filed: no identity, no items.
+            let identity = Identity::default();
+            return Ok(Mapped {
+                identity,
+                items: Vec::new(),
+                warnings: Vec::new(),
+                seq_refs: Vec::new(),
+                ignored: true,
+            });
+        }
         let mut run = apply::Run::new(msg, prov, reads);
         run.plan(plan).map_err(MapError::Content)
     }

@@ -12,6 +12,7 @@ use crate::record::{Kind, Names};
 #[derive(Debug)]
 pub struct FilePlan {
     pub file: std::path::PathBuf,
+    /// The types the file takes: those it maps and those it ignores.
     pub selectors: Vec<Selector>,
     pub base: Plan,
     pub senders: Vec<SenderPlan>,
@@ -35,13 +36,40 @@ pub struct SenderPlan {
 pub struct Plan {
     pub identity: IdentityPlan,
     pub items: Vec<ItemPlan>,
+    /// Clinical time paths for items without their own `time`.
+    pub time: Vec<Path>,
+    /// Types accepted and not filed.
+    pub ignore: Vec<Selector>,
 }
 
-#[derive(Debug, Default)]
+impl Plan {
+    /// Whether this plan knowingly ignores `code^event`.
+    pub fn ignores(&self, code: &[u8], event: &[u8]) -> bool {
+        self.ignore.iter().any(|s| s.code.as_bytes() == code && s.event.as_ref().is_none_or(|e| e.as_bytes() == event))
+    }
+}
+
+#[derive(Debug)]
 pub struct IdentityPlan {
     pub nhs_number: Vec<Path>,
     pub nhs_status: Vec<Path>,
     pub local_ids: Option<Path>,
+    pub trust_unstated_status: bool,
+    pub prior_nhs_number: Vec<Path>,
+    pub prior_local_ids: Option<Path>,
+}
+
+impl Default for IdentityPlan {
+    fn default() -> IdentityPlan {
+        IdentityPlan {
+            nhs_number: Vec::new(),
+            nhs_status: Vec::new(),
+            local_ids: None,
+            trust_unstated_status: true,
+            prior_nhs_number: Vec::new(),
+            prior_local_ids: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -49,13 +77,38 @@ pub struct ItemPlan {
     pub name: String,
     pub kind: Kind,
     pub for_each: Option<[u8; 3]>,
-    pub id: Template,
+    /// The first template that renders a value is the id.
+    pub id: Vec<Template>,
     pub when: Option<Cond>,
     pub fields: Vec<FieldPlan>,
     pub lists: Vec<ListPlan>,
     /// The fields' names, then the lists' (each field's `index` is its place):
     /// shared by every item mapped, so items hold no name bytes.
     pub names: Names,
+    pub version: VersionPlan,
+}
+
+/// How an item's versions order and what they do (see `record::Version`).
+#[derive(Debug, Default)]
+pub struct VersionPlan {
+    /// The item's own time paths; `None`: the plan's.
+    pub time: Option<Vec<Path>>,
+    /// The path and its values in rank order (1-based position).
+    pub rank: Option<(Path, Vec<String>)>,
+    /// The first condition that holds hides the item, with its reason.
+    pub hide: Vec<(Cond, String)>,
+    /// `(event, events it undoes)`.
+    pub undo: Vec<(String, Vec<String>)>,
+    pub supersedes: Option<Supersedes>,
+    /// Field indices of each group.
+    pub groups: Vec<Vec<usize>>,
+}
+
+/// An extra item hiding the one this item replaces.
+#[derive(Debug)]
+pub struct Supersedes {
+    pub id: Template,
+    pub when: Option<Cond>,
 }
 
 #[derive(Debug)]
@@ -63,6 +116,8 @@ pub struct ListPlan {
     pub name: std::sync::Arc<str>,
     pub for_each: [u8; 3],
     pub fields: Vec<FieldPlan>,
+    /// Rows for which this holds are left out.
+    pub drop: Option<Cond>,
     /// The row fields' names.
     pub names: Names,
     /// The list's place in its item's `names`.
@@ -90,6 +145,11 @@ pub enum Source {
     /// Already converted to its type.
     Literal(serde_json::Value),
     Template(Template),
+    /// An object of these fields, one entry of a history (`append`).
+    Append {
+        fields: Vec<FieldPlan>,
+        names: Names,
+    },
 }
 
 #[derive(Debug)]

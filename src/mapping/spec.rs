@@ -20,6 +20,12 @@ use crate::record::Kind;
 pub struct FileSpec {
     /// MSH-9 values this file handles: `ADT^A01`, `ADT^*`.
     pub messages: Spanned<Vec<Spanned<String>>>,
+    /// Clinical time of the message (first path with a value): how its versions
+    /// of items order against other messages' versions. An item's `time` overrides it.
+    pub time: Option<Paths>,
+    /// MSH-9 values this file accepts and knowingly does not file (AA, journaled,
+    /// counted, logged).
+    pub ignore: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub identity: IdentitySpec,
     #[serde(default)]
@@ -37,6 +43,13 @@ pub struct IdentitySpec {
     pub nhs_status: Option<Paths>,
     /// A repeating CX field (PID-3): every repetition but the NHS number's is a local id.
     pub local_ids: Option<Spanned<String>>,
+    /// Whether an empty `nhs_status` counts as verified (default true).
+    pub trust_unstated_status: Option<bool>,
+    /// A merge's prior NHS number (MRG-1's NHS repetition).
+    pub prior_nhs_number: Option<Paths>,
+    /// A merge's prior local ids: every repetition of this CX field but the
+    /// prior NHS number's.
+    pub prior_local_ids: Option<Spanned<String>>,
 }
 
 /// One item definition, or in an override the parts of it to change.
@@ -46,9 +59,22 @@ pub struct ItemSpec {
     pub kind: Option<Spanned<Kind>>,
     /// Make an item per occurrence of this segment (AL1, DG1, OBR …).
     pub for_each: Option<Spanned<String>>,
-    /// Template for the natural id, e.g. `"{PV1-19.1}"`.
-    pub id: Option<Spanned<String>>,
+    /// Template for the natural id, e.g. `"{PV1-19.1}"`, or a list of them (the
+    /// first that renders a value).
+    pub id: Option<Paths>,
     pub when: Option<WhenSpec>,
+    /// Clinical time paths for this item's versions (overrides the file's `time`).
+    pub time: Option<Paths>,
+    /// Status rank of this item's versions: position of the value in `order`.
+    pub rank: Option<Spanned<RankSpec>>,
+    /// Conditions that hide the item for good, each with its reason.
+    pub hide: Option<Vec<Spanned<HideSpec>>>,
+    /// `A12 = ["A02"]`: a message of event A12 undoes the latest A02 version.
+    pub undo: Option<Ordered<Vec<Spanned<String>>>>,
+    /// A replacement (MDM T10) hides the item it names.
+    pub supersedes: Option<Spanned<SupersedeSpec>>,
+    /// Field groups: any member present, the absent ones become null.
+    pub groups: Option<Ordered<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub fields: Ordered<TargetSpec>,
     /// Lists built from child segments of the `for_each` segment (OBX under OBR).
@@ -56,11 +82,52 @@ pub struct ItemSpec {
     pub lists: Ordered<ListSpec>,
 }
 
+/// `rank = { path = "OBR-25", order = ["P", "F", "C"] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankSpec {
+    pub path: Spanned<String>,
+    pub order: Vec<Spanned<String>>,
+}
+
+/// One `hide` condition: the keys of `when`, and why the item is hidden.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HideSpec {
+    pub event: Option<Vec<Spanned<String>>>,
+    pub field: Option<Spanned<String>>,
+    pub is: Option<Vec<String>>,
+    pub is_not: Option<Vec<String>>,
+    pub reason: Option<Spanned<String>>,
+}
+
+impl HideSpec {
+    /// The condition part, as a `when`.
+    pub fn when(&self) -> WhenSpec {
+        WhenSpec {
+            event: self.event.clone(),
+            field: self.field.clone(),
+            is: self.is.clone(),
+            is_not: self.is_not.clone(),
+        }
+    }
+}
+
+/// `supersedes = { id = "{TXA-13.1}", when = { event = ["T10"] } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupersedeSpec {
+    pub id: Spanned<String>,
+    pub when: Option<WhenSpec>,
+}
+
 /// A list of objects, one per child segment.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListSpec {
     pub for_each: Spanned<String>,
+    /// Rows for which this holds are left out (OBX-11 `D`: deleted).
+    pub drop: Option<WhenSpec>,
     #[serde(default)]
     pub fields: Ordered<TargetSpec>,
 }
@@ -103,6 +170,8 @@ pub struct FieldSpec {
     pub strict: Option<bool>,
     pub required: Option<bool>,
     pub when: Option<WhenSpec>,
+    /// An object of these fields, accumulated across versions (a history).
+    pub append: Option<Ordered<TargetSpec>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,6 +190,10 @@ pub enum TypeName {
 pub struct SenderSpec {
     pub app: Option<Spanned<String>>,
     pub facility: Option<Spanned<String>>,
+    /// Replaces the file's `time` for this sender.
+    pub time: Option<Paths>,
+    /// Replaces the file's `ignore` for this sender (only types the file takes).
+    pub ignore: Option<Spanned<Vec<Spanned<String>>>>,
     pub identity: Option<IdentitySpec>,
     #[serde(default)]
     pub items: Ordered<ItemSpec>,

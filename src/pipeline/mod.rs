@@ -309,8 +309,11 @@ impl Pipeline {
         work.last_seq = seq;
         let code = s.code();
         if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, s.dedup.take()) {
-            if let Some(mapped) = s.mapped.take() {
-                work.filings.push(Filing { seq, mapped });
+            match s.mapped.take() {
+                // An event the mappings ignore: journaled and answered AA, never filed.
+                Some(mapped) if mapped.ignored => self.note_ignored(&s),
+                Some(mapped) => work.filings.push(Filing { seq, mapped }),
+                None => {}
             }
             let rec = DedupRecord { fingerprint: fp, seq, ack: ack.clone() };
             self.recent.insert(key.clone(), rec.clone());

@@ -38,7 +38,9 @@ impl Staged {
 
 /// The verdict for a mapping failure: AR 201 when no mapping handles the
 /// event (nothing the sender can fix by resending the same message, but not
-/// an error in it either), AE with the rule's code for content.
+/// an error in it either), AE with the rule's code for content. An event a
+/// mapping file `ignore`s is no failure: it maps to an ignored `Mapped` and
+/// is accepted (AA), journaled and counted, never filed.
 pub(super) fn verdict_of(e: MapError) -> Verdict {
     match e {
         MapError::NoMapping { message_type } => {
@@ -129,6 +131,19 @@ impl Pipeline {
         }
     }
 
+    /// Logs and counts an accepted message whose event the mappings ignore
+    /// (once it is committed, so the log never claims what a failed commit undid).
+    pub(super) fn note_ignored(&self, s: &Staged) {
+        let e = &s.envelope.inbound;
+        let event = crate::events::MessageIgnored {
+            control_id: &e.control_id,
+            msg_type: &s.envelope.message_type,
+            sending_app: &e.sending_app,
+            sending_facility: &e.sending_facility,
+        };
+        event.emit(self.metrics());
+    }
+
     /// The ACK bytes for a staged frame, with our control id `RH<seq>`.
     pub(super) fn render_ack(&self, s: &Staged, seq: u64, stamp: &str) -> Vec<u8> {
         let control_id = format!("RH{seq}");
@@ -155,5 +170,74 @@ impl Pipeline {
         let ack = s.mode.sends(code).then(|| ack::build(&s.envelope.inbound, &me, code, &verdict));
         let problem = Some((Stage::Store, Problem::new(207, why)));
         Outcome { ack, code, envelope: s.envelope, seq: None, duplicate: false, problem, bytes: s.bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Inbound, Mappings, Options, Pipeline};
+    use crate::metrics::{JournalSize, Scrape};
+
+    const A09: &[u8] = b"MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|20261121083000||ADT^A09^ADT_A09|IGN1|P|2.4\r\
+EVN|A09|20261121082900\rPID|1||9434765919^^^NHS^NH~RJ1-123456^^^RJ1^MR||O'BRIEN^SIOBHAN\r\
+PV1|1|I|XRAY^^^RJ1||||||||||||||||V000123456\r";
+    /// An ORU event no mapping file takes.
+    const ORU_R30: &[u8] = b"MSH|^~\\&|LAB|RJ1|RECORDHUB|LCR|20261121083000||ORU^R30|R30|P|2.4\r\
+PID|1||9434765919^^^NHS^NH\rOBR|1\r";
+
+    fn open(dir: &Path) -> Pipeline {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let set = crate::mapping::MappingSet::load_dir(&root.join("mappings")).unwrap();
+        let opts = Options {
+            data_dir: dir.to_path_buf(),
+            journal_segment_bytes: 1 << 20,
+            journal_damage: Default::default(),
+            application: "RECORDHUB".into(),
+            facility: "LCR".into(),
+            policy: crate::intake::Policy::default(),
+            mappings: Mappings::new(set),
+            health: crate::health::Health::default(),
+            faults: crate::fault::Faults::none(),
+        };
+        Pipeline::open(opts).unwrap().0
+    }
+
+    fn ignored_total(p: &Pipeline) -> String {
+        let scrape = Scrape {
+            journal: JournalSize::default(),
+            index_lag: 0,
+            unindexed: Some(0),
+            refused: 0,
+            connections: Default::default(),
+            log: Default::default(),
+            charset_fallbacks: 0,
+            health: vec![],
+            ready: vec![],
+        };
+        let text = p.metrics().render(&scrape);
+        text.lines().find(|l| l.starts_with("recordhub_messages_ignored_total")).unwrap_or_default().to_string()
+    }
+
+    /// Issue 9: events the PAS sends every day (A09 …) were refused AR 201 and
+    /// filled the sender's queue. An event the mappings `ignore` is accepted,
+    /// journaled and counted, and files nothing; a type nothing takes is still AR 201.
+    #[test]
+    fn an_ignored_event_is_accepted_journaled_counted_and_not_filed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = open(dir.path());
+        let out = p.process(&[Inbound::message(A09, "test", 0), Inbound::message(ORU_R30, "test", 0)]);
+        assert_eq!(out[0].code.as_str(), "AA", "{:?}", out[0].problem);
+        assert!(out[0].seq.is_some(), "journaled");
+        let ack = String::from_utf8_lossy(out[0].ack.as_deref().unwrap_or_default()).into_owned();
+        assert!(ack.contains("MSA|AA|IGN1"), "{ack}");
+        assert_eq!(out[1].code.as_str(), "AR");
+        assert_eq!(out[1].problem.as_ref().map(|(_, p)| p.code), Some(201));
+        assert_eq!(ignored_total(&p), "recordhub_messages_ignored_total 1");
+        p.sync_index();
+        let nhs = crate::hl7::NhsNumber::parse("9434765919").unwrap();
+        assert!(p.store().record(&nhs).unwrap().is_empty(), "an ignored event files nothing");
+        p.shutdown().unwrap();
     }
 }
