@@ -17,3 +17,4 @@ mod outcomes;
 mod records;
 mod replay;
 mod tls;
+mod versions;
