@@ -174,7 +174,7 @@ pub struct Identity {
     /// Whether an empty `nhs_status` counts as verified: the sender is
     /// trusted to send only traced NHS numbers (mapping `[identity]`
     /// `trust_unstated_status`, default true).
-    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[serde(default = "yes")]
     pub trust_unstated_status: bool,
     /// MSH-11.1 processing id (`P`, `T`, `D`): a 999 test-range NHS number is
     /// filed only from a `T` or `D` message.
@@ -193,9 +193,6 @@ fn yes() -> bool {
     true
 }
 
-fn is_true(b: &bool) -> bool {
-    *b
-}
 
 impl Default for Identity {
     fn default() -> Identity {

@@ -18,7 +18,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::index::encode_item;
+use std::sync::Arc;
+
+use super::index::{decode_item, encode_item};
 use super::keys::{self, SEP};
 use super::{StoreError, Trees};
 use crate::hl7::nhs::NhsNumber;
@@ -102,7 +104,7 @@ pub(super) fn file_message(
             merge_nhs(t, prior.as_str(), &target)?;
         }
         if let Some(p) = &prov {
-            write_identifiers(t, &target, p, &mapped.identity.local_ids)?;
+            write_identifiers(t, &target, &mapped, p)?;
         }
         write_items(t, &target, mapped.items, after_each)?;
         return Ok(None);
@@ -123,6 +125,7 @@ pub(super) fn file_message(
             let parked = Parked { why: why.to_string(), items: mapped.items };
             let v = rmp_serde::to_vec_named(&parked).map_err(|_| StoreError::Damaged { tree: "parked" })?;
             t.parked.insert(keys::parked_key(&lid.organisation, &lid.id, seq), v)?;
+            t.maybe_parked.store(true, std::sync::atomic::Ordering::Relaxed);
             Ok(None)
         }
         Some(_) => Ok(None),
@@ -182,6 +185,10 @@ fn link(
 
 /// Files every message parked under `lid` into `target`'s record.
 fn unpark(t: &Trees, lid: &LocalId, target: &str) -> Result<(), StoreError> {
+    // Nearly always nothing is parked: skip the scan (a tenth of filing an ADT).
+    if !t.maybe_parked.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     for kv in t.parked.scan_prefix(keys::parked_prefix(&lid.organisation, &lid.id)) {
         let (k, v) = kv?;
         let parked: Parked = rmp_serde::from_slice(&v).map_err(|_| StoreError::Damaged { tree: "parked" })?;
@@ -229,33 +236,33 @@ pub(super) fn write_item(t: &Trees, nhs: &str, item: &Item, index: usize) -> Res
 
 /// The patient's local identifiers as record items (kind `identifier`),
 /// scoped by their organisation rather than by the sender, so the same
-/// hospital number sent by the PAS and the lab is one item.
-fn write_identifiers(
-    t: &Trees,
-    nhs: &str,
-    prov: &std::sync::Arc<Provenance>,
-    ids: &[LocalId],
-) -> Result<(), StoreError> {
-    for (i, lid) in ids.iter().enumerate() {
+/// hospital number sent by the PAS and the lab is one item. One key per
+/// identifier, not one version per message (every ADT carries it): the
+/// message with the latest clinical time is kept, so the item does not
+/// depend on arrival order and does not grow with every message.
+fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenance>) -> Result<(), StoreError> {
+    let time_ms = mapped.items.iter().filter_map(|i| i.version.time_ms).max();
+    for lid in &mapped.identity.local_ids {
+        let mut k = Vec::new();
+        for part in [nhs, Kind::Identifier.as_str(), lid.organisation.as_str(), lid.id.as_str()] {
+            k.extend_from_slice(part.as_bytes());
+            k.push(SEP);
+        }
+        keys::push_suffix(&mut k, &Version::default(), 0, 0);
+        if let Some(old) = t.items.get(&k)? {
+            let old = decode_item(&old)?;
+            if (old.version.time_ms, old.provenance.seq) >= (time_ms, prov.seq) {
+                continue;
+            }
+        }
         let fields: Fields = [
             ("organisation", serde_json::Value::String(lid.organisation.clone())),
             ("id", serde_json::Value::String(lid.id.clone())),
         ]
         .into_iter()
         .collect();
-        let item = Item {
-            kind: Kind::Identifier,
-            id: lid.id.clone(),
-            fields,
-            provenance: prov.clone(),
-            version: Version::default(),
-        };
-        let mut k = Vec::new();
-        for part in [nhs, Kind::Identifier.as_str(), lid.organisation.as_str(), lid.id.as_str()] {
-            k.extend_from_slice(part.as_bytes());
-            k.push(SEP);
-        }
-        keys::push_suffix(&mut k, &item.version, prov.seq, u32::MAX - i as u32);
+        let version = Version { time_ms, ..Version::default() };
+        let item = Item { kind: Kind::Identifier, id: lid.id.clone(), fields, provenance: prov.clone(), version };
         t.items.insert(k, encode_item(&item)?)?;
     }
     Ok(())
@@ -424,5 +431,26 @@ mod tests {
         file_all(&store, vec![message(4, None, None, &[("RAL", "TEMP9")]), message(5, Some(NHS_B), None, &[])]);
         assert_eq!(encounters(&store, NHS_A), ["V1", "V2", "V3", "V4", "V5"]);
         assert_eq!(encounters(&store, NHS_B), encounters(&store, NHS_A), "the old number reads as its survivor");
+    }
+
+    #[test]
+    fn the_hospital_number_item_keeps_the_latest_message_whatever_the_order() {
+        let timed = |seq: u64, t: i64| {
+            let mut m = message(seq, Some(NHS_A), None, &[("RAL", "H1")]);
+            m.items[0].version.time_ms = Some(t);
+            m
+        };
+        let mut seen = Vec::new();
+        for order in [[1u64, 2], [2, 1]] {
+            let (_d, store) = open();
+            for seq in order {
+                file_all(&store, vec![timed(seq, if seq == 1 { 5_000 } else { 1_000 })]);
+            }
+            let record = store.record(&NhsNumber::parse(NHS_A).unwrap()).unwrap();
+            let ids: Vec<_> = record.iter().filter(|i| i.kind == Kind::Identifier).collect();
+            assert_eq!(ids.len(), 1, "one item per hospital number, not one per message");
+            seen.push(ids[0].provenance.control_id.clone());
+        }
+        assert_eq!(seen, ["C1", "C1"], "the message with the later clinical time, in either order");
     }
 }

@@ -67,6 +67,9 @@ pub(crate) struct Trees {
     pub(crate) parked: sled::Tree,
     pub(crate) conflicts: sled::Tree,
     pub(crate) alias: sled::Tree,
+    /// False while `parked` is known empty (set when a message is parked):
+    /// spares every filing a scan of it.
+    pub(crate) maybe_parked: std::sync::atomic::AtomicBool,
 }
 
 impl Trees {
@@ -75,7 +78,7 @@ impl Trees {
         // is left to its background thread because the journal carries
         // durability.
         let db = sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(1000)).open()?;
-        Ok(Trees {
+        let trees = Trees {
             dedup: db.open_tree("dedup")?,
             meta: db.open_tree("meta")?,
             items: db.open_tree("items")?,
@@ -85,8 +88,11 @@ impl Trees {
             parked: db.open_tree("parked")?,
             conflicts: db.open_tree("conflicts")?,
             alias: db.open_tree("alias")?,
+            maybe_parked: std::sync::atomic::AtomicBool::new(true),
             db,
-        })
+        };
+        trees.maybe_parked.store(!trees.parked.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        Ok(trees)
     }
 }
 

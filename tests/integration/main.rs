@@ -18,3 +18,4 @@ mod outcomes;
 mod records;
 mod replay;
 mod tls;
+mod versions;
