@@ -202,3 +202,273 @@ fn hole_10_mappings_and_mapped_messages_can_cross_threads() {
     send_sync::<MappingSet>();
     send_sync::<recordhub::record::Mapped>();
 }
+
+// ---- Issue 9: the version keys (time, rank, hide, undo, supersedes, groups,
+// drop, append), identity trust and prior ids, and ignore. ----
+
+use recordhub::record::{Effect, Mapped};
+
+/// Loads one mapping file written by the test; errors with the file as `t.toml`.
+fn load_text(toml: &str) -> Result<MappingSet, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    fs::write(&file, toml).unwrap();
+    MappingSet::load_files(std::slice::from_ref(&file), &root().join("mappings/tables"), Vec::new())
+        .map_err(|e| e.to_string().replace(&file.display().to_string(), "t.toml"))
+}
+
+/// Maps one message written with `\n` between segments.
+fn map_text(set: &MappingSet, hl7: &str) -> Mapped {
+    let raw = hl7.trim().replace('\n', "\r");
+    let msg = Message::parse(raw.as_bytes()).unwrap();
+    set.apply(&msg, &provenance(&msg, 1)).unwrap()
+}
+
+fn fields(m: &Mapped, i: usize) -> serde_json::Value {
+    serde_json::to_value(&m.items[i].fields).unwrap()
+}
+
+const ADT_FILE: &str = r#"
+messages = ["ADT^A01", "ADT^A02", "ADT^A11", "ADT^A12", "ADT^A40"]
+ignore = ["ADT^A09"]
+time = ["EVN-6", "EVN-2", "MSH-7"]
+
+[identity]
+nhs_number = "PID-3[5=NH].1"
+local_ids = "PID-3"
+trust_unstated_status = false
+prior_nhs_number = "MRG-1[5=NH].1"
+prior_local_ids = "MRG-1"
+
+[items.stay]
+kind = "encounter"
+id = "{PV1-19}"
+hide = [{ event = ["A11"], reason = "cancelled" }, { field = "PV1-4", is = ["X"], reason = "wrong" }]
+undo = { A12 = ["A02"], A11 = ["A01"] }
+groups = { location = ["ward", "bed"] }
+[items.stay.fields]
+ward = "PV1-3.1"
+bed = "PV1-3.3"
+class = "PV1-2"
+[items.stay.fields.moves]
+when = { event = ["A02"] }
+append = { ward = "PV1-3.1", at = { path = "EVN-2", type = "timestamp" } }
+
+[[sender]]
+facility = "OTHER"
+time = ["MSH-7"]
+ignore = []
+[sender.items.stay]
+hide = []
+"#;
+
+/// An ADT from `facility` for event `event`, with EVN-6 `evn6` and PV1-3/PV1-4.
+fn adt(facility: &str, event: &str, evn6: &str, pv1_3: &str, pv1_4: &str) -> String {
+    format!(
+        "MSH|^~\\&|PAS|{facility}|||20261121100000||ADT^{event}|1|P|2.4\n\
+         EVN|{event}|20261121093000||||{evn6}\n\
+         PID|1||9434765919^^^NHS^NH~H1^^^RJ1^MR\n\
+         PV1|1|I|{pv1_3}|{pv1_4}|||||||||||||||V1"
+    )
+}
+
+const MS_0930: i64 = 1_795_253_400_000; // 2026-11-21T09:30:00Z (EVN-2 of `adt`)
+const MS_1000: i64 = 1_795_255_200_000; // 2026-11-21T10:00:00Z (MSH-7 of `adt`)
+
+#[test]
+fn issue9_time_is_the_first_clinical_time_path_as_utc_ms() {
+    let set = load_text(ADT_FILE).unwrap();
+    let m = map_text(&set, &adt("RJ1", "A01", "", "W1^^B1", ""));
+    assert_eq!(m.items[0].version.time_ms, Some(MS_0930), "EVN-6 empty: EVN-2, no offset = UTC");
+    let m = map_text(&set, &adt("RJ1", "A01", "20261121083000-0100", "W1", ""));
+    assert_eq!(m.items[0].version.time_ms, Some(MS_0930), "EVN-6 with its offset");
+    let m = map_text(&set, &adt("OTHER", "A01", "20261121083000", "W1", ""));
+    assert_eq!(m.items[0].version.time_ms, Some(MS_1000), "the sender's own time paths");
+}
+
+/// Issue 9: a bad clinical time must not block a sender's queue.
+#[test]
+fn issue9_a_bad_clinical_time_is_a_warning_never_a_rejection() {
+    let set = load_text(ADT_FILE).unwrap();
+    let m = map_text(&set, &adt("RJ1", "A01", "2026113299", "W1", ""));
+    assert_eq!(m.items[0].version.time_ms, None);
+    assert_eq!(m.warnings, vec!["time (EVN-6): is not a valid HL7 timestamp; this version has no time"]);
+}
+
+#[test]
+fn issue9_hide_by_event_or_field_with_its_reason_wins_over_undo() {
+    let set = load_text(ADT_FILE).unwrap();
+    let effect = |fac: &str, ev: &str, pv1_4: &str| {
+        map_text(&set, &adt(fac, ev, "", "W1", pv1_4)).items[0].version.effect.clone()
+    };
+    let hide = |r: &str| Effect::Hide { reason: r.into() };
+    assert_eq!(effect("RJ1", "A11", ""), hide("cancelled"), "A11 is both hide and undo: hide wins");
+    assert_eq!(effect("RJ1", "A01", "X"), hide("wrong"), "a field condition");
+    assert_eq!(effect("RJ1", "A01", "Y"), Effect::Update);
+    assert_eq!(effect("RJ1", "A12", ""), Effect::Undo { events: vec!["A02".into()] });
+    assert_eq!(effect("OTHER", "A11", ""), Effect::Undo { events: vec!["A01".into()] }, "the sender has hide = []");
+}
+
+#[test]
+fn issue9_a_group_present_in_part_nulls_its_absent_members_and_an_absent_group_keeps_them() {
+    let set = load_text(ADT_FILE).unwrap();
+    let f = |pv1_3: &str| fields(&map_text(&set, &adt("RJ1", "A01", "", pv1_3, "")), 0);
+    assert_eq!(f("W1^^B1"), serde_json::json!({"class": "I", "ward": "W1", "bed": "B1"}));
+    assert_eq!(
+        f("W2"),
+        serde_json::json!({"class": "I", "ward": "W2", "bed": null}),
+        "a new ward, no bed: bed removed"
+    );
+    assert_eq!(f(""), serde_json::json!({"class": "I"}), "no location in this message: the stored one stays");
+    assert_eq!(f("\"\""), serde_json::json!({"class": "I", "ward": null, "bed": null}), "HL7 \"\" removes the group");
+}
+
+#[test]
+fn issue9_append_fields_are_one_object_named_in_version_append() {
+    let set = load_text(ADT_FILE).unwrap();
+    let m = map_text(&set, &adt("RJ1", "A02", "", "W2^^B7", ""));
+    assert_eq!(fields(&m, 0)["moves"], serde_json::json!({"ward": "W2", "at": "2026-11-21T09:30:00"}));
+    assert_eq!(m.items[0].version.append, vec!["moves"]);
+    let m = map_text(&set, &adt("RJ1", "A01", "", "W2^^B7", ""));
+    assert!(fields(&m, 0).get("moves").is_none() && m.items[0].version.append.is_empty(), "only on A02");
+}
+
+#[test]
+fn issue9_identity_carries_trust_processing_id_and_prior_ids_from_mrg_1() {
+    let set = load_text(ADT_FILE).unwrap();
+    let m = map_text(
+        &set,
+        "MSH|^~\\&|PAS|RJ1|||20261121100000||ADT^A40|1|T|2.4\nEVN|A40|20261121093000\n\
+         PID|1||9434765919^^^NHS^NH~H1^^^RJ1^MR\nMRG|OLD1^^^RJ1^MR~9999999999^^^NHS^NH~^^^RJ1",
+    );
+    let id = &m.identity;
+    assert!(!id.trust_unstated_status);
+    assert_eq!(id.processing_id.as_deref(), Some("T"));
+    assert_eq!(id.prior_nhs_number.as_deref(), Some("9999999999"));
+    let prior: Vec<_> = id.prior_local_ids.iter().map(|l| (l.organisation.as_str(), l.id.as_str())).collect();
+    assert_eq!(prior, vec![("RJ1", "OLD1")], "every MRG-1 repetition with an id but the NHS number's");
+    let shipped = map_text(&shipped(), &adt("RJ1", "A01", "", "W1", ""));
+    assert!(shipped.identity.trust_unstated_status, "default: trusted");
+}
+
+#[test]
+fn issue9_ignore_accepts_without_filing_and_a_sender_may_change_it() {
+    let set = load_text(ADT_FILE).unwrap();
+    assert!(set.handles("ADT", "A09"), "an ignored event is handled (not AR 201)");
+    let m = map_text(&set, &adt("RJ1", "A09", "", "W1", ""));
+    assert!(m.ignored && m.items.is_empty() && m.identity.nhs_number.is_none(), "{m:?}");
+    let m = map_text(&set, &adt("OTHER", "A09", "", "W1", ""));
+    assert!(!m.ignored && m.items.len() == 1, "the sender's ignore = [] maps it");
+}
+
+const ORU_FILE: &str = r#"
+messages = ["ORU^R01"]
+time = ["MSH-7"]
+[items.result]
+kind = "result"
+for_each = "OBR"
+id = "{OBR-3}"
+time = ["OBR-22", "MSH-7"]
+rank = { path = "OBR-25", order = ["P", "F", "C"] }
+supersedes = { id = "{OBR-29}" }
+[items.result.lists.obs]
+for_each = "OBX"
+drop = { field = "OBX-11", is = ["D"] }
+[items.result.lists.obs.fields]
+value = "OBX-5"
+"#;
+
+const ORU_MSG: &str = "MSH|^~\\&|LAB|RJ1|||20261121100000||ORU^R01|1|P|2.4\n\
+PID|1||9434765919^^^NHS^NH\n\
+OBR|1||A|||||||||||||||||||20261121090000+0100|||F||||OLD\n\
+OBX|1||||4.1||||||D\n\
+OBX|2||||4.2||||||F\n\
+OBR|2||B||||||||||||||||||||||X||||B";
+
+#[test]
+fn issue9_rank_drop_supersedes_and_item_time_per_group() {
+    let set = load_text(ORU_FILE).unwrap();
+    let m = map_text(&set, ORU_MSG);
+    let ids: Vec<_> = m.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, vec!["A", "OLD", "B"], "OLD: the item A supersedes; B names itself: nothing");
+    let (a, old, b) = (&m.items[0].version, &m.items[1].version, &m.items[2].version);
+    assert_eq!((a.rank, a.time_ms), (2, Some(MS_0930 - 90 * 60_000)), "F is 2nd; OBR-22 of its own OBR");
+    assert_eq!((b.rank, b.time_ms), (0, Some(MS_1000)), "X unlisted: 0; no OBR-22: MSH-7");
+    assert_eq!(old.effect, Effect::Hide { reason: "superseded".into() });
+    assert!(fields(&m, 1).as_object().unwrap().is_empty(), "a superseded marker carries no fields");
+    assert_eq!(fields(&m, 0)["obs"], serde_json::json!([{"value": "4.2"}]), "the D row is dropped");
+}
+
+#[test]
+fn issue9_every_adt_event_of_table_0003_is_mapped_or_ignored() {
+    let set = shipped();
+    let refused: Vec<String> = (1..=62).map(|n| format!("A{n:02}")).filter(|e| !set.handles("ADT", e)).collect();
+    assert!(refused.is_empty(), "AR 201 for {refused:?}");
+    for event in ["A09", "A29", "A37"] {
+        let m = map_text(&set, &adt("RJ1", event, "", "W1", ""));
+        assert!(m.ignored, "{event} is deliberately ignored");
+    }
+    for event in ["A01", "A14", "A21", "A54", "A60"] {
+        assert!(!map_text(&set, &adt("RJ1", event, "", "W1", "")).ignored, "{event} is applied");
+    }
+}
+
+/// Every new key reports what is wrong at `file:line:col`.
+#[test]
+fn issue9_version_key_errors_point_at_file_line_col() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "messages = [\"ADT^A01\"]\nignore = [\"ADT^A01\", \"ADTA02\"]\n",
+            "t.toml:2:11: 'ADT^A01' is listed twice (messages or ignore): keep it in one place\n\
+             t.toml:2:22: 'ADTA02' is not a message type: write MSH-9 as CODE^EVENT, e.g. ADT^A01, or ADT^* for every event",
+        ),
+        (
+            "messages = [\"ADT^A01\"]\ntime = [\"EVN-x\"]\n",
+            "t.toml:2:13: expected '-' and a field number after EVN, e.g. EVN-5",
+        ),
+        (
+            "messages = [\"ADT^A01\"]\n[[sender]]\nfacility = \"X\"\nignore = [\"ORU^R01\"]\n",
+            "t.toml:4:11: 'ORU^R01' is not a type this file takes: a sender may only ignore types in messages or ignore",
+        ),
+        (
+            "messages = [\"ADT^A01\"]\n[items.e]\nkind = \"encounter\"\nid = \"{PV1-19}\"\nhide = [{ event = [\"A11\"] }, { reason = \"x\" }]\n",
+            "t.toml:5:9: a hide of 'e' needs a reason, e.g. reason = \"cancelled\" (history shows it)\n\
+             t.toml:5:30: a hide of 'e' needs event = [...] or field = \"...\": without a condition every message would hide it",
+        ),
+        (
+            "messages = [\"ADT^A01\"]\n[items.e]\nkind = \"encounter\"\nid = \"{PV1-19}\"\nhide = [{ event = [\"A11\"], reasn = \"x\" }]\n",
+            "t.toml:5:28: unknown field `reasn`, expected one of `event`, `field`, `is`, `is_not`, `reason`",
+        ),
+        (
+            "messages = [\"ADT^A01\"]\n[items.e]\nkind = \"encounter\"\nid = \"{PV1-19}\"\nundo = { A12 = [\"A2\"], X = [\"A03\"], A13 = [] }\n",
+            "t.toml:5:17: 'A2' is not a trigger event: use MSH-9.2, e.g. A02\n\
+             t.toml:5:24: undo key 'X' is not a trigger event: write A12 = [\"A02\"]\n\
+             t.toml:5:37: undo A13 = []: name the events it undoes",
+        ),
+        (
+            "messages = [\"ORU^R01\"]\n[items.r]\nkind = \"result\"\nid = \"{OBR-3}\"\nrank = { path = \"OBR-25\", order = [] }\n",
+            "t.toml:5:8: rank of 'r' needs 1 to 255 values in order, lowest first, e.g. order = [\"P\", \"F\", \"C\"]",
+        ),
+        (
+            "messages = [\"ADT^A01\"]\n[items.p]\nkind = \"patient\"\nid = \"x\"\ngroups = { address = [\"line1\", \"postcode\"] }\n[items.p.fields]\nline1 = \"PID-11.1\"\n",
+            "t.toml:5:32: group 'address' of 'p' names 'postcode', which is not a field of the item",
+        ),
+        (
+            "messages = [\"ADT^A01\"]\n[items.e]\nkind = \"encounter\"\nid = \"{PV1-19}\"\n[items.e.fields]\nmoves = { append = { ward = \"PV1-3\" }, type = \"date\" }\n",
+            "t.toml:6:9: field 'moves' has append: only `when` may go beside it (each member has its own path and type)",
+        ),
+        (
+            "messages = [\"ORU^R01\"]\n[items.r]\nkind = \"result\"\nid = \"{OBR-3}\"\n[items.r.lists.o]\nfor_each = \"OBX\"\ndrop = { field = \"OBX-11\", is = [\"D\"], when = 1 }\n",
+            "t.toml:7:40: unknown field `when`, expected one of `event`, `field`, `is`, `is_not`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (toml, want) in cases {
+        match load_text(toml) {
+            Ok(_) => failures.push(format!("{toml}\nloaded without error")),
+            Err(got) if got != *want => failures.push(format!("{toml}\n--- expected\n{want}\n--- actual\n{got}")),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

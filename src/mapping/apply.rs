@@ -1,4 +1,6 @@
-//! Plan + message -> identity and items. Paths are already indices: this walks the
+//! Plan + message -> identity and items ([`super::read`] reads values,
+//! [`super::identity`] the identity, [`super::version`] each item's version).
+//! Paths are already indices: this walks the
 //! zero-copy [`Message`] and allocates only the output values (strings, JSON maps).
 //! Which segment a path reads is decided by [`super::scope`]: an item of a `for_each`
 //! group reads its own group and the message-level segments, never a sibling group,
@@ -11,35 +13,35 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::convert::convert;
-use super::path::{Path, Rep};
-use super::plan::{Cond, FieldPlan, ItemPlan, Part, Plan, ProvField, Source, Template, Ty};
+use super::path::Path;
+use super::plan::{FieldPlan, ItemPlan, Part, Plan, Source, Template, Ty};
 use super::scope::{Layout, ListScope, Scope};
 use crate::ack::{Location, Problem};
-use crate::hl7::{Field, FieldTable, Message, Segment, Value};
+use crate::hl7::{FieldTable, Message, Segment};
 use crate::record::{FieldsBuilder, Item, Mapped, Names, Provenance, SeqAt, SeqRef};
 
 /// How many segments' field tables a run keeps: the item's segment, a list row,
 /// and the message-level segments a plan reads (MSH, PID, PV1, ...).
-const TABLES: usize = 8;
+pub(super) const TABLES: usize = 8;
 
 /// One application of a plan to a message.
 pub struct Run<'m, 'a> {
     pub(super) msg: &'m Message<'a>,
-    prov: Arc<Provenance>,
+    pub(super) prov: Arc<Provenance>,
     /// `(segment index, field)` of every field read, for `check`; `None` in production.
-    reads: Option<&'m mut Vec<(usize, usize)>>,
+    pub(super) reads: Option<&'m mut Vec<(usize, usize)>>,
     /// Optional values left out because they did not fit their type.
     pub(super) warnings: Vec<String>,
     /// Field boundaries of the segments read last, by segment index: a plan
     /// reads dozens of fields of PID and PV1, and `Segment::field` would rescan
     /// from the start for each. Bounded: one table per segment of a 340k-DG1
     /// message cost more memory than the message.
-    tables: Vec<(usize, FieldTable<'a>)>,
+    pub(super) tables: Vec<(usize, FieldTable<'a>)>,
     /// The slot the next new table replaces once `tables` is full.
-    evict: usize,
+    pub(super) evict: usize,
     /// MSH-9.2, which every `when.events` condition compares.
     pub(super) event: &'a [u8],
-    layout: Layout,
+    pub(super) layout: Layout,
     /// Values rendered from `{seq}` templates, so [`Mapped::assign_seq`] can redo them.
     seq_refs: Vec<SeqRef>,
     /// `{seq}` fields of the fields being built, located once the caller knows where.
@@ -78,23 +80,6 @@ impl<'m, 'a> Run<'m, 'a> {
             appended,
             message_time: None,
         }
-    }
-
-    /// Field `n` of `seg`, through the per-segment table.
-    pub(super) fn field(&mut self, seg: &Segment<'a>, n: usize) -> Field<'a> {
-        let i = seg.index();
-        if let Some((_, t)) = self.tables.iter().find(|(at, _)| *at == i) {
-            return t.field(n);
-        }
-        let table = seg.field_table();
-        let field = table.field(n);
-        if self.tables.len() < TABLES {
-            self.tables.push((i, table));
-        } else {
-            self.tables[self.evict] = (i, table);
-            self.evict = (self.evict + 1) % TABLES;
-        }
-        field
     }
 
     /// Maps the message with `plan`.
@@ -281,106 +266,6 @@ impl<'m, 'a> Run<'m, 'a> {
             *s = true;
         }
     }
-
-    pub(super) fn holds(&mut self, cond: Option<&Cond>, scope: Scope<'a>) -> bool {
-        let Some(cond) = cond else { return true };
-        if !cond.events.is_empty() && !cond.events.iter().any(|e| e.as_bytes() == self.event) {
-            return false;
-        }
-        if let Some((path, values)) = &cond.field_not {
-            if let Some((_, v, _)) = self.resolve(path, scope) {
-                if values.iter().any(|x| *x == v.text()) {
-                    return false;
-                }
-            }
-        }
-        match &cond.field {
-            None => true,
-            Some((path, values)) => match self.resolve(path, scope) {
-                Some((_, v, _)) if values.is_empty() => !v.is_empty(),
-                Some((_, v, _)) => values.iter().any(|x| *x == v.text()),
-                None => false,
-            },
-        }
-    }
-
-    /// The template's text, trimmed; `None` if no part had a value. With `{seq}`,
-    /// also the text around each `{seq}` (see [`SeqRef`]).
-    pub(super) fn template(&mut self, t: &Template, scope: Scope<'a>) -> Option<(String, Option<Vec<String>>)> {
-        let mut out = String::with_capacity(32);
-        let mut seqs = Vec::new();
-        let mut any = false;
-        for part in &t.0 {
-            match part {
-                Part::Text(s) => out.push_str(s),
-                Part::Path(p) => {
-                    if let Some((_, v, _)) = self.resolve(p, scope).filter(|(_, v, _)| !v.is_empty() && !v.is_null()) {
-                        out.push_str(&v.text());
-                        any = true;
-                    }
-                }
-                Part::Prov(f) => {
-                    any = true;
-                    match f {
-                        ProvField::Seq => {
-                            let start = out.len();
-                            out.push_str(&self.prov.seq.to_string());
-                            seqs.push((start, out.len()));
-                        }
-                        ProvField::ControlId => out.push_str(&self.prov.control_id),
-                        ProvField::SendingApp => out.push_str(&self.prov.sending_app),
-                        ProvField::SendingFacility => out.push_str(&self.prov.sending_facility),
-                        ProvField::MessageType => out.push_str(&self.prov.message_type),
-                    }
-                }
-            }
-        }
-        if !any {
-            return None;
-        }
-        Some((out.trim().to_string(), seq_pieces(&seqs, &out)))
-    }
-
-    /// The first path with a non-empty value.
-    pub(super) fn first<'p>(&mut self, paths: &'p [Path], scope: Scope<'a>) -> Option<(Segment<'a>, Value<'a>, usize)> {
-        paths.iter().find_map(|p| self.resolve(p, scope).filter(|(_, v, _)| !v.is_empty()))
-    }
-
-    pub(super) fn segment(&self, p: &Path, scope: Scope<'a>) -> Option<Segment<'a>> {
-        let index = match p.occurrence {
-            Some(n) => self.layout.nth(p.segment, n as usize),
-            None => self.layout.find(p.segment, &scope),
-        };
-        self.msg.segment(index?)
-    }
-
-    /// The value at `p`, with its segment and repetition number.
-    pub(super) fn resolve(&mut self, p: &Path, scope: Scope<'a>) -> Option<(Segment<'a>, Value<'a>, usize)> {
-        let seg = self.segment(p, scope)?;
-        self.mark(&seg, p.field);
-        let field = self.field(&seg, p.field as usize);
-        let (rep, n) = match &p.repetition {
-            Rep::First => (field.repetition(1), 1),
-            Rep::Index(n) => (field.repetition(*n as usize), *n as usize),
-            Rep::Where { component, value } => {
-                let mut reps = field.repetitions().enumerate();
-                let (i, r) = reps.find(|(_, r)| r.component(*component as usize).text() == value.as_str())?;
-                (r, i + 1)
-            }
-        };
-        let v = match (p.component, p.subcomponent) {
-            (0, _) => rep,
-            (c, 0) => rep.component(c as usize),
-            (c, s) => rep.component(c as usize).subcomponent(s as usize),
-        };
-        Some((seg, v, n))
-    }
-
-    pub(super) fn mark(&mut self, seg: &Segment<'_>, field: u16) {
-        if let Some(reads) = self.reads.as_deref_mut() {
-            reads.push((seg.index(), field as usize));
-        }
-    }
 }
 
 /// Where [`Run::fields`] puts values: an item's packed fields, or a list row.
@@ -417,18 +302,6 @@ impl Out for Row<'_> {
             self.map.insert(name.to_string(), v);
         }
     }
-}
-
-/// The text around each `{seq}` of `full` (at byte ranges `seqs`), trimmed as the
-/// whole is, so that joining it with any seq gives what the template renders for
-/// that seq: the digits are never whitespace, so the trim stops at or before them.
-fn seq_pieces(seqs: &[(usize, usize)], full: &str) -> Option<Vec<String>> {
-    let (&(first, _), &(_, last)) = (seqs.first()?, seqs.last()?);
-    let mut out = Vec::with_capacity(seqs.len() + 1);
-    out.push(full[..first].trim_start().to_string());
-    out.extend(seqs.windows(2).map(|w| full[w[0].1..w[1].0].to_string()));
-    out.push(full[last..].trim_end().to_string());
-    Some(out)
 }
 
 fn first_path(t: &Template) -> Option<&Path> {

@@ -10,6 +10,9 @@ use super::plan::IdentityPlan;
 use super::scope::Scope;
 use crate::record::{Identity, LocalId};
 
+/// Where an NHS number was read: segment, field, repetition (from 1).
+type At = ([u8; 3], u16, usize);
+
 impl Run<'_, '_> {
     pub(super) fn identity(&mut self, plan: &IdentityPlan) -> Identity {
         let top = Scope::default();
@@ -33,7 +36,7 @@ impl Run<'_, '_> {
 
     /// The first NHS number path with a value, and where it was
     /// (`segment`, field, repetition) so the CX list can skip it.
-    fn nhs_number(&mut self, paths: &[Path]) -> (Option<String>, Option<([u8; 3], u16, usize)>) {
+    fn nhs_number(&mut self, paths: &[Path]) -> (Option<String>, Option<At>) {
         for p in paths {
             if let Some((_, v, rep)) = self.resolve(p, Scope::default()).filter(|(_, v, _)| !v.is_empty()) {
                 let text = v.text().trim().to_string();
@@ -47,7 +50,7 @@ impl Run<'_, '_> {
 
     /// Every repetition of a CX field (PID-3, MRG-1) with an id, but the one
     /// the NHS number came from: CX.1 id, CX.4 assigning organisation.
-    fn cx_ids(&mut self, path: Option<&Path>, nhs_at: Option<([u8; 3], u16, usize)>) -> Vec<LocalId> {
+    fn cx_ids(&mut self, path: Option<&Path>, nhs_at: Option<At>) -> Vec<LocalId> {
         let mut ids = Vec::new();
         let Some(p) = path else { return ids };
         let Some(seg) = self.segment(p, Scope::default()) else { return ids };

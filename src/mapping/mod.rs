@@ -9,6 +9,12 @@
 //! which segment each path reads (an item's own group, then the message-level
 //! segments, never a sibling group) in time linear in the message.
 //!
+//! Besides its fields, each item gets a [`crate::record::Version`] (`version.rs`):
+//! its clinical time and status rank, and whether it updates, hides or undoes
+//! (the `time`, `rank`, `hide`, `undo`, `supersedes`, `groups`, `append` and `drop`
+//! keys); the store folds versions into the current record. An event a file
+//! `ignore`s maps to an empty, ignored [`Mapped`]: accepted, never filed.
+//!
 //! Mapping does not need the journal seq: map with seq 0 and call
 //! [`crate::record::Mapped::assign_seq`] once the seq is known, so a large message
 //! can be mapped off the pipeline thread.
@@ -19,11 +25,13 @@
 pub mod apply;
 pub mod check;
 pub mod compile;
+mod compile_field;
 mod compile_version;
 pub mod convert;
 mod identity;
 pub mod path;
 pub mod plan;
+mod read;
 pub mod scope;
 pub mod spec;
 mod version;
