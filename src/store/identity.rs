@@ -242,7 +242,8 @@ pub(super) fn write_item(t: &Trees, nhs: &str, item: &Item, index: usize) -> Res
 /// depend on arrival order and does not grow with every message.
 fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenance>) -> Result<(), StoreError> {
     let time_ms = mapped.items.iter().filter_map(|i| i.version.time_ms).max();
-    for lid in &mapped.identity.local_ids {
+    // MRG-1's ids too: a merged-away hospital number still means this patient.
+    for lid in mapped.identity.local_ids.iter().chain(&mapped.identity.prior_local_ids) {
         let mut k = Vec::new();
         for part in [nhs, Kind::Identifier.as_str(), lid.organisation.as_str(), lid.id.as_str()] {
             k.extend_from_slice(part.as_bytes());
