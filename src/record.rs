@@ -193,7 +193,6 @@ fn yes() -> bool {
     true
 }
 
-
 impl Default for Identity {
     fn default() -> Identity {
         Identity {
