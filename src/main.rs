@@ -137,11 +137,6 @@ enum Command {
     Objection {
         #[command(subcommand)]
         action: ObjectionCommand,
-        /// A running server's admin API, e.g. http://127.0.0.1:8080 (default: http://<[http] listen>).
-        #[arg(long, global = true, conflicts_with = "data")]
-        server: Option<String>,
-        #[command(flatten)]
-        common: Common,
     },
     /// Show what mappings make of messages: items, unused fields, errors.
     Check {
@@ -170,6 +165,8 @@ enum ObjectionCommand {
         /// Where the objection came from: connect-care, gp, patient, …
         #[arg(long, default_value = "patient")]
         source: String,
+        #[command(flatten)]
+        at: Admin,
     },
     /// Withdraw an objection: the record is restored from the journal, no re-send needed.
     Remove {
@@ -179,9 +176,14 @@ enum ObjectionCommand {
         /// Why (e.g. "patient gave consent at clinic").
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        at: Admin,
     },
     /// List the objections standing, as JSON.
-    List,
+    List {
+        #[command(flatten)]
+        at: Admin,
+    },
     /// Import a CSV list (header row; columns nhs_number (required),
     /// recorded_at, source, reason, in any order). A bad row is reported as
     /// FILE:LINE and nothing of the file is applied until it is fixed.
@@ -190,7 +192,20 @@ enum ObjectionCommand {
         /// Who imports (default: $USER).
         #[arg(long, env = "USER")]
         recorded_by: String,
+        #[command(flatten)]
+        at: Admin,
     },
+}
+
+/// Where `recordhub objection` acts: `--server`, else `--data` (server
+/// stopped), else the configured HTTP listener.
+#[derive(clap::Args)]
+struct Admin {
+    /// A running server's admin API, e.g. http://127.0.0.1:8080 (default: http://<[http] listen>).
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// TLS for `send` and `load`: given `--tls-ca`, the connection uses TLS.
@@ -350,19 +365,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = writeln!(std::io::stdout(), "reindexed {n} journal entries");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Objection { action, server, common } => {
-            let cfg = common.load(None, None)?;
-            let target = record_source(server, common.data.is_some(), cfg);
-            let action = match action {
-                ObjectionCommand::Add { nhs_number, reason, recorded_by, source } => {
-                    cli::ObjectionAction::Add(cli::AddRequest { nhs_number, reason, recorded_by, source: Some(source) })
+        Command::Objection { action } => {
+            let (action, at) = match action {
+                ObjectionCommand::Add { nhs_number, reason, recorded_by, source, at } => {
+                    let req = cli::AddRequest { nhs_number, reason, recorded_by, source: Some(source) };
+                    (cli::ObjectionAction::Add(req), at)
                 }
-                ObjectionCommand::Remove { nhs_number, recorded_by, reason } => {
-                    cli::ObjectionAction::Remove { nhs_number, req: cli::RemoveRequest { recorded_by, reason } }
+                ObjectionCommand::Remove { nhs_number, recorded_by, reason, at } => {
+                    let req = cli::RemoveRequest { recorded_by, reason };
+                    (cli::ObjectionAction::Remove { nhs_number, req }, at)
                 }
-                ObjectionCommand::List => cli::ObjectionAction::List,
-                ObjectionCommand::Import { file, recorded_by } => cli::ObjectionAction::Import { file, recorded_by },
+                ObjectionCommand::List { at } => (cli::ObjectionAction::List, at),
+                ObjectionCommand::Import { file, recorded_by, at } => {
+                    (cli::ObjectionAction::Import { file, recorded_by }, at)
+                }
             };
+            let cfg = at.common.load(None, None)?;
+            let target = record_source(at.server, at.common.data.is_some(), cfg);
             match cli::objection(action, target) {
                 Ok(v) => {
                     let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v)?);
