@@ -145,8 +145,7 @@ fn local(action: Action, cfg: &crate::config::Config) -> Result<serde_json::Valu
     let mappings = crate::serve::load_mappings(cfg).map_err(|e| ObjectionError::Open(e.to_string()))?;
     let opts = crate::serve::pipeline_options(cfg, mappings.clone());
     let replayer = Replayer { journal_dir: journal_dir(&cfg.store.data_dir), mappings, policy: opts.policy.clone() };
-    let (mut p, _) =
-        Pipeline::open(opts).map_err(|e| ObjectionError::Open(format!("{}", crate::pipeline::error_chain(&e))))?;
+    let (mut p, _) = Pipeline::open(opts).map_err(|e| ObjectionError::Open(crate::pipeline::error_chain(&e)))?;
     let out = act_on_store(action, p.store(), &replayer);
     p.shutdown()?;
     out

@@ -206,7 +206,9 @@ fn merge_nhs(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
         return Ok(());
     }
     t.alias.insert(prior.as_bytes(), target.as_bytes())?;
-    // Into a record under objection the versions are not moved, only deleted.
+    // One patient now: an objection on either number covers both, and into
+    // a record under objection the versions are not moved, only deleted.
+    super::objection::follow_merge(t, prior, target)?;
     let objected = super::objection::stands(t, target)?;
     for kv in t.items.scan_prefix(keys::patient_prefix(prior)) {
         let (k, v) = kv?;

@@ -74,6 +74,44 @@ pub(super) fn stands(t: &Trees, nhs: &str) -> Result<bool, StoreError> {
     Ok(t.objections.contains_key(nhs.as_bytes())?)
 }
 
+/// After `prior` was merged into `target` (`alias`): an objection for
+/// `prior` now covers `target`'s record too, so it is registered for
+/// `target` as well (logged, `recorded_by` `recordhub (merge)`). Idempotent,
+/// so a replay of the merge changes nothing more.
+pub(super) fn follow_merge(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
+    if !t.any_objection.load(Ordering::Relaxed) || t.objections.contains_key(target.as_bytes())? {
+        return Ok(());
+    }
+    let Some(v) = t.objections.get(prior.as_bytes())? else { return Ok(()) };
+    let old = decode(&v)?;
+    let carried = Objection {
+        reason: format!("carried over from merged NHS number {prior}: {}", old.reason),
+        recorded_by: MERGE.into(),
+        ..old
+    };
+    register(t, target, carried)
+}
+
+/// Who the log names for an objection carried over by a merge.
+const MERGE: &str = "recordhub (merge)";
+
+/// Inserts `objection` for `nhs` and logs the `add`.
+fn register(t: &Trees, nhs: &str, objection: Objection) -> Result<(), StoreError> {
+    let v = serde_json::to_vec(&objection).map_err(|_| StoreError::Damaged { tree: "objections" })?;
+    t.any_objection.store(true, Ordering::Relaxed);
+    t.objections.insert(nhs.as_bytes(), v)?;
+    let change = ObjectionChange {
+        at_ms: now_ms(),
+        action: "add".into(),
+        nhs_number: nhs.to_string(),
+        recorded_by: objection.recorded_by,
+        reason: objection.reason,
+        source: objection.source,
+        recorded_at_ms: objection.recorded_at_ms,
+    };
+    log(t, &change)
+}
+
 fn now_ms() -> u64 {
     crate::pipeline::now_ms()
 }
@@ -110,22 +148,15 @@ impl Store {
     /// sled could not write.
     pub fn add_objection(&self, nhs: &NhsNumber, objection: Objection) -> Result<usize, StoreError> {
         let t = self.t()?;
-        let v = serde_json::to_vec(&objection).map_err(|_| StoreError::Damaged { tree: "objections" })?;
         // Register first: a message filed from now on is dropped, so the
         // purge below cannot be undone by the index writer (see `purge_patient`).
-        t.any_objection.store(true, Ordering::Relaxed);
-        t.objections.insert(nhs.as_str().as_bytes(), v)?;
-        let change = ObjectionChange {
-            at_ms: now_ms(),
-            action: "add".into(),
-            nhs_number: nhs.as_str().to_string(),
-            recorded_by: objection.recorded_by,
-            reason: objection.reason,
-            source: objection.source,
-            recorded_at_ms: objection.recorded_at_ms,
-        };
-        log(&t, &change)?;
-        let n = purge(&t, &identity::resolve_alias(&t, nhs.as_str())?)?;
+        register(&t, nhs.as_str(), objection)?;
+        // A number merged into another: the survivor's record is this patient's.
+        let survivor = identity::resolve_alias(&t, nhs.as_str())?;
+        if survivor != nhs.as_str() {
+            follow_merge(&t, nhs.as_str(), &survivor)?;
+        }
+        let n = purge(&t, &survivor)?;
         t.db.flush()?;
         tracing::info!(action = "add", items_removed = n, "objection register changed");
         Ok(n)
@@ -143,7 +174,8 @@ impl Store {
         purge(&t, &identity::resolve_alias(&t, nhs.as_str())?)
     }
 
-    /// Withdraws the objection for `nhs` and logs who and why. `None` when
+    /// Withdraws the objection for `nhs` (and for every number merged with
+    /// it: one patient) and logs who and why, once per number. `None` when
     /// none stood (nothing is logged then). The record comes back only when
     /// the journal is replayed for it (`Replayer::restore`).
     ///
@@ -156,21 +188,34 @@ impl Store {
         reason: &str,
     ) -> Result<Option<Objection>, StoreError> {
         let t = self.t()?;
-        let Some(old) = t.objections.remove(nhs.as_str().as_bytes())? else { return Ok(None) };
-        let old = decode(&old)?;
-        let change = ObjectionChange {
-            at_ms: now_ms(),
-            action: "remove".into(),
-            nhs_number: nhs.as_str().to_string(),
-            recorded_by: recorded_by.to_string(),
-            reason: reason.to_string(),
-            source: old.source.clone(),
-            recorded_at_ms: old.recorded_at_ms,
-        };
-        log(&t, &change)?;
+        let survivor = identity::resolve_alias(&t, nhs.as_str())?;
+        let mut same_patient = Vec::new();
+        for kv in t.objections.iter() {
+            let (k, v) = kv?;
+            let number = String::from_utf8_lossy(&k).into_owned();
+            if number == nhs.as_str() || identity::resolve_alias(&t, &number)? == survivor {
+                same_patient.push((number, decode(&v)?));
+            }
+        }
+        // The objection for the number asked about, else any of the patient's.
+        let pos = same_patient.iter().position(|(n, _)| n == nhs.as_str()).unwrap_or(0);
+        let Some(removed) = same_patient.get(pos).map(|(_, o)| o.clone()) else { return Ok(None) };
+        for (number, old) in same_patient {
+            t.objections.remove(number.as_bytes())?;
+            let change = ObjectionChange {
+                at_ms: now_ms(),
+                action: "remove".into(),
+                nhs_number: number,
+                recorded_by: recorded_by.to_string(),
+                reason: reason.to_string(),
+                source: old.source,
+                recorded_at_ms: old.recorded_at_ms,
+            };
+            log(&t, &change)?;
+        }
         t.db.flush()?;
         tracing::info!(action = "remove", "objection register changed");
-        Ok(Some(old))
+        Ok(Some(removed))
     }
 
     /// The objection standing for `nhs`, or for the record it was merged into.
@@ -227,7 +272,7 @@ impl Store {
     pub fn refile_for(&self, nhs: &NhsNumber, mapped: Mapped) -> Result<bool, StoreError> {
         let t = self.t()?;
         let Some((target, verified)) = identity::target_now(&t, &mapped)? else { return Ok(false) };
-        if target != nhs.as_str() || stands(&t, &target)? {
+        if target != identity::resolve_alias(&t, nhs.as_str())? || stands(&t, &target)? {
             return Ok(false);
         }
         identity::write_for_restore(&t, &target, verified, mapped)?;
@@ -308,6 +353,61 @@ mod tests {
         let log = store.objection_log().unwrap();
         let seen: Vec<_> = log.iter().map(|c| (c.action.as_str(), c.recorded_by.as_str(), c.reason.as_str())).collect();
         assert_eq!(seen, [("add", "officer1", "asked at clinic"), ("remove", "officer2", "consent given")]);
+    }
+
+    #[test]
+    fn an_objection_follows_a_merge_both_ways_and_is_withdrawn_for_the_whole_patient() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (nhs, other) = (NhsNumber::parse(NHS).unwrap(), NhsNumber::parse(OTHER).unwrap());
+        file(&store, message(1, OTHER));
+        store.add_objection(&other, objection("officer1")).unwrap();
+        // OTHER (objected) is merged into NHS: the survivor is the same patient.
+        let mut merge = message(2, NHS);
+        merge.identity.prior_nhs_number = Some(OTHER.into());
+        file(&store, merge);
+        assert!(store.objection(&nhs).unwrap().is_some(), "the objection covers the survivor");
+        assert!(store.record(&nhs).unwrap().is_empty(), "the merge message is not filed either");
+        file(&store, message(3, OTHER));
+        assert!(store.record(&nhs).unwrap().is_empty(), "nor a later message under the old number");
+        let log = store.objection_log().unwrap();
+        assert_eq!((log.len(), log[1].recorded_by.as_str(), log[1].nhs_number.as_str()), (2, MERGE, NHS));
+
+        // Withdrawn by either number: both go, and the record comes back whole.
+        store.remove_objection(&other, "officer2", "consent").unwrap();
+        assert!(store.objections().unwrap().is_empty());
+        for seq in 1..=3 {
+            let mut m = message(seq, if seq == 2 { NHS } else { OTHER });
+            if seq == 2 {
+                m.identity.prior_nhs_number = Some(OTHER.into());
+            }
+            assert!(store.refile_for(&other, m).unwrap(), "message {seq} goes into the survivor's record");
+        }
+        assert_eq!(store.record(&nhs).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_parked_message_linked_to_an_objected_patient_is_not_filed_and_comes_back_on_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nhs = NhsNumber::parse(NHS).unwrap();
+        let local = |mut m: Mapped| {
+            m.identity.local_ids = vec![crate::record::LocalId { organisation: "RAL".into(), id: "H1".into() }];
+            m
+        };
+        let mut parked = local(message(1, NHS));
+        parked.identity.nhs_number = None;
+        file(&store, parked.clone());
+        assert_eq!(store.parked().unwrap().len(), 1);
+        store.add_objection(&nhs, objection("officer1")).unwrap();
+        file(&store, local(message(2, NHS)));
+        assert!(store.parked().unwrap().is_empty(), "linked: no longer waiting");
+        assert!(store.record(&nhs).unwrap().is_empty(), "but filed into nothing while the objection stands");
+        store.remove_objection(&nhs, "officer2", "consent").unwrap();
+        assert!(store.refile_for(&nhs, parked).unwrap(), "found through the hospital number now");
+        assert!(store.refile_for(&nhs, local(message(2, NHS))).unwrap());
+        let kinds: Vec<Kind> = store.record(&nhs).unwrap().into_iter().map(|i| i.kind).collect();
+        assert_eq!(kinds, [Kind::Encounter, Kind::Encounter, Kind::Identifier]);
     }
 
     #[test]
