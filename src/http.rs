@@ -1,7 +1,6 @@
 //! The read API: `GET /patients/{nhs}` (audited), `POST /admin/reload`,
 //! `GET /health`, `GET /ready`, `GET /metrics` (Prometheus text format), and
-//! the objection register (`/admin/objections`, handlers in `cli/objection.rs`'s
-//! terms: add, remove with a live restore from the journal, list, CSV import).
+//! the objection register (`/admin/objections`, in `http/objections.rs`).
 //!
 //! A patient with a standing objection is never shown: `/patients/{nhs}` and
 //! its `/history` answer 403 with no item (the attempt is still audited).
@@ -33,6 +32,8 @@ use crate::metrics::{JournalSize, Scrape};
 use crate::mllp::admission::ConnectionStats;
 use crate::pipeline::{now_ms, Mappings, Replayer};
 use crate::store::{AuditEvent, Store};
+
+mod objections;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -70,10 +71,10 @@ where
         .route("/admin/parked", get(parked))
         .route("/admin/conflicts", get(conflicts))
         .route("/admin/reload", post(reload))
-        .route("/admin/objections", get(objections).post(objection_add))
-        .route("/admin/objections/log", get(objection_log))
-        .route("/admin/objections/import", post(objection_import))
-        .route("/admin/objections/{nhs}", delete(objection_remove))
+        .route("/admin/objections", get(objections::list).post(objections::add))
+        .route("/admin/objections/log", get(objections::log))
+        .route("/admin/objections/import", post(objections::import))
+        .route("/admin/objections/{nhs}", delete(objections::remove))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -272,119 +273,6 @@ pub fn read_audited(
         return Ok(Viewed::Unknown);
     }
     Ok(Viewed::Shown(body))
-}
-
-/// `GET /admin/objections`: the register.
-async fn objections(State(api): State<Api>) -> Response {
-    match tokio::task::spawn_blocking(move || api.store.objections()).await {
-        Ok(Ok(list)) => Json(json!({ "objections": list })).into_response(),
-        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the objection register could not be read"),
-    }
-}
-
-/// `GET /admin/objections/log`: every change to the register (who, when, why).
-async fn objection_log(State(api): State<Api>) -> Response {
-    match tokio::task::spawn_blocking(move || api.store.objection_log()).await {
-        Ok(Ok(list)) => Json(json!({ "log": list })).into_response(),
-        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the objection log could not be read"),
-    }
-}
-
-/// `POST /admin/objections` `{nhs_number, reason, recorded_by, source}`.
-async fn objection_add(State(api): State<Api>, body: axum::body::Bytes) -> Response {
-    let req: crate::cli::AddRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected JSON {{nhs_number, reason, recorded_by, source}}: {e}"),
-            )
-        }
-    };
-    let (nhs, objection) = match req.validate() {
-        Ok(v) => v,
-        Err(text) => return error(StatusCode::BAD_REQUEST, text),
-    };
-    let done = tokio::task::spawn_blocking(move || {
-        let n = api.store.add_objection(&nhs, objection)?;
-        // A batch the index writer had in hand may have filed an item after
-        // the purge: once it has caught up, purge again (`add_objection`).
-        api.progress.wait_caught_up(READ_WAIT);
-        let late = api.store.purge_patient(&nhs)?;
-        Ok::<_, crate::store::StoreError>(
-            json!({ "added": true, "nhs_number": nhs.as_str(), "items_removed": n + late }),
-        )
-    })
-    .await;
-    admin_answer(done)
-}
-
-/// `DELETE /admin/objections/{nhs}` `{recorded_by, reason}`: withdraws the
-/// objection and restores the record from the journal before answering.
-async fn objection_remove(State(api): State<Api>, Path(nhs): Path<String>, body: axum::body::Bytes) -> Response {
-    let req: crate::cli::RemoveRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected JSON {{recorded_by, reason}}: {e}")),
-    };
-    let Ok(nhs) = NhsNumber::parse(&nhs) else {
-        return error(StatusCode::BAD_REQUEST, "not a valid NHS number (10 digits passing the Modulus 11 check)");
-    };
-    if let Err(text) = req.validate() {
-        return error(StatusCode::BAD_REQUEST, text);
-    }
-    let done =
-        tokio::task::spawn_blocking(move || crate::cli::remove_and_restore(&api.store, &api.replayer, &nhs, &req))
-            .await;
-    match done {
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no objection is registered for this NHS number"),
-        Ok(Ok(Some(restored))) => Json(json!({ "removed": true, "messages_restored": restored })).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request was interrupted"),
-    }
-}
-
-/// `POST /admin/objections/import`: a CSV file as the body (`X-User`: who
-/// imports; `X-File-Name`: the name errors cite). All rows or none.
-async fn objection_import(State(api): State<Api>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("").to_string();
-    let (user, file) = (header("x-user"), header("x-file-name"));
-    if user.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the X-User header is required: every change to the register is audited",
-        );
-    }
-    let file = if file.is_empty() { "import.csv".to_string() } else { file };
-    let rows = match crate::cli::parse_import(&file, &String::from_utf8_lossy(&body), &user, now_ms()) {
-        Ok(rows) => rows,
-        Err(errors) => {
-            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "imported": 0, "errors": errors }))).into_response()
-        }
-    };
-    let done = tokio::task::spawn_blocking(move || {
-        let n = rows.len();
-        for (nhs, o) in rows {
-            api.store.add_objection(&nhs, o)?;
-        }
-        api.progress.wait_caught_up(READ_WAIT);
-        for nhs in api.store.objections()?.iter().filter_map(|r| NhsNumber::parse(&r.nhs_number).ok()) {
-            api.store.purge_patient(&nhs)?;
-        }
-        Ok::<_, crate::store::StoreError>(json!({ "imported": n }))
-    })
-    .await;
-    admin_answer(done)
-}
-
-fn admin_answer(done: Result<Result<serde_json::Value, crate::store::StoreError>, tokio::task::JoinError>) -> Response {
-    match done {
-        Ok(Ok(body)) => Json(body).into_response(),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "objection register change failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, format!("the objection register could not be written: {e}"))
-        }
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request was interrupted"),
-    }
 }
 
 async fn reload(State(api): State<Api>) -> Response {
