@@ -184,6 +184,11 @@ enum ObjectionCommand {
         #[command(flatten)]
         at: Admin,
     },
+    /// Every change ever made to the register (who, when, why, add/remove), as JSON.
+    Log {
+        #[command(flatten)]
+        at: Admin,
+    },
     /// Import a CSV list (header row; columns nhs_number (required),
     /// recorded_at, source, reason, in any order). A bad row is reported as
     /// FILE:LINE and nothing of the file is applied until it is fixed.
@@ -376,6 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (cli::ObjectionAction::Remove { nhs_number, req }, at)
                 }
                 ObjectionCommand::List { at } => (cli::ObjectionAction::List, at),
+                ObjectionCommand::Log { at } => (cli::ObjectionAction::Log, at),
                 ObjectionCommand::Import { file, recorded_by, at } => {
                     (cli::ObjectionAction::Import { file, recorded_by }, at)
                 }

@@ -122,9 +122,17 @@ pub enum ObjectionError {
 /// What `recordhub objection` was asked to do.
 pub enum Action {
     Add(AddRequest),
-    Remove { nhs_number: String, req: RemoveRequest },
+    Remove {
+        nhs_number: String,
+        req: RemoveRequest,
+    },
     List,
-    Import { file: PathBuf, recorded_by: String },
+    /// Every change to the register, oldest first.
+    Log,
+    Import {
+        file: PathBuf,
+        recorded_by: String,
+    },
 }
 
 /// Where it acts: a running server's admin API, or the data directory.
@@ -168,6 +176,7 @@ fn act_on_store(action: Action, store: &Store, replayer: &Replayer) -> Result<se
             }
         }
         Action::List => Ok(serde_json::json!({ "objections": store.objections()? })),
+        Action::Log => Ok(serde_json::json!({ "log": store.objection_log()? })),
         Action::Import { file, recorded_by } => {
             let text = read(&file)?;
             let rows = parse_import(&file.display().to_string(), &text, &recorded_by, now_ms())
@@ -202,8 +211,9 @@ fn remote(action: Action, base: &str) -> Result<serde_json::Value, ObjectionErro
             let r = agent.delete(&url).force_send_body().header("Content-Type", "application/json").send(json(req));
             (url, r)
         }
-        Action::List => {
-            let url = format!("{base}/admin/objections");
+        Action::List | Action::Log => {
+            let tail = if matches!(action, Action::Log) { "/log" } else { "" };
+            let url = format!("{base}/admin/objections{tail}");
             (url.clone(), agent.get(&url).call())
         }
         Action::Import { file, recorded_by } => {

@@ -12,9 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{error, Api, READ_WAIT};
+use super::{error, Api};
 use crate::hl7::nhs::NhsNumber;
 use crate::pipeline::now_ms;
+
+/// How long adding waits for the index writer to file what it has in hand
+/// before purging the record a second time (see `Store::purge_patient`).
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `GET /admin/objections`: the register.
 pub(super) async fn list(State(api): State<Api>) -> Response {
@@ -51,7 +55,7 @@ pub(super) async fn add(State(api): State<Api>, body: axum::body::Bytes) -> Resp
         let n = api.store.add_objection(&nhs, objection)?;
         // A batch the index writer had in hand may have filed an item after
         // the purge: once it has caught up, purge again (`add_objection`).
-        api.progress.wait_caught_up(READ_WAIT);
+        api.progress.wait_caught_up(CATCH_UP);
         let late = api.store.purge_patient(&nhs)?;
         Ok::<_, crate::store::StoreError>(
             json!({ "added": true, "nhs_number": nhs.as_str(), "items_removed": n + late }),
@@ -108,7 +112,7 @@ pub(super) async fn import(State(api): State<Api>, headers: HeaderMap, body: axu
         for (nhs, o) in rows {
             api.store.add_objection(&nhs, o)?;
         }
-        api.progress.wait_caught_up(READ_WAIT);
+        api.progress.wait_caught_up(CATCH_UP);
         for nhs in api.store.objections()?.iter().filter_map(|r| NhsNumber::parse(&r.nhs_number).ok()) {
             api.store.purge_patient(&nhs)?;
         }

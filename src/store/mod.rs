@@ -76,6 +76,9 @@ pub(crate) struct Trees {
     pub(crate) objection_log: sled::Tree,
     /// False while the objection register is empty: spares every filing a look-up.
     pub(crate) any_objection: std::sync::atomic::AtomicBool,
+    /// Held while an objection is added and while a restore files a message,
+    /// so a restore cannot file into a record an objection has just emptied.
+    pub(crate) objection_lock: std::sync::Mutex<()>,
     /// False while `parked` is known empty (set when a message is parked):
     /// spares every filing a scan of it.
     pub(crate) maybe_parked: std::sync::atomic::AtomicBool,
@@ -100,6 +103,7 @@ impl Trees {
             objections: db.open_tree("objections")?,
             objection_log: db.open_tree("objection_log")?,
             any_objection: std::sync::atomic::AtomicBool::new(true),
+            objection_lock: std::sync::Mutex::new(()),
             maybe_parked: std::sync::atomic::AtomicBool::new(true),
             db,
         };

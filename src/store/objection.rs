@@ -148,6 +148,8 @@ impl Store {
     /// sled could not write.
     pub fn add_objection(&self, nhs: &NhsNumber, objection: Objection) -> Result<usize, StoreError> {
         let t = self.t()?;
+        // Nothing in these few lines can leave the unit value half-written.
+        let _serial = t.objection_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Register first: a message filed from now on is dropped, so the
         // purge below cannot be undone by the index writer (see `purge_patient`).
         register(&t, nhs.as_str(), objection)?;
@@ -272,6 +274,7 @@ impl Store {
     pub fn refile_for(&self, nhs: &NhsNumber, mapped: Mapped) -> Result<bool, StoreError> {
         let t = self.t()?;
         let Some((target, verified)) = identity::target_now(&t, &mapped)? else { return Ok(false) };
+        let _serial = t.objection_lock.lock().unwrap_or_else(|e| e.into_inner());
         if target != identity::resolve_alias(&t, nhs.as_str())? || stands(&t, &target)? {
             return Ok(false);
         }

@@ -152,12 +152,35 @@ async fn removing_an_objection_over_the_server_restores_the_record_from_the_jour
     assert!(stderr(&again).contains("no objection is registered"), "{}", stderr(&again));
     assert_eq!(code(&c.call(&admit("A3", NHS, "V3")).await), "AA");
     assert_eq!(visits(&get(format!("{http}/patients/{NHS}")).await.1), ["V1", "V2", "V3"], "filed as usual again");
-    e.stop().await;
 
-    let log = store(dir.path()).objection_log().unwrap();
-    let seen: Vec<_> = log.iter().map(|c| (c.action.as_str(), c.recorded_by.as_str(), c.reason.as_str())).collect();
-    assert_eq!(seen, [("add", "officer.a", "IRR form"), ("remove", "officer.b", "consent given")]);
-    assert!(log.iter().all(|c| c.at_ms > 0 && c.nhs_number == NHS));
+    // An import over the admin API: a bad row names its line, nothing applied; then the fixed file.
+    let csv = dir.path().join("legacy.csv");
+    std::fs::write(&csv, format!("nhs_number,reason\n{NHS},legacy opt-out\n{OTHER}x,typo\n")).unwrap();
+    let import = args(&["objection", "import", csv.to_str().unwrap(), "--recorded-by", "officer.c", "--server", &http]);
+    let out = recordhub_async(import.clone()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("{}:3: nhs_number '{OTHER}x'", csv.display())), "{}", stderr(&out));
+    assert_eq!(get(format!("{http}/patients/{NHS}")).await.0, 200, "nothing of the file applied");
+    std::fs::write(&csv, format!("nhs_number,reason\n{NHS},legacy opt-out\n")).unwrap();
+    let out = recordhub_async(import).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(get(format!("{http}/patients/{NHS}")).await.0, 403);
+
+    let out = recordhub_async(args(&["objection", "log", "--server", &http])).await;
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<_> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {}", c["action"], c["recorded_by"], c["reason"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        seen,
+        ["add officer.a IRR form", "remove officer.b consent given", "add officer.c legacy opt-out"],
+        "every change, who and why"
+    );
+    assert!(log["log"].as_array().unwrap().iter().all(|c| c["at_ms"].as_u64() > Some(0) && c["nhs_number"] == NHS));
+    e.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
