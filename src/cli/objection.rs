@@ -182,9 +182,7 @@ fn act_on_store(action: Action, store: &Store, replayer: &Replayer) -> Result<se
             let rows = parse_import(&file.display().to_string(), &text, &recorded_by, now_ms())
                 .map_err(ObjectionError::Import)?;
             let n = rows.len();
-            for (nhs, o) in rows {
-                store.add_objection(&nhs, o)?;
-            }
+            store.add_objections(rows)?;
             Ok(serde_json::json!({ "imported": n }))
         }
     }

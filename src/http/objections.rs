@@ -109,12 +109,11 @@ pub(super) async fn import(State(api): State<Api>, headers: HeaderMap, body: axu
     };
     let done = tokio::task::spawn_blocking(move || {
         let n = rows.len();
-        for (nhs, o) in rows {
-            api.store.add_objection(&nhs, o)?;
-        }
+        let numbers: Vec<NhsNumber> = rows.iter().map(|(nhs, _)| *nhs).collect();
+        api.store.add_objections(rows)?;
         api.progress.wait_caught_up(CATCH_UP);
-        for nhs in api.store.objections()?.iter().filter_map(|r| NhsNumber::parse(&r.nhs_number).ok()) {
-            api.store.purge_patient(&nhs)?;
+        for nhs in &numbers {
+            api.store.purge_patient(nhs)?;
         }
         Ok::<_, crate::store::StoreError>(json!({ "imported": n }))
     })

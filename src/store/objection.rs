@@ -147,18 +147,29 @@ impl Store {
     /// # Errors
     /// sled could not write.
     pub fn add_objection(&self, nhs: &NhsNumber, objection: Objection) -> Result<usize, StoreError> {
+        self.add_objections(vec![(*nhs, objection)])
+    }
+
+    /// [`Store::add_objection`] for many (an import), flushed once at the end.
+    ///
+    /// # Errors
+    /// sled could not write; the rows before the failure may be registered.
+    pub fn add_objections(&self, rows: Vec<(NhsNumber, Objection)>) -> Result<usize, StoreError> {
         let t = self.t()?;
-        // Nothing in these few lines can leave the unit value half-written.
+        // Nothing under this lock can leave the unit value half-written.
         let _serial = t.objection_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Register first: a message filed from now on is dropped, so the
-        // purge below cannot be undone by the index writer (see `purge_patient`).
-        register(&t, nhs.as_str(), objection)?;
-        // A number merged into another: the survivor's record is this patient's.
-        let survivor = identity::resolve_alias(&t, nhs.as_str())?;
-        if survivor != nhs.as_str() {
-            follow_merge(&t, nhs.as_str(), &survivor)?;
+        let mut n = 0;
+        for (nhs, objection) in rows {
+            // Register first: a message filed from now on is dropped, so the
+            // purge below cannot be undone by the index writer (see `purge_patient`).
+            register(&t, nhs.as_str(), objection)?;
+            // A number merged into another: the survivor's record is this patient's.
+            let survivor = identity::resolve_alias(&t, nhs.as_str())?;
+            if survivor != nhs.as_str() {
+                follow_merge(&t, nhs.as_str(), &survivor)?;
+            }
+            n += purge(&t, &survivor)?;
         }
-        let n = purge(&t, &survivor)?;
         t.db.flush()?;
         tracing::info!(action = "add", items_removed = n, "objection register changed");
         Ok(n)
