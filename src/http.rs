@@ -1,5 +1,9 @@
 //! The read API: `GET /patients/{nhs}` (audited), `POST /admin/reload`,
-//! `GET /health`, `GET /ready`, `GET /metrics` (Prometheus text format).
+//! `GET /health`, `GET /ready`, `GET /metrics` (Prometheus text format), and
+//! the objection register (`/admin/objections`, in `http/objections.rs`).
+//!
+//! A patient with a standing objection is never shown: `/patients/{nhs}` and
+//! its `/history` answer 403 with no item (the attempt is still audited).
 //!
 //! Every record view names its user (`X-User`, required) and is written to the
 //! audit tree, flushed, before the record is returned: who, when, which NHS
@@ -14,7 +18,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -26,8 +30,10 @@ use crate::indexer::Progress;
 use crate::mapping::MappingSet;
 use crate::metrics::{JournalSize, Scrape};
 use crate::mllp::admission::ConnectionStats;
-use crate::pipeline::{now_ms, Mappings};
+use crate::pipeline::{now_ms, Mappings, Replayer};
 use crate::store::{AuditEvent, Store};
+
+mod objections;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -42,6 +48,8 @@ pub struct Api {
     pub mllp_stats: Arc<ConnectionStats>,
     /// The journal directory, whose segments `/metrics` sums at scrape time.
     pub journal_dir: PathBuf,
+    /// Re-files a record from the journal when its objection is withdrawn.
+    pub replayer: Replayer,
 }
 
 /// `/ready` fails when the index is more than this many journal entries
@@ -63,6 +71,10 @@ where
         .route("/admin/parked", get(parked))
         .route("/admin/conflicts", get(conflicts))
         .route("/admin/reload", post(reload))
+        .route("/admin/objections", get(objections::list).post(objections::add))
+        .route("/admin/objections/log", get(objections::log))
+        .route("/admin/objections/import", post(objections::import))
+        .route("/admin/objections/{nhs}", delete(objections::remove))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -166,6 +178,7 @@ async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Respons
         return error(StatusCode::BAD_REQUEST, "not a valid NHS number (10 digits passing the Modulus 11 check)");
     };
     let user = user.to_string();
+    let nhs_text = nhs.as_str().to_string();
     let result = tokio::task::spawn_blocking(move || {
         // Read-your-writes: a message acknowledged before this request is in
         // the record. Past the wait (an overloaded index writer), the record
@@ -180,8 +193,12 @@ async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Respons
     })
     .await;
     match result {
-        Ok(Ok(Some(body))) => Json(body).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no record for this NHS number"),
+        Ok(Ok(Viewed::Shown(body))) => Json(body).into_response(),
+        Ok(Ok(Viewed::Unknown)) => error(StatusCode::NOT_FOUND, "no record for this NHS number"),
+        Ok(Ok(Viewed::Objected)) => {
+            (StatusCode::FORBIDDEN, Json(json!({ "error": OBJECTED, "nhs_number": nhs_text, "objection": true })))
+                .into_response()
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "record read failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "the index could not be read")
@@ -190,8 +207,23 @@ async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Respons
     }
 }
 
-/// Reads a record and audits the view (also a view of an unknown patient).
-/// `None` when no item is held.
+/// What a record read found.
+#[derive(Debug)]
+pub enum Viewed {
+    /// The record (or history) as JSON.
+    Shown(serde_json::Value),
+    /// No item is held for this NHS number.
+    Unknown,
+    /// The patient has objected to sharing: nothing may be shown.
+    Objected,
+}
+
+/// The answer to a read of a patient who has objected (HTTP 403, CLI exit 3).
+pub const OBJECTED: &str = "the patient has objected to sharing their record";
+
+/// Reads a record and audits the view (also a view of an unknown patient,
+/// and an attempt refused because the patient objected: action
+/// `read_objected` / `read_history_objected`, 0 items).
 ///
 /// # Errors
 /// The index could not be read or the audit event not written; then nothing
@@ -202,7 +234,21 @@ pub fn read_audited(
     user: &str,
     via: &str,
     which: View,
-) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
+) -> Result<Viewed, crate::store::StoreError> {
+    if store.objection(nhs)?.is_some() {
+        let action = if which == View::Record { "read_objected" } else { "read_history_objected" };
+        let event = AuditEvent {
+            at_ms: now_ms(),
+            user: user.to_string(),
+            nhs_number: nhs.as_str().to_string(),
+            action: action.into(),
+            via: via.into(),
+            items: 0,
+        };
+        store.audit(&event)?;
+        tracing::info!(user, via, action, "record view refused: the patient has objected");
+        return Ok(Viewed::Objected);
+    }
     let (count, body, action) = match which {
         View::Record => {
             let items = store.record(nhs)?;
@@ -224,9 +270,9 @@ pub fn read_audited(
     store.audit(&event)?;
     tracing::info!(user, via, action, items = count, "record viewed");
     if count == 0 {
-        return Ok(None);
+        return Ok(Viewed::Unknown);
     }
-    Ok(Some(body))
+    Ok(Viewed::Shown(body))
 }
 
 async fn reload(State(api): State<Api>) -> Response {

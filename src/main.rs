@@ -130,6 +130,14 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The objection register: patients who do not want their record shared.
+    /// While an objection stands nothing of the record is shown (`record`
+    /// exits 3, the API answers 403) and new messages are journaled and
+    /// acknowledged as usual but not filed. Every change is audited.
+    Objection {
+        #[command(subcommand)]
+        action: ObjectionCommand,
+    },
     /// Show what mappings make of messages: items, unused fields, errors.
     Check {
         /// The mappings directory (default: [mapping] dir).
@@ -140,6 +148,69 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ObjectionCommand {
+    /// Register an objection: the patient's items are removed from the record at once.
+    Add {
+        /// The NHS number (spaces and dashes allowed).
+        nhs_number: String,
+        /// Why (e.g. "Individual Rights Request form, 2026-11-20").
+        #[arg(long)]
+        reason: String,
+        /// The records officer recording it.
+        #[arg(long)]
+        recorded_by: String,
+        /// Where the objection came from: connect-care, gp, patient, …
+        #[arg(long, default_value = "patient")]
+        source: String,
+        #[command(flatten)]
+        at: Admin,
+    },
+    /// Withdraw an objection: the record is restored from the journal, no re-send needed.
+    Remove {
+        nhs_number: String,
+        #[arg(long)]
+        recorded_by: String,
+        /// Why (e.g. "patient gave consent at clinic").
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        at: Admin,
+    },
+    /// List the objections standing, as JSON.
+    List {
+        #[command(flatten)]
+        at: Admin,
+    },
+    /// Every change ever made to the register (who, when, why, add/remove), as JSON.
+    Log {
+        #[command(flatten)]
+        at: Admin,
+    },
+    /// Import a CSV list (header row; columns nhs_number (required),
+    /// recorded_at, source, reason, in any order). A bad row is reported as
+    /// FILE:LINE and nothing of the file is applied until it is fixed.
+    Import {
+        file: PathBuf,
+        /// Who imports (default: $USER).
+        #[arg(long, env = "USER")]
+        recorded_by: String,
+        #[command(flatten)]
+        at: Admin,
+    },
+}
+
+/// Where `recordhub objection` acts: `--server`, else `--data` (server
+/// stopped), else the configured HTTP listener.
+#[derive(clap::Args)]
+struct Admin {
+    /// A running server's admin API, e.g. http://127.0.0.1:8080 (default: http://<[http] listen>).
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// TLS for `send` and `load`: given `--tls-ca`, the connection uses TLS.
@@ -197,10 +268,20 @@ fn record_source(server: Option<String>, data_given: bool, cfg: Config) -> cli::
     }
 }
 
+/// Exit code of `record`/`history` for a patient who has objected to sharing.
+const EXIT_OBJECTED: u8 = 3;
+
 fn show_record(nhs: &str, user: &str, server: Option<String>, common: Common, view: View) -> anyhow::Result<ExitCode> {
     let cfg = common.load(None, None)?;
     let source = record_source(server, common.data.is_some(), cfg);
-    if cli::record(nhs, user, source, view)? {
+    let shown = match cli::record(nhs, user, source, view) {
+        Err(e @ cli::RecordError::Objected(_)) => {
+            let _ = writeln!(std::io::stderr(), "recordhub: {e}");
+            return Ok(ExitCode::from(EXIT_OBJECTED));
+        }
+        other => other?,
+    };
+    if shown {
         Ok(ExitCode::SUCCESS)
     } else {
         let _ = writeln!(std::io::stderr(), "recordhub: no record for NHS number {nhs}");
@@ -288,6 +369,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let n = cli::reindex(&cfg)?;
             let _ = writeln!(std::io::stdout(), "reindexed {n} journal entries");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Objection { action } => {
+            let (action, at) = match action {
+                ObjectionCommand::Add { nhs_number, reason, recorded_by, source, at } => {
+                    let req = cli::AddRequest { nhs_number, reason, recorded_by, source: Some(source) };
+                    (cli::ObjectionAction::Add(req), at)
+                }
+                ObjectionCommand::Remove { nhs_number, recorded_by, reason, at } => {
+                    let req = cli::RemoveRequest { recorded_by, reason };
+                    (cli::ObjectionAction::Remove { nhs_number, req }, at)
+                }
+                ObjectionCommand::List { at } => (cli::ObjectionAction::List, at),
+                ObjectionCommand::Log { at } => (cli::ObjectionAction::Log, at),
+                ObjectionCommand::Import { file, recorded_by, at } => {
+                    (cli::ObjectionAction::Import { file, recorded_by }, at)
+                }
+            };
+            let cfg = at.common.load(None, None)?;
+            let target = record_source(at.server, at.common.data.is_some(), cfg);
+            match cli::objection(action, target) {
+                Ok(v) => {
+                    let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                // Refusals the officer can fix: exit 1, the message as it is.
+                Err(
+                    e @ (cli::ObjectionError::Import(_)
+                    | cli::ObjectionError::NotFound(_)
+                    | cli::ObjectionError::Invalid(_)),
+                ) => {
+                    let _ = writeln!(std::io::stderr(), "recordhub: {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Check { mappings, config, files } => {
             let mut cfg = config::load(config.as_deref(), &Overrides::default())?;

@@ -173,6 +173,12 @@ pub async fn start_with_faults(
     }
     let mut opts = pipeline_options(cfg, mappings.clone());
     opts.faults = faults;
+    // For the read API: restoring a record when its objection is withdrawn.
+    let replayer = pipeline::Replayer {
+        journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
+        mappings: mappings.clone(),
+        policy: opts.policy.clone(),
+    };
     let premapper = Premapper::new(mappings.clone(), opts.policy.clone());
     let health = opts.health.clone();
     let opened = tokio::task::spawn_blocking(move || Pipeline::open(opts))
@@ -210,6 +216,7 @@ pub async fn start_with_faults(
         health: health.clone(),
         mllp_stats: server_cfg.stats.clone(),
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
+        replayer,
     };
     let cancel = CancellationToken::new();
     let (handle, thread) = worker::spawn(

@@ -1,8 +1,9 @@
 //! The analyst-facing commands that are not the server: `send`, `journal`,
-//! `record`, `reindex`, `check`. One file per command.
+//! `record`, `reindex`, `check`, `objection`. One file per command.
 
 mod check;
 mod journal;
+mod objection;
 mod record;
 mod send;
 
@@ -10,6 +11,9 @@ use std::path::PathBuf;
 
 pub use check::check;
 pub use journal::journal;
+pub use objection::{
+    objection, parse_import, remove_and_restore, Action as ObjectionAction, AddRequest, ObjectionError, RemoveRequest,
+};
 pub use record::{parked, record, reindex, RecordError, RecordSource};
 pub use send::{send, send_with};
 

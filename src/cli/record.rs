@@ -11,7 +11,8 @@ pub enum RecordSource {
 }
 
 /// Prints a patient's record (or its history) as JSON. Returns false when
-/// the patient is unknown. Every read is audited, whichever way it goes.
+/// the patient is unknown; [`RecordError::Objected`] when the patient has
+/// objected to sharing. Every read is audited, whichever way it goes.
 pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::http::View) -> Result<bool, RecordError> {
     let nhs = crate::hl7::nhs::NhsNumber::parse(nhs).map_err(|_| RecordError::BadNhs(nhs.to_string()))?;
     let body = match source {
@@ -21,10 +22,14 @@ pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::http::Vi
             // a crash), so a local read is as complete as the journal.
             let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
                 .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
-            let body = crate::http::read_audited(p.store(), &nhs, user, "cli", view)
+            let viewed = crate::http::read_audited(p.store(), &nhs, user, "cli", view)
                 .map_err(|e| RecordError::Open(e.to_string()))?;
             p.shutdown().map_err(|e| RecordError::Open(e.to_string()))?;
-            body
+            match viewed {
+                crate::http::Viewed::Shown(body) => Some(body),
+                crate::http::Viewed::Unknown => None,
+                crate::http::Viewed::Objected => return Err(RecordError::Objected(nhs.as_str().to_string())),
+            }
         }
         RecordSource::Server(base) => {
             let tail = if view == crate::http::View::History { "/history" } else { "" };
@@ -40,6 +45,7 @@ pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::http::Vi
             match status {
                 200 => Some(serde_json::from_str(&text).map_err(|e| RecordError::Http(url.clone(), e.to_string()))?),
                 404 => None,
+                403 => return Err(RecordError::Objected(nhs.as_str().to_string())),
                 _ => return Err(RecordError::Http(url, format!("status {status}: {text}"))),
             }
         }
@@ -73,6 +79,9 @@ pub enum RecordError {
     Open(String),
     #[error("request to {0} failed: {1}")]
     Http(String, String),
+    /// A standing objection: nothing of the record may be shown (exit code 3).
+    #[error("NHS number {0}: {obj}; nothing is shown", obj = crate::http::OBJECTED)]
+    Objected(String),
 }
 
 /// `recordhub reindex`: rebuilds the index from the journal with the current

@@ -62,6 +62,31 @@ impl Replayer {
         Ok(n)
     }
 
+    /// Restores `nhs`'s record after its objection was withdrawn: maps every
+    /// accepted journal entry again and files those that go into that record
+    /// (`Store::refile_for`), leaving everything else in the index as it is,
+    /// so the engine keeps serving meanwhile. Returns how many were filed.
+    ///
+    /// # Errors
+    /// The journal cannot be read, or the index cannot be written.
+    pub fn restore(&self, store: &Store, nhs: &crate::hl7::nhs::NhsNumber) -> Result<u64, OpenError> {
+        let reader = JournalReader::open(&self.journal_dir).map_err(|e| replay_error(1, e))?;
+        let mut n = 0;
+        for entry in reader.iter_from(1) {
+            let entry = entry.map_err(|e| replay_error(0, e))?;
+            if !accepted(&entry, &self.policy) {
+                continue;
+            }
+            let Ok(msg) = Message::parse_with(&entry.raw, &self.policy.parse) else { continue };
+            let prov = crate::mapping::check::provenance(&msg, entry.seq);
+            let Ok(mapped) = self.mappings.current().apply(&msg, &prov) else { continue };
+            if store.refile_for(nhs, mapped).map_err(|e| replay_error(entry.seq, e))? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The index effects of one journaled, accepted message, derived again
     /// from its raw bytes with the mappings now in force.
     fn apply_entry(&self, batch: &mut IndexBatch, e: &Entry) {

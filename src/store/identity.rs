@@ -206,9 +206,13 @@ fn merge_nhs(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
         return Ok(());
     }
     t.alias.insert(prior.as_bytes(), target.as_bytes())?;
+    // One patient now: an objection on either number covers both, and into
+    // a record under objection the versions are not moved, only deleted.
+    super::objection::follow_merge(t, prior, target)?;
+    let objected = super::objection::stands(t, target)?;
     for kv in t.items.scan_prefix(keys::patient_prefix(prior)) {
         let (k, v) = kv?;
-        if let Some(moved) = keys::rekey(&k, prior, target) {
+        if let Some(moved) = keys::rekey(&k, prior, target).filter(|_| !objected) {
             t.items.insert(moved, v)?;
         }
         t.items.remove(k)?;
@@ -219,6 +223,11 @@ fn merge_nhs(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
 /// Writes one version per item under `nhs`, freeing each once written (a
 /// message of 340,000 items is never held twice).
 fn write_items(t: &Trees, nhs: &str, items: Vec<Item>, after_each: &mut impl FnMut()) -> Result<(), StoreError> {
+    // A standing objection: nothing is filed (the journal keeps the message;
+    // withdrawing the objection restores it, `objection.rs`).
+    if super::objection::stands(t, nhs)? {
+        return Ok(());
+    }
     for (i, item) in items.into_iter().enumerate() {
         write_item(t, nhs, &item, i)?;
         drop(item);
@@ -241,6 +250,9 @@ pub(super) fn write_item(t: &Trees, nhs: &str, item: &Item, index: usize) -> Res
 /// message with the latest clinical time is kept, so the item does not
 /// depend on arrival order and does not grow with every message.
 fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenance>) -> Result<(), StoreError> {
+    if super::objection::stands(t, nhs)? {
+        return Ok(());
+    }
     let time_ms = mapped.items.iter().filter_map(|i| i.version.time_ms).max();
     // MRG-1's ids too: a merged-away hospital number still means this patient.
     for lid in mapped.identity.local_ids.iter().chain(&mapped.identity.prior_local_ids) {
@@ -267,6 +279,39 @@ fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenanc
         t.items.insert(k, encode_item(&item)?)?;
     }
     Ok(())
+}
+
+/// The record `mapped` goes into with the identity state as it is now, and
+/// whether its NHS number was verified; `None` when it would not be filed
+/// (unindexed or parked). Changes nothing: restoring a record after an
+/// objection is withdrawn (`objection.rs`).
+pub(super) fn target_now(t: &Trees, mapped: &Mapped) -> Result<Option<(String, bool)>, StoreError> {
+    if mapped.ignored {
+        return Ok(None);
+    }
+    let stated = mapped.identity.nhs_number.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    match stated.map(NhsNumber::parse) {
+        Some(Err(_)) => return Ok(None),
+        Some(Ok(n)) if n.as_str().starts_with("999") && !is_test_message(mapped) => return Ok(None),
+        Some(Ok(n)) if is_verified(mapped) => return Ok(Some((resolve_alias(t, n.as_str())?, true))),
+        _ => {}
+    }
+    for lid in &mapped.identity.local_ids {
+        if let Some(known) = t.xref.get(keys::local_key(&lid.organisation, &lid.id))? {
+            return Ok(Some((resolve_alias(t, &String::from_utf8_lossy(&known))?, false)));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes a message's items (and, for a verified NHS number, its
+/// identifiers) under `target`, as [`file_message`] does, touching no
+/// identity state.
+pub(super) fn write_for_restore(t: &Trees, target: &str, verified: bool, mapped: Mapped) -> Result<(), StoreError> {
+    if let Some(p) = mapped.items.first().map(|i| i.provenance.clone()).filter(|_| verified) {
+        write_identifiers(t, target, &mapped, &p)?;
+    }
+    write_items(t, target, mapped.items, &mut || {})
 }
 
 /// Every parked message, oldest first.

@@ -117,7 +117,8 @@ impl Store {
     }
 
     /// Drops what `reindex` rebuilds (items, xref, unindexed, dedup, meta),
-    /// keeping the audit trail, which is not derived from the journal.
+    /// keeping the audit trail and the objection register with its log,
+    /// which are not derived from the journal (do not add them here).
     pub fn clear_derived(&self) -> Result<(), StoreError> {
         let t = self.t()?;
         for tree in [&t.items, &t.xref, &t.unindexed, &t.dedup, &t.meta, &t.parked, &t.conflicts, &t.alias] {

@@ -10,6 +10,9 @@
 //!   current record in `fold.rs`, and whose record a message goes into is
 //!   decided in `identity.rs`.
 //!
+//! - `objections`, `objection_log`: the objection register and its audited
+//!   changes (`objection.rs`); like `audit`, not derived from the journal.
+//!
 //! Writes from the index writer go through an [`IndexBatch`], applied in an
 //! order that replay repairs (see `batch.rs`).
 //!
@@ -24,6 +27,7 @@ mod fold;
 mod identity;
 pub mod index;
 mod keys;
+mod objection;
 mod read;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +38,7 @@ pub use batch::IndexBatch;
 pub use dedup::{DedupKey, DedupRecord};
 pub use identity::{Conflict, ParkedEntry};
 pub use index::AuditEvent;
+pub use objection::{Objection, ObjectionChange, Registered};
 pub use read::{HiddenBy, ItemHistory, VersionEntry};
 
 use crate::fault::Faults;
@@ -67,6 +72,13 @@ pub(crate) struct Trees {
     pub(crate) parked: sled::Tree,
     pub(crate) conflicts: sled::Tree,
     pub(crate) alias: sled::Tree,
+    pub(crate) objections: sled::Tree,
+    pub(crate) objection_log: sled::Tree,
+    /// False while the objection register is empty: spares every filing a look-up.
+    pub(crate) any_objection: std::sync::atomic::AtomicBool,
+    /// Held while an objection is added and while a restore files a message,
+    /// so a restore cannot file into a record an objection has just emptied.
+    pub(crate) objection_lock: std::sync::Mutex<()>,
     /// False while `parked` is known empty (set when a message is parked):
     /// spares every filing a scan of it.
     pub(crate) maybe_parked: std::sync::atomic::AtomicBool,
@@ -88,10 +100,15 @@ impl Trees {
             parked: db.open_tree("parked")?,
             conflicts: db.open_tree("conflicts")?,
             alias: db.open_tree("alias")?,
+            objections: db.open_tree("objections")?,
+            objection_log: db.open_tree("objection_log")?,
+            any_objection: std::sync::atomic::AtomicBool::new(true),
+            objection_lock: std::sync::Mutex::new(()),
             maybe_parked: std::sync::atomic::AtomicBool::new(true),
             db,
         };
         trees.maybe_parked.store(!trees.parked.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        trees.any_objection.store(!trees.objections.is_empty(), std::sync::atomic::Ordering::Relaxed);
         Ok(trees)
     }
 }

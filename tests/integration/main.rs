@@ -14,6 +14,7 @@ mod isolation;
 mod logging;
 mod metrics;
 mod mllp_edges;
+mod objections;
 mod outcomes;
 mod records;
 mod replay;

@@ -1,0 +1,428 @@
+//! `recordhub objection add|remove|list|import`: the records officer's view
+//! of the objection register (`store/objection.rs`), against the data
+//! directory (`--data`, server stopped) or a running server's admin API
+//! (`--server`). Also the pieces the HTTP admin API shares: request
+//! validation, the CSV import parser, and remove-then-restore.
+//!
+//! The CSV import is all or nothing: every row is checked first, each bad
+//! one reported as `FILE:LINE: what is wrong`, and nothing of the file is
+//! applied until all are fixed (a half-imported opt-out list would share
+//! records of patients further down it). A small parser of our own rather
+//! than the `csv` crate: four columns, quoted fields, and exact line numbers
+//! are all this needs, and no new dependency enters Cargo.lock.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hl7::nhs::NhsNumber;
+use crate::pipeline::{journal_dir, now_ms, Pipeline, Replayer};
+use crate::store::{Objection, Store, StoreError};
+
+/// The columns an import file may have (`nhs_number` required).
+const COLUMNS: [&str; 4] = ["nhs_number", "recorded_at", "source", "reason"];
+
+const BAD_NHS: &str = "is not a valid NHS number (10 digits passing the Modulus 11 check)";
+
+/// `POST /admin/objections` and `objection add`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddRequest {
+    pub nhs_number: String,
+    pub reason: String,
+    pub recorded_by: String,
+    /// `connect-care`, `gp`, `patient`, … (default `patient`).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+impl AddRequest {
+    /// The NHS number and the objection to register, or what is wrong.
+    ///
+    /// # Errors
+    /// A bad NHS number, or an empty `reason` or `recorded_by`.
+    pub fn validate(&self) -> Result<(NhsNumber, Objection), String> {
+        let nhs = NhsNumber::parse(&self.nhs_number).map_err(|_| format!("'{}' {BAD_NHS}", self.nhs_number))?;
+        let (reason, by) = (self.reason.trim(), self.recorded_by.trim());
+        if reason.is_empty() || by.is_empty() {
+            return Err("reason and recorded_by are required: every change to the register is audited".into());
+        }
+        let source = self.source.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or("patient");
+        let objection = Objection {
+            reason: reason.into(),
+            recorded_by: by.into(),
+            source: source.into(),
+            recorded_at_ms: now_ms() as i64,
+        };
+        Ok((nhs, objection))
+    }
+}
+
+/// `DELETE /admin/objections/{nhs}` and `objection remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    pub recorded_by: String,
+    pub reason: String,
+}
+
+impl RemoveRequest {
+    /// # Errors
+    /// An empty `reason` or `recorded_by`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reason.trim().is_empty() || self.recorded_by.trim().is_empty() {
+            return Err("reason and recorded_by are required: every change to the register is audited".into());
+        }
+        Ok(())
+    }
+}
+
+/// Withdraws the objection for `nhs` and restores the record from the
+/// journal. `None` when no objection stood; else how many messages were
+/// filed again.
+///
+/// # Errors
+/// The register, the journal or the index could not be read or written.
+pub fn remove_and_restore(
+    store: &Store,
+    replayer: &Replayer,
+    nhs: &NhsNumber,
+    req: &RemoveRequest,
+) -> Result<Option<u64>, ObjectionError> {
+    if store.remove_objection(nhs, req.recorded_by.trim(), req.reason.trim())?.is_none() {
+        return Ok(None);
+    }
+    let n = replayer.restore(store, nhs).map_err(|e| ObjectionError::Restore(crate::pipeline::error_chain(&e)))?;
+    tracing::info!(messages_restored = n, "record restored from the journal after an objection was withdrawn");
+    Ok(Some(n))
+}
+
+/// Errors of `recordhub objection`.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectionError {
+    /// The data directory is held by a running server, or unreadable.
+    #[error("cannot open the store ({0}); if a server is running, use --server URL instead of --data")]
+    Open(String),
+    #[error("objection register")]
+    Store(#[from] StoreError),
+    #[error("the objection was removed but the record could not be restored from the journal ({0}); run `recordhub reindex`")]
+    Restore(String),
+    #[error("cannot read {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Bad rows of an import, each `FILE:LINE: what is wrong`; nothing was applied.
+    #[error("nothing imported; fix these rows and import again:\n{}", .0.join("\n"))]
+    Import(Vec<String>),
+    /// A refused request (bad NHS number, missing reason…).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no objection is registered for NHS number {0}")]
+    NotFound(String),
+    #[error("request to {0} failed: {1}")]
+    Http(String, String),
+}
+
+/// What `recordhub objection` was asked to do.
+pub enum Action {
+    Add(AddRequest),
+    Remove {
+        nhs_number: String,
+        req: RemoveRequest,
+    },
+    List,
+    /// Every change to the register, oldest first.
+    Log,
+    Import {
+        file: PathBuf,
+        recorded_by: String,
+    },
+}
+
+/// Where it acts: a running server's admin API, or the data directory.
+pub use super::RecordSource as Target;
+
+/// Runs one `recordhub objection` command; returns the JSON to print.
+///
+/// # Errors
+/// See [`ObjectionError`]; `NotFound` when removing an objection that does not stand.
+pub fn objection(action: Action, target: Target) -> Result<serde_json::Value, ObjectionError> {
+    match target {
+        Target::Local(cfg) => local(action, &cfg),
+        Target::Server(base) => remote(action, base.trim_end_matches('/')),
+    }
+}
+
+fn local(action: Action, cfg: &crate::config::Config) -> Result<serde_json::Value, ObjectionError> {
+    let mappings = crate::serve::load_mappings(cfg).map_err(|e| ObjectionError::Open(e.to_string()))?;
+    let opts = crate::serve::pipeline_options(cfg, mappings.clone());
+    let replayer = Replayer { journal_dir: journal_dir(&cfg.store.data_dir), mappings, policy: opts.policy.clone() };
+    let (mut p, _) = Pipeline::open(opts).map_err(|e| ObjectionError::Open(crate::pipeline::error_chain(&e)))?;
+    let out = act_on_store(action, p.store(), &replayer);
+    p.shutdown()?;
+    out
+}
+
+fn act_on_store(action: Action, store: &Store, replayer: &Replayer) -> Result<serde_json::Value, ObjectionError> {
+    match action {
+        Action::Add(req) => {
+            let (nhs, o) = req.validate().map_err(ObjectionError::Invalid)?;
+            let n = store.add_objection(&nhs, o)?;
+            Ok(serde_json::json!({ "added": true, "nhs_number": nhs.as_str(), "items_removed": n }))
+        }
+        Action::Remove { nhs_number, req } => {
+            req.validate().map_err(ObjectionError::Invalid)?;
+            let nhs = NhsNumber::parse(&nhs_number)
+                .map_err(|_| ObjectionError::Invalid(format!("'{nhs_number}' {BAD_NHS}")))?;
+            match remove_and_restore(store, replayer, &nhs, &req)? {
+                Some(n) => Ok(serde_json::json!({ "removed": true, "messages_restored": n })),
+                None => Err(ObjectionError::NotFound(nhs_number)),
+            }
+        }
+        Action::List => Ok(serde_json::json!({ "objections": store.objections()? })),
+        Action::Log => Ok(serde_json::json!({ "log": store.objection_log()? })),
+        Action::Import { file, recorded_by } => {
+            let text = read(&file)?;
+            let rows = parse_import(&file.display().to_string(), &text, &recorded_by, now_ms())
+                .map_err(ObjectionError::Import)?;
+            let n = rows.len();
+            store.add_objections(rows)?;
+            Ok(serde_json::json!({ "imported": n }))
+        }
+    }
+}
+
+fn read(file: &std::path::Path) -> Result<String, ObjectionError> {
+    std::fs::read_to_string(file).map_err(|source| ObjectionError::Read { path: file.to_path_buf(), source })
+}
+
+fn remote(action: Action, base: &str) -> Result<serde_json::Value, ObjectionError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let removing = match &action {
+        Action::Remove { nhs_number, .. } => Some(nhs_number.clone()),
+        _ => None,
+    };
+    let (url, resp) = match &action {
+        Action::Add(req) => {
+            let url = format!("{base}/admin/objections");
+            let r = agent.post(&url).header("Content-Type", "application/json").send(json(req));
+            (url, r)
+        }
+        Action::Remove { nhs_number, req } => {
+            let url = format!("{base}/admin/objections/{}", nhs_number.trim());
+            let r = agent.delete(&url).force_send_body().header("Content-Type", "application/json").send(json(req));
+            (url, r)
+        }
+        Action::List | Action::Log => {
+            let tail = if matches!(action, Action::Log) { "/log" } else { "" };
+            let url = format!("{base}/admin/objections{tail}");
+            (url.clone(), agent.get(&url).call())
+        }
+        Action::Import { file, recorded_by } => {
+            let url = format!("{base}/admin/objections/import");
+            let body = read(file)?;
+            let name = file.display().to_string();
+            let r = agent.post(&url).header("X-User", recorded_by).header("X-File-Name", &name).send(body);
+            (url, r)
+        }
+    };
+    let mut resp = resp.map_err(|e| ObjectionError::Http(url.clone(), e.to_string()))?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().map_err(|e| ObjectionError::Http(url.clone(), e.to_string()))?;
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|_| ObjectionError::Http(url.clone(), format!("status {status}: {text}")))?;
+    let message = || body["error"].as_str().unwrap_or(&text).to_string();
+    match status {
+        200 => Ok(body),
+        404 if removing.is_some() => Err(ObjectionError::NotFound(removing.unwrap_or_default())),
+        422 => {
+            let errors = body["errors"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).map(str::to_string);
+            Err(ObjectionError::Import(errors.collect()))
+        }
+        400 => Err(ObjectionError::Invalid(message())),
+        _ => Err(ObjectionError::Http(url, format!("status {status}: {}", message()))),
+    }
+}
+
+/// A request body as JSON text (ureq here is built without its JSON feature).
+fn json<T: Serialize>(v: &T) -> String {
+    // Plain structs of strings: serialising cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Parses an import file: a header row naming any of [`COLUMNS`] in any
+/// order (`nhs_number` required), then one objection per row. Every problem
+/// is reported, each as `FILE:LINE: what is wrong`; any problem means no rows.
+///
+/// # Errors
+/// The list of problems.
+pub fn parse_import(
+    file: &str,
+    text: &str,
+    recorded_by: &str,
+    now_ms: u64,
+) -> Result<Vec<(NhsNumber, Objection)>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut lines = text.trim_start_matches('\u{feff}').lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let Some((hline, header)) = lines.next() else {
+        return Err(vec![format!("{file}:1: empty file: expected a header row")]);
+    };
+    let at = |n: usize| format!("{file}:{}", n + 1);
+    let mut cols: Vec<usize> = Vec::new();
+    match split_row(header) {
+        Err(e) => errors.push(format!("{}: {e}", at(hline))),
+        Ok(names) => {
+            for name in names {
+                let name = name.trim().to_ascii_lowercase();
+                match COLUMNS.iter().position(|c| *c == name) {
+                    Some(i) if cols.contains(&i) => {
+                        errors.push(format!("{}: column '{name}' appears twice", at(hline)))
+                    }
+                    Some(i) => cols.push(i),
+                    None => {
+                        errors.push(format!("{}: unknown column '{name}' (expected {})", at(hline), COLUMNS.join(", ")))
+                    }
+                }
+            }
+            if !cols.contains(&0) {
+                errors.push(format!("{}: no nhs_number column (it is required)", at(hline)));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut rows = Vec::new();
+    for (n, line) in lines {
+        let fields = match split_row(line) {
+            Ok(f) if f.len() == cols.len() => f,
+            Ok(f) => {
+                errors.push(format!("{}: {} fields, but the header names {}", at(n), f.len(), cols.len()));
+                continue;
+            }
+            Err(e) => {
+                errors.push(format!("{}: {e}", at(n)));
+                continue;
+            }
+        };
+        let mut value = [""; 4];
+        for (c, f) in cols.iter().zip(&fields) {
+            value[*c] = f.trim();
+        }
+        match row(value, file, recorded_by, now_ms) {
+            Ok(r) => rows.push(r),
+            Err(e) => errors.push(format!("{}: {e}", at(n))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(rows)
+    } else {
+        Err(errors)
+    }
+}
+
+/// One row's values, in [`COLUMNS`] order.
+fn row(v: [&str; 4], file: &str, recorded_by: &str, now_ms: u64) -> Result<(NhsNumber, Objection), String> {
+    let [nhs, recorded_at, source, reason] = v;
+    if nhs.is_empty() {
+        return Err("nhs_number is empty (it is required)".into());
+    }
+    let nhs = NhsNumber::parse(nhs).map_err(|_| format!("nhs_number '{nhs}' {BAD_NHS}"))?;
+    let recorded_at_ms = match recorded_at {
+        "" => now_ms as i64,
+        d => date_ms(d).ok_or_else(|| {
+            format!("recorded_at '{d}' is not a date (expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or YYYYMMDD)")
+        })?,
+    };
+    let source = if source.is_empty() { "import" } else { source };
+    let reason = if reason.is_empty() { format!("imported from {file}") } else { reason.to_string() };
+    Ok((nhs, Objection { reason, recorded_by: recorded_by.to_string(), source: source.into(), recorded_at_ms }))
+}
+
+/// An ISO 8601 date or date-time (or an HL7 `YYYYMMDD[HHMM[SS]]`) as UTC
+/// Unix ms; no offset means UTC.
+fn date_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let mut s = text.to_string();
+    if b.len() >= 10 && b[4] == b'-' && b[7] == b'-' {
+        s = format!("{}{}{}{}", &text[..4], &text[5..7], &text[8..10], text[10..].trim_start_matches(['T', ' ']));
+    }
+    let s = s.replace(':', "");
+    let s = s.strip_suffix('Z').unwrap_or(&s);
+    if s.len() < 8 || !s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.')) {
+        return None;
+    }
+    crate::mapping::convert::time_ms(s)
+}
+
+/// Splits one CSV line: commas, `"quoted, fields"` with `""` for a quote.
+fn split_row(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.trim_end_matches('\r').chars().peekable();
+    let mut quoted = false;
+    let mut started = true;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (false, '"') if started && field.trim().is_empty() => {
+                quoted = true;
+                field.clear();
+            }
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (false, ',') => {
+                out.push(std::mem::take(&mut field));
+                started = true;
+                continue;
+            }
+            (_, c) => field.push(c),
+        }
+        started = field.is_empty() && !quoted;
+    }
+    if quoted {
+        return Err("a quoted field is not closed on this line".into());
+    }
+    out.push(field);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_takes_columns_in_any_order_with_quotes_and_defaults() {
+        let text = "\u{feff}reason,nhs_number,recorded_at\n\"moved away, asked \"\"no\"\"\",9434765919,2019-03-04\n\n,943 476 5870,\n";
+        let rows = parse_import("old.csv", text, "officer", 1_000).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].0.as_str(), "9434765919");
+        assert_eq!(rows[0].1.reason, "moved away, asked \"no\"");
+        assert_eq!(rows[0].1.recorded_at_ms, 1_551_657_600_000, "2019-03-04T00:00:00Z");
+        assert_eq!(rows[0].1.source, "import");
+        assert_eq!((rows[1].1.reason.as_str(), rows[1].1.recorded_at_ms), ("imported from old.csv", 1_000));
+        assert_eq!(date_ms("2019-03-04T10:00:00Z"), Some(1_551_693_600_000));
+        assert_eq!(date_ms("20190304"), date_ms("2019-03-04"));
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_with_its_line_and_nothing_is_returned() {
+        let text = "nhs_number,recorded_at,source\n9434765919,2019-03-04,gp\n1234567890,,gp\n,,gp\n9434765870,2019-13-45,gp\n\"9434765870,,\n";
+        let errors = parse_import("old.csv", text, "officer", 0).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "old.csv:3: nhs_number '1234567890' is not a valid NHS number (10 digits passing the Modulus 11 check)",
+                "old.csv:4: nhs_number is empty (it is required)",
+                "old.csv:5: recorded_at '2019-13-45' is not a date (expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or YYYYMMDD)",
+                "old.csv:6: a quoted field is not closed on this line",
+            ]
+        );
+        let header = parse_import("x.csv", "nhs,reason\n9434765919,a\n", "o", 0).unwrap_err();
+        assert_eq!(
+            header,
+            [
+                "x.csv:1: unknown column 'nhs' (expected nhs_number, recorded_at, source, reason)",
+                "x.csv:1: no nhs_number column (it is required)",
+            ]
+        );
+    }
+}
