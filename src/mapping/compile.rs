@@ -231,7 +231,10 @@ impl Compiler<'_> {
     }
 
     pub(super) fn cond(&mut self, w: &WhenSpec) -> Option<Cond> {
-        let mut cond = Cond::default();
+        let mut cond = Cond { any: w.any.unwrap_or(false), ..Cond::default() };
+        if cond.any && w.field.is_none() {
+            self.error(0, LoadErrorKind::Invalid("when has 'any' without 'field': any applies to a field".into()));
+        }
         for e in w.event.iter().flatten() {
             if e.get_ref().len() != 3 {
                 self.invalid(

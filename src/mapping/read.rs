@@ -31,6 +31,25 @@ impl<'a> Run<'_, 'a> {
         if !cond.events.is_empty() && !cond.events.iter().any(|e| e.as_bytes() == self.event) {
             return false;
         }
+        if !cond.any {
+            return self.field_holds(cond, scope);
+        }
+        let Some((path, _)) = cond.field.as_ref().or(cond.field_not.as_ref()) else { return true };
+        // `any`: each segment of the path's name in the item's group (or the
+        // message) in turn, as if it were the item.
+        let (from, to) = match scope.item {
+            Some(item) => (item.index(), scope.group_end),
+            None => (0, self.msg.segment_count()),
+        };
+        let found: Vec<usize> = self.layout.within(path.segment, from, to).collect();
+        found.into_iter().any(|i| {
+            let item = self.msg.segment(i);
+            let one = Scope { item, group_end: i + 1, message_end: scope.message_end, list: None };
+            item.is_some() && self.field_holds(cond, one)
+        })
+    }
+
+    fn field_holds(&mut self, cond: &Cond, scope: Scope<'a>) -> bool {
         if let Some((path, values)) = &cond.field_not {
             if let Some((_, v, _)) = self.resolve(path, scope) {
                 if values.iter().any(|x| *x == v.text()) {
