@@ -154,10 +154,13 @@ impl Compiler<'_> {
         };
         let mut items: Vec<ItemPlan> = items.iter().filter_map(|(name, item)| self.item(name, item)).collect();
         // Paths into MSH or EVN read the same value for every item: computed
-        // once per message. Others (OBR-22) are read in each item's own group.
+        // once per message. Others (OBR-22) are read in each `for_each` item's
+        // own group.
         let message_level = time.iter().all(|p| matches!(&p.segment, b"MSH" | b"EVN") && p.occurrence.is_none());
+        // An item of the whole message reads them as the message does: the
+        // message's time, computed once, serves it.
         if !message_level {
-            for item in items.iter_mut().filter(|i| i.version.time.is_none()) {
+            for item in items.iter_mut().filter(|i| i.version.time.is_none() && i.for_each.is_some()) {
                 item.version.time = Some(time.clone());
             }
         }
