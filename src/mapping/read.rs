@@ -11,6 +11,9 @@ use crate::hl7::{Field, Segment, Value};
 impl<'a> Run<'_, 'a> {
     /// Field `n` of `seg`, through the per-segment table.
     pub(super) fn field(&mut self, seg: &Segment<'a>, n: usize) -> Field<'a> {
+        if self.uncached {
+            return seg.field(n);
+        }
         let i = seg.index();
         if let Some((_, t)) = self.tables.iter().find(|(at, _)| *at == i) {
             return t.field(n);
@@ -42,11 +45,16 @@ impl<'a> Run<'_, 'a> {
             None => (0, self.msg.segment_count()),
         };
         let found: Vec<usize> = self.layout.within(path.segment, from, to).collect();
-        found.into_iter().any(|i| {
+        // One field of each of many segments (every OBX of a report): read
+        // directly, so the cache keeps the tables of the segments read in bulk.
+        self.uncached = true;
+        let holds = found.into_iter().any(|i| {
             let item = self.msg.segment(i);
             let one = Scope { item, group_end: i + 1, message_end: scope.message_end, list: None };
             item.is_some() && self.field_holds(cond, one)
-        })
+        });
+        self.uncached = false;
+        holds
     }
 
     fn field_holds(&mut self, cond: &Cond, scope: Scope<'a>) -> bool {
