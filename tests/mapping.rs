@@ -399,6 +399,27 @@ fn issue9_rank_drop_supersedes_and_item_time_per_group() {
     assert_eq!(fields(&m, 0)["obs"], serde_json::json!([{"value": "4.2"}]), "the D row is dropped");
 }
 
+/// Issue 9: a wrong-patient retraction must hide the result even when the
+/// lab marks only a later OBX `W`; without `any` a condition reads the first.
+#[test]
+fn issue9_a_hide_with_any_holds_for_any_segment_of_the_group() {
+    let file = |any: &str| {
+        format!(
+            "messages = [\"ORU^R01\"]\n[items.r]\nkind = \"result\"\nfor_each = \"OBR\"\nid = \"{{OBR-3}}\"\n\
+             hide = [{{ field = \"OBX-11\", is = [\"W\"], {any} reason = \"wrong patient\" }}]\n"
+        )
+    };
+    let msg = "MSH|^~\\&|LAB|RJ1|||20261121100000||ORU^R01|1|P|2.4\nPID|1||9434765919^^^NHS^NH\n\
+               OBR|1||A\nOBX|1||||1||||||F\nOBX|2||||2||||||W\nOBR|2||B\nOBX|1||||3||||||F\nOBR|3||C\nOBX|1||||4||||||W";
+    let effects = |any: &str| -> Vec<Effect> {
+        let set = load_text(&file(any)).unwrap();
+        map_text(&set, msg).items.into_iter().map(|i| i.version.effect).collect()
+    };
+    let w = Effect::Hide { reason: "wrong patient".into() };
+    assert_eq!(effects("any = true,"), vec![w.clone(), Effect::Update, w.clone()], "never a sibling report's OBX");
+    assert_eq!(effects(""), vec![Effect::Update, Effect::Update, w], "without any: the first OBX only");
+}
+
 #[test]
 fn issue9_every_adt_event_of_table_0003_is_mapped_or_ignored() {
     let set = shipped();
@@ -437,13 +458,17 @@ fn issue9_version_key_errors_point_at_file_line_col() {
         ),
         (
             "messages = [\"ADT^A01\"]\n[items.e]\nkind = \"encounter\"\nid = \"{PV1-19}\"\nhide = [{ event = [\"A11\"], reasn = \"x\" }]\n",
-            "t.toml:5:28: unknown field `reasn`, expected one of `event`, `field`, `is`, `is_not`, `reason`",
+            "t.toml:5:28: unknown field `reasn`, expected one of `event`, `field`, `is`, `is_not`, `any`, `reason`",
         ),
         (
             "messages = [\"ADT^A01\"]\n[items.e]\nkind = \"encounter\"\nid = \"{PV1-19}\"\nundo = { A12 = [\"A2\"], X = [\"A03\"], A13 = [] }\n",
             "t.toml:5:17: 'A2' is not a trigger event: use MSH-9.2, e.g. A02\n\
              t.toml:5:24: undo key 'X' is not a trigger event: write A12 = [\"A02\"]\n\
              t.toml:5:37: undo A13 = []: name the events it undoes",
+        ),
+        (
+            "messages = [\"ORU^R01\"]\n[items.r]\nkind = \"result\"\nid = \"{OBR-3}\"\nhide = [{ event = [\"R01\"], any = true, reason = \"x\" }]\n",
+            "t.toml:1:1: when has 'any' without 'field': any applies to a field",
         ),
         (
             "messages = [\"ORU^R01\"]\n[items.r]\nkind = \"result\"\nid = \"{OBR-3}\"\nrank = { path = \"OBR-25\", order = [] }\n",
@@ -459,7 +484,7 @@ fn issue9_version_key_errors_point_at_file_line_col() {
         ),
         (
             "messages = [\"ORU^R01\"]\n[items.r]\nkind = \"result\"\nid = \"{OBR-3}\"\n[items.r.lists.o]\nfor_each = \"OBX\"\ndrop = { field = \"OBX-11\", is = [\"D\"], when = 1 }\n",
-            "t.toml:7:40: unknown field `when`, expected one of `event`, `field`, `is`, `is_not`",
+            "t.toml:7:40: unknown field `when`, expected one of `event`, `field`, `is`, `is_not`, `any`",
         ),
     ];
     let mut failures = Vec::new();

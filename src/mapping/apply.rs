@@ -54,6 +54,8 @@ pub struct Run<'m, 'a> {
     appended: Vec<std::sync::Arc<str>>,
     /// The plan's clinical time, computed once per message.
     message_time: Option<i64>,
+    /// Read fields without the table cache (an `any` condition).
+    pub(super) uncached: bool,
 }
 
 impl<'m, 'a> Run<'m, 'a> {
@@ -79,6 +81,7 @@ impl<'m, 'a> Run<'m, 'a> {
             set,
             appended,
             message_time: None,
+            uncached: false,
         }
     }
 

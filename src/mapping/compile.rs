@@ -154,10 +154,13 @@ impl Compiler<'_> {
         };
         let mut items: Vec<ItemPlan> = items.iter().filter_map(|(name, item)| self.item(name, item)).collect();
         // Paths into MSH or EVN read the same value for every item: computed
-        // once per message. Others (OBR-22) are read in each item's own group.
+        // once per message. Others (OBR-22) are read in each `for_each` item's
+        // own group.
         let message_level = time.iter().all(|p| matches!(&p.segment, b"MSH" | b"EVN") && p.occurrence.is_none());
+        // An item of the whole message reads them as the message does: the
+        // message's time, computed once, serves it.
         if !message_level {
-            for item in items.iter_mut().filter(|i| i.version.time.is_none()) {
+            for item in items.iter_mut().filter(|i| i.version.time.is_none() && i.for_each.is_some()) {
                 item.version.time = Some(time.clone());
             }
         }
@@ -231,7 +234,10 @@ impl Compiler<'_> {
     }
 
     pub(super) fn cond(&mut self, w: &WhenSpec) -> Option<Cond> {
-        let mut cond = Cond::default();
+        let mut cond = Cond { any: w.any.unwrap_or(false), ..Cond::default() };
+        if cond.any && w.field.is_none() {
+            self.error(0, LoadErrorKind::Invalid("when has 'any' without 'field': any applies to a field".into()));
+        }
         for e in w.event.iter().flatten() {
             if e.get_ref().len() != 3 {
                 self.invalid(

@@ -203,4 +203,6 @@ pub struct Cond {
     pub field: Option<(Path, Vec<String>)>,
     /// The field's value must be none of these.
     pub field_not: Option<(Path, Vec<String>)>,
+    /// The field part holds for any segment of the path's name in the item's group.
+    pub any: bool,
 }

@@ -11,6 +11,9 @@ use crate::hl7::{Field, Segment, Value};
 impl<'a> Run<'_, 'a> {
     /// Field `n` of `seg`, through the per-segment table.
     pub(super) fn field(&mut self, seg: &Segment<'a>, n: usize) -> Field<'a> {
+        if self.uncached {
+            return seg.field(n);
+        }
         let i = seg.index();
         if let Some((_, t)) = self.tables.iter().find(|(at, _)| *at == i) {
             return t.field(n);
@@ -31,6 +34,30 @@ impl<'a> Run<'_, 'a> {
         if !cond.events.is_empty() && !cond.events.iter().any(|e| e.as_bytes() == self.event) {
             return false;
         }
+        if !cond.any {
+            return self.field_holds(cond, scope);
+        }
+        let Some((path, _)) = cond.field.as_ref().or(cond.field_not.as_ref()) else { return true };
+        // `any`: each segment of the path's name in the item's group (or the
+        // message) in turn, as if it were the item.
+        let (from, to) = match scope.item {
+            Some(item) => (item.index(), scope.group_end),
+            None => (0, self.msg.segment_count()),
+        };
+        let found: Vec<usize> = self.layout.within(path.segment, from, to).collect();
+        // One field of each of many segments (every OBX of a report): read
+        // directly, so the cache keeps the tables of the segments read in bulk.
+        self.uncached = true;
+        let holds = found.into_iter().any(|i| {
+            let item = self.msg.segment(i);
+            let one = Scope { item, group_end: i + 1, message_end: scope.message_end, list: None };
+            item.is_some() && self.field_holds(cond, one)
+        });
+        self.uncached = false;
+        holds
+    }
+
+    fn field_holds(&mut self, cond: &Cond, scope: Scope<'a>) -> bool {
         if let Some((path, values)) = &cond.field_not {
             if let Some((_, v, _)) = self.resolve(path, scope) {
                 if values.iter().any(|x| *x == v.text()) {

@@ -98,6 +98,7 @@ pub struct HideSpec {
     pub field: Option<Spanned<String>>,
     pub is: Option<Vec<String>>,
     pub is_not: Option<Vec<String>>,
+    pub any: Option<bool>,
     pub reason: Option<Spanned<String>>,
 }
 
@@ -109,6 +110,7 @@ impl HideSpec {
             field: self.field.clone(),
             is: self.is.clone(),
             is_not: self.is_not.clone(),
+            any: self.any,
         }
     }
 }
@@ -144,6 +146,9 @@ pub struct WhenSpec {
     pub is: Option<Vec<String>>,
     /// … or, instead, equal to none of these (an empty field also passes).
     pub is_not: Option<Vec<String>>,
+    /// The field condition holds for any segment of its name in the item's
+    /// group (any OBX of the report), not only the first.
+    pub any: Option<bool>,
 }
 
 /// A target field: a bare path string, or a table with options.
