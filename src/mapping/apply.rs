@@ -122,7 +122,16 @@ impl<'m, 'a> Run<'m, 'a> {
         if !self.holds(plan.when.as_ref(), scope) {
             return Ok(());
         }
-        let rendered = plan.id.iter().find_map(|t| self.template(t, scope).filter(|(id, _)| !id.is_empty()));
+        // A list of id templates: the first whose every path has a value (so
+        // `["{OBR-3.1}^{OBR-4.1}", "{OBR-2.1}^{OBR-4.1}"]` falls back to the
+        // placer number when the filler's is empty); the last one as it renders.
+        let last = plan.id.len().saturating_sub(1);
+        let rendered = plan.id.iter().enumerate().find_map(|(i, t)| {
+            if i < last && !self.complete(t, scope) {
+                return None;
+            }
+            self.template(t, scope).filter(|(id, _)| !id.is_empty())
+        });
         // No natural id (e.g. no PV1-19 on an A28): there is no such item.
         let Some((id, id_pieces)) = rendered else { return Ok(()) };
         let at = out.len();

@@ -77,6 +77,14 @@ impl<'a> Run<'_, 'a> {
 
     /// The template's text, trimmed; `None` if no part had a value. With `{seq}`,
     /// also the text around each `{seq}` (see [`SeqRef`]).
+    /// Whether every path of a template has a value here.
+    pub(super) fn complete(&mut self, t: &Template, scope: Scope<'a>) -> bool {
+        t.0.iter().all(|part| match part {
+            Part::Path(p) => self.resolve(p, scope).is_some_and(|(_, v, _)| !v.is_empty() && !v.is_null()),
+            _ => true,
+        })
+    }
+
     pub(super) fn template(&mut self, t: &Template, scope: Scope<'a>) -> Option<(String, Option<Vec<String>>)> {
         let mut out = String::with_capacity(32);
         let mut seqs = Vec::new();
