@@ -42,3 +42,36 @@ pub fn with_control_id(msg: &[u8], id: u64) -> Vec<u8> {
     }
     out
 }
+
+/// `count` valid NHS numbers (Modulus 11), the same every run.
+pub fn nhs_numbers(count: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(count);
+    let mut stem = 400_000_000u64;
+    while out.len() < count {
+        let digits: Vec<u64> = format!("{stem:09}").bytes().map(|b| u64::from(b - b'0')).collect();
+        let sum: u64 = digits.iter().enumerate().map(|(i, d)| d * (10 - i as u64)).sum();
+        let check = 11 - sum % 11;
+        if check != 10 {
+            out.push(format!("{stem:09}{}", check % 11));
+        }
+        stem += 1;
+    }
+    out
+}
+
+/// `msg` with every occurrence of `from` (the fixture's NHS number) replaced by `to`.
+pub fn for_patient(msg: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    let mut out = Vec::with_capacity(msg.len());
+    let mut i = 0;
+    while i < msg.len() {
+        if msg[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(msg[i]);
+            i += 1;
+        }
+    }
+    out
+}

@@ -41,12 +41,18 @@ fn open(dir: &std::path::Path) -> Pipeline {
 
 fn bench(c: &mut Criterion) {
     let mdm = common::mdm_1mb();
+    // The fixtures are each about one patient: resent as they are, every
+    // message updates the same few items of one record. `*_100k_patients`
+    // spreads the same messages over 100,000 patients, as a feed does.
+    let patients = common::nhs_numbers(100_000);
     let mut g = c.benchmark_group("pipeline_durable");
     g.sample_size(10);
-    for (name, input, batch, nhs) in [
-        ("adt", common::ADT, BATCH, "9434765919"),
-        ("oru_30obx", common::ORU, BATCH, "9449305552"),
-        ("mdm_1mb", &mdm[..], 8, "9434765919"),
+    for (name, input, batch, nhs, spread) in [
+        ("adt", common::ADT, BATCH, "9434765919", false),
+        ("adt_100k_patients", common::ADT, BATCH, "9434765919", true),
+        ("oru_30obx", common::ORU, BATCH, "9449305552", false),
+        ("oru_30obx_100k_patients", common::ORU, BATCH, "9449305552", true),
+        ("mdm_1mb", &mdm[..], 8, "9434765919", false),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut p = open(dir.path());
@@ -55,7 +61,11 @@ fn bench(c: &mut Criterion) {
             (0..batch)
                 .map(|_| {
                     next += 1;
-                    common::with_control_id(input, next)
+                    let m = common::with_control_id(input, next);
+                    match spread {
+                        true => common::for_patient(&m, nhs, &patients[next as usize % patients.len()]),
+                        false => m,
+                    }
                 })
                 .collect::<Vec<_>>()
         };
@@ -68,6 +78,7 @@ fn bench(c: &mut Criterion) {
             "{name}: every message accepted: {:?}",
             out.iter().find(|o| !o.code.is_accept()).map(|o| &o.problem)
         );
+        let nhs = if spread { &patients[1] } else { nhs };
         let nhs = recordhub::hl7::nhs::NhsNumber::parse(nhs).unwrap();
         assert!(!p.store().record(&nhs).unwrap().is_empty(), "{name}: items filed under {nhs}");
         g.throughput(Throughput::Elements(batch as u64));

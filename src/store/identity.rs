@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::index::{decode_item, encode_item};
+use super::index::encode_item;
 use super::keys::{self, SEP};
 use super::{StoreError, Trees};
 use crate::hl7::nhs::NhsNumber;
@@ -137,6 +137,10 @@ pub(super) fn file_message(
 /// The NHS number whose record `nhs` now is (after merges).
 pub(super) fn resolve_alias(t: &Trees, nhs: &str) -> Result<String, StoreError> {
     let mut at = nhs.to_string();
+    // Nearly always no NHS number was ever merged: skip the lookup.
+    if !t.maybe_alias.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(at);
+    }
     for _ in 0..MAX_ALIAS_HOPS {
         match t.alias.get(at.as_bytes())? {
             Some(next) => at = String::from_utf8_lossy(&next).into_owned(),
@@ -206,6 +210,7 @@ fn merge_nhs(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
         return Ok(());
     }
     t.alias.insert(prior.as_bytes(), target.as_bytes())?;
+    t.maybe_alias.store(true, std::sync::atomic::Ordering::Relaxed);
     // One patient now: an objection on either number covers both, and into
     // a record under objection the versions are not moved, only deleted.
     super::objection::follow_merge(t, prior, target)?;
@@ -216,6 +221,17 @@ fn merge_nhs(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
             t.items.insert(moved, v)?;
         }
         t.items.remove(k)?;
+    }
+    // Identifier stamps follow their items; the earlier of two wins, as in
+    // `write_identifiers`.
+    for kv in t.idtimes.scan_prefix(keys::patient_prefix(prior)) {
+        let (k, v) = kv?;
+        if let Some(moved) = keys::rekey(&k, prior, target).filter(|_| !objected) {
+            if t.idtimes.get(&moved)?.is_none_or(|held| held.as_ref() > v.as_ref()) {
+                t.idtimes.insert(moved, v)?;
+            }
+        }
+        t.idtimes.remove(k)?;
     }
     Ok(())
 }
@@ -246,9 +262,11 @@ pub(super) fn write_item(t: &Trees, nhs: &str, item: &Item, index: usize) -> Res
 /// The patient's local identifiers as record items (kind `identifier`),
 /// scoped by their organisation rather than by the sender, so the same
 /// hospital number sent by the PAS and the lab is one item. One key per
-/// identifier, not one version per message (every ADT carries it): the
-/// message with the latest clinical time is kept, so the item does not
-/// depend on arrival order and does not grow with every message.
+/// identifier, not one version per message (every ADT carries it): it shows
+/// the message with the earliest clinical time that carried it ("known
+/// since"), whatever the arrival order. `idtimes` keeps that message's
+/// (time, seq) beside it so the common case — a later message carrying a
+/// known identifier — is one small read and no write.
 fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenance>) -> Result<(), StoreError> {
     if super::objection::stands(t, nhs)? {
         return Ok(());
@@ -262,12 +280,14 @@ fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenanc
             k.push(SEP);
         }
         keys::push_suffix(&mut k, &Version::default(), 0, 0);
-        if let Some(old) = t.items.get(&k)? {
-            let old = decode_item(&old)?;
-            if (old.version.time_ms, old.provenance.seq) >= (time_ms, prov.seq) {
-                continue;
-            }
+        // Earliest (clinical time, seq) wins; a message without a time counts as latest.
+        let mut new = [0u8; 16];
+        new[..8].copy_from_slice(&((time_ms.unwrap_or(i64::MAX) as u64) ^ (1 << 63)).to_be_bytes());
+        new[8..].copy_from_slice(&prov.seq.to_be_bytes());
+        if t.idtimes.get(&k)?.is_some_and(|old| old.as_ref() <= &new[..]) {
+            continue;
         }
+        t.idtimes.insert(&k, &new[..])?;
         let fields: Fields = [
             ("organisation", serde_json::Value::String(lid.organisation.clone())),
             ("id", serde_json::Value::String(lid.id.clone())),
@@ -480,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn the_hospital_number_item_keeps_the_latest_message_whatever_the_order() {
+    fn the_hospital_number_item_shows_the_earliest_message_whatever_the_order() {
         let timed = |seq: u64, t: i64| {
             let mut m = message(seq, Some(NHS_A), None, &[("RAL", "H1")]);
             m.items[0].version.time_ms = Some(t);
@@ -497,6 +517,6 @@ mod tests {
             assert_eq!(ids.len(), 1, "one item per hospital number, not one per message");
             seen.push(ids[0].provenance.control_id.clone());
         }
-        assert_eq!(seen, ["C1", "C1"], "the message with the later clinical time, in either order");
+        assert_eq!(seen, ["C2", "C2"], "the message with the earlier clinical time, in either order");
     }
 }

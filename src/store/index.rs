@@ -121,7 +121,8 @@ impl Store {
     /// which are not derived from the journal (do not add them here).
     pub fn clear_derived(&self) -> Result<(), StoreError> {
         let t = self.t()?;
-        for tree in [&t.items, &t.xref, &t.unindexed, &t.dedup, &t.meta, &t.parked, &t.conflicts, &t.alias] {
+        for tree in [&t.items, &t.xref, &t.unindexed, &t.dedup, &t.meta, &t.parked, &t.conflicts, &t.alias, &t.idtimes]
+        {
             tree.clear()?;
         }
         drop(t);

@@ -72,6 +72,8 @@ pub(crate) struct Trees {
     pub(crate) parked: sled::Tree,
     pub(crate) conflicts: sled::Tree,
     pub(crate) alias: sled::Tree,
+    /// Identifier item key → (clinical time, seq) of the message it shows.
+    pub(crate) idtimes: sled::Tree,
     pub(crate) objections: sled::Tree,
     pub(crate) objection_log: sled::Tree,
     /// False while the objection register is empty: spares every filing a look-up.
@@ -82,6 +84,8 @@ pub(crate) struct Trees {
     /// False while `parked` is known empty (set when a message is parked):
     /// spares every filing a scan of it.
     pub(crate) maybe_parked: std::sync::atomic::AtomicBool,
+    /// False while `alias` is known empty (no merge of NHS numbers yet).
+    pub(crate) maybe_alias: std::sync::atomic::AtomicBool,
 }
 
 impl Trees {
@@ -100,14 +104,17 @@ impl Trees {
             parked: db.open_tree("parked")?,
             conflicts: db.open_tree("conflicts")?,
             alias: db.open_tree("alias")?,
+            idtimes: db.open_tree("idtimes")?,
             objections: db.open_tree("objections")?,
             objection_log: db.open_tree("objection_log")?,
             any_objection: std::sync::atomic::AtomicBool::new(true),
             objection_lock: std::sync::Mutex::new(()),
             maybe_parked: std::sync::atomic::AtomicBool::new(true),
+            maybe_alias: std::sync::atomic::AtomicBool::new(true),
             db,
         };
         trees.maybe_parked.store(!trees.parked.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        trees.maybe_alias.store(!trees.alias.is_empty(), std::sync::atomic::Ordering::Relaxed);
         trees.any_objection.store(!trees.objections.is_empty(), std::sync::atomic::Ordering::Relaxed);
         Ok(trees)
     }
