@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod fault;
+pub mod govern;
 pub mod health;
 pub mod hl7;
 pub mod http;

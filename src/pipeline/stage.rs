@@ -131,6 +131,22 @@ impl Pipeline {
         }
     }
 
+    /// The govern stage (`src/govern/`): marks what the exclusion rules keep
+    /// out of the record, logs it (rule id, control id, seq; never content)
+    /// and counts it per rule.
+    pub(super) fn govern(
+        &self,
+        set: &MappingSet,
+        rules: &crate::govern::Rules,
+        msg: &Message<'_>,
+        seq: u64,
+        m: &mut Mapped,
+    ) {
+        let prov = crate::mapping::check::provenance(msg, seq);
+        crate::govern::govern(rules, set, &self.opts.policy.parse, msg, &prov, m);
+        crate::govern::note_suppressed(self.metrics(), m, seq);
+    }
+
     /// Logs and counts an accepted message whose event the mappings ignore
     /// (once it is committed, so the log never claims what a failed commit undid).
     pub(super) fn note_ignored(&self, s: &Staged) {
