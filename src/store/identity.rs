@@ -109,7 +109,9 @@ pub(super) fn file_message(
         if let Some(Ok(prior)) = mapped.identity.prior_nhs_number.as_deref().map(str::trim).map(NhsNumber::parse) {
             merge_nhs(t, prior.as_str(), &target)?;
         }
-        if let Some(p) = &prov {
+        // A message whose every item a rule keeps out (a result in a
+        // sensitive visit) must not show its provenance on the identifiers.
+        if let Some(p) = prov.as_ref().filter(|_| !all_withheld(t, &mapped, &excluded).unwrap_or(false)) {
             write_identifiers(t, &target, &mapped, p)?;
         }
         write_items(t, &target, mapped.items, &excluded, after_each)?;
@@ -138,6 +140,16 @@ pub(super) fn file_message(
         None if nhs.is_some() => Ok(Some("NHS number not verified (PID-32) and no local identifier")),
         None => Ok(Some("no NHS number and no local identifier")),
     }
+}
+
+/// Whether every item of the message is excluded or in a sensitive scope.
+fn all_withheld(t: &Trees, mapped: &Mapped, excluded: &[usize]) -> Result<bool, StoreError> {
+    for (i, item) in mapped.items.iter().enumerate() {
+        if !excluded.contains(&i) && super::sensitive::sensitive(t, &item.scopes)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(!mapped.items.is_empty())
 }
 
 /// The NHS number whose record `nhs` now is (after merges).
