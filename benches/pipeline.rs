@@ -19,7 +19,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 256;
 
-fn open(dir: &std::path::Path) -> Pipeline {
+/// `rules`: the shipped exclusion rules (mappings/governance), or none:
+/// the govern stage's cost, side by side (issue 10: ≤ 10% slower).
+fn open(dir: &std::path::Path, rules: bool) -> Pipeline {
     let set = recordhub::mapping::MappingSet::load_dir(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/mappings"
@@ -32,7 +34,15 @@ fn open(dir: &std::path::Path) -> Pipeline {
         application: "RECORDHUB".into(),
         facility: "RECORDHUB".into(),
         policy: Default::default(),
-        mappings: Mappings::new(set),
+        mappings: if rules {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/governance");
+            Mappings::with_rules(
+                set,
+                recordhub::govern::Rules::load_dir(std::path::Path::new(dir)).expect("shipped rules load"),
+            )
+        } else {
+            Mappings::new(set)
+        },
         health: Default::default(),
         faults: Default::default(),
     };
@@ -43,13 +53,17 @@ fn bench(c: &mut Criterion) {
     let mdm = common::mdm_1mb();
     let mut g = c.benchmark_group("pipeline_durable");
     g.sample_size(10);
-    for (name, input, batch, nhs) in [
+    let inputs = [
         ("adt", common::ADT, BATCH, "9434765919"),
         ("oru_30obx", common::ORU, BATCH, "9449305552"),
         ("mdm_1mb", &mdm[..], 8, "9434765919"),
-    ] {
+    ];
+    let runs = inputs.iter().flat_map(|i| [(*i, false), (*i, true)]);
+    for ((name, input, batch, nhs), rules) in runs {
+        let name = format!("{name}/{}", if rules { "default_rules" } else { "no_rules" });
+        let name = name.as_str();
         let dir = tempfile::tempdir().unwrap();
-        let mut p = open(dir.path());
+        let mut p = open(dir.path(), rules);
         let mut next = 0u64;
         let mut make = || {
             (0..batch)

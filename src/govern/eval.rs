@@ -105,7 +105,13 @@ impl Rules {
             report.hits.push(self.describe(msg, h));
             match (&rule.action, at) {
                 (Action::DropFields(f), _) => drop.extend(f.iter().cloned()),
-                (Action::Item, Some(seg)) if !HEADERS.contains(&seg.name()) => removed.push((group(msg, seg), h.rule)),
+                (Action::Item, Some(seg)) if !HEADERS.contains(&seg.name()) => {
+                    // Two hits in one order (its OBR and an OBX): one group.
+                    let g = group(msg, seg);
+                    if !removed.iter().any(|(r, _)| *r == g) {
+                        removed.push((g, h.rule));
+                    }
+                }
                 _ => {
                     message_rule.get_or_insert(h.rule);
                 }
