@@ -228,3 +228,37 @@ fn governance_test_and_check_show_which_rule_excludes_which_item() {
     let excluded = &objs[0]["governance"]["excluded"];
     assert_eq!(excluded, &serde_json::json!([{ "rule": "hiv-test", "kind": "result", "id": "LHIV0001^20447-9" }]));
 }
+
+/// Exclusion holds on the other paths to the record: a parked message filed
+/// once its hospital number is linked, and a record restored from the
+/// journal when an objection is withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusion_holds_for_parked_messages_and_for_a_record_restored_after_an_objection() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(config(dir.path())).await;
+    let base = format!("http://{}", e.running.as_ref().unwrap().http_addr);
+    let mut c = e.connect().await;
+    // No NHS number: parked under the hospital number until a message links it.
+    let parked = fixture("adt-gender-identity.hl7").replace(&format!("{NHS}^^^NHS^NH~"), "");
+    assert_eq!(code(&c.call(&parked).await), "AA");
+    assert_eq!(code(&c.call(&ordinary_admission("ORD00001", "V000700001")).await), "AA");
+    let (record, history) = reads(&base).await;
+    assert!(record.contains("J45.9"), "the parked message was filed once linked: {record}");
+    assert!(!record.contains("F64.0") && !history.contains("F64.0"), "parked, then filed: still excluded");
+
+    let run = |a: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_recordhub")).args(a).output().unwrap()
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let add = run(args(&["objection", "add", NHS, "--reason", "IRR", "--recorded-by", "officer", "--server", &base]));
+    assert!(add.await.unwrap().status.success());
+    let rm = ["objection", "remove", NHS, "--reason", "consent", "--recorded-by", "officer", "--server", &base];
+    let out = run(args(&rm)).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (record, history) = reads(&base).await;
+    assert!(record.contains("J45.9") && record.contains("V000700001"), "restored: {record}");
+    assert!(!record.contains("F64.0") && !history.contains("F64.0"), "restored from the journal: still excluded");
+    e.stop().await;
+}
