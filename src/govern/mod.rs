@@ -153,8 +153,8 @@ impl Rules {
             match toml::from_str::<spec::FileSpec>(&src) {
                 Ok(spec) => {
                     let (mut r, casc) = c.file(&spec);
-                    for rule in &r {
-                        if rules.iter().any(|o: &Rule| o.id == rule.id) {
+                    for (k, rule) in r.iter().enumerate() {
+                        if rules.iter().chain(&r[..k]).any(|o: &Rule| o.id == rule.id) {
                             let at = spec
                                 .rules
                                 .iter()

@@ -142,7 +142,9 @@ impl Pipeline {
         seq: u64,
         m: &mut Mapped,
     ) {
-        let prov = crate::mapping::check::provenance(msg, seq);
+        // The items' own provenance when there is one: no second copy per message.
+        let prov = m.items.first().map(|i| i.provenance.clone());
+        let prov = prov.unwrap_or_else(|| crate::mapping::check::provenance(msg, seq));
         crate::govern::govern(rules, set, &self.opts.policy.parse, msg, &prov, m);
         crate::govern::note_suppressed(self.metrics(), m, seq);
     }
