@@ -37,7 +37,9 @@ pub fn check(mapping_dir: &Path, files: &[PathBuf]) -> Result<bool, CliError> {
             if let Some(obj) = json.as_object_mut() {
                 obj.insert("file".into(), path.display().to_string().into());
                 if let (false, Ok(mapped)) = (rules.is_empty(), checked.result.as_ref()) {
-                    obj.insert("governance".into(), super::governance::check_json(&rules, &set, raw, mapped));
+                    if let Some(g) = super::governance::check_json(&rules, &set, raw, mapped) {
+                        obj.insert("governance".into(), g);
+                    }
                 }
             }
             writeln!(out, "{}", serde_json::to_string_pretty(&json).unwrap_or_default())?;

@@ -45,14 +45,14 @@ pub fn governance_test(rules_dir: &Path, files: &[PathBuf]) -> Result<bool, CliE
 }
 
 /// `recordhub check`'s governance part for one message: the rules that
-/// hold and which items they exclude (kind and id).
+/// hold and which items they exclude (kind and id); `None` when no rule holds.
 pub(super) fn check_json(
     rules: &Rules,
     set: &crate::mapping::MappingSet,
     raw: &[u8],
     mapped: &crate::record::Mapped,
-) -> serde_json::Value {
-    let Ok(msg) = Message::parse(raw) else { return serde_json::Value::Null };
+) -> Option<serde_json::Value> {
+    let msg = Message::parse(raw).ok()?;
     let mut m = mapped.clone();
     let prov = crate::mapping::check::provenance(&msg, 0);
     let report = crate::govern::govern(rules, set, &Default::default(), &msg, &prov, &mut m);
@@ -63,5 +63,5 @@ pub(super) fn check_json(
         .filter_map(|(i, rule)| m.items.get(*i).map(|it| json!({ "rule": rule, "kind": it.kind, "id": it.id })))
         .collect();
     let scopes: Vec<_> = m.governed.sensitive_scopes.iter().map(|(s, r)| json!({ "scope": s, "rule": r })).collect();
-    json!({ "hits": report.hits, "excluded": excluded, "sensitive_scopes": scopes })
+    (!report.hits.is_empty()).then(|| json!({ "hits": report.hits, "excluded": excluded, "sensitive_scopes": scopes }))
 }
