@@ -242,7 +242,9 @@ pub async fn start_with_faults(
         }
         None => tokio::spawn(http::run(http_listener, api, cancel.clone())),
     };
-    tokio::spawn(reload_on_sighup(sighup_api, cancel.clone()));
+    // Awaited at shutdown: it holds the store (re-evaluation after a
+    // reload), whose file lock must be released when shutdown returns.
+    let sighup_task = tokio::spawn(reload_on_sighup(sighup_api, cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
@@ -266,6 +268,7 @@ pub async fn start_with_faults(
         }
         health.set_listening(false);
         let _ = http_task.await;
+        let _ = sighup_task.await;
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;

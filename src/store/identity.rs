@@ -83,8 +83,10 @@ pub(super) fn file_message(
     after_each: &mut impl FnMut(),
 ) -> Result<Option<&'static str>, StoreError> {
     // Before anything else: a parked or unfiled message's visit is sensitive too.
+    // A message a rule excludes whole still links and merges identities
+    // (below); all its items are in `excluded`, so none is written.
     super::sensitive::register(t, &mapped.governed.sensitive_scopes)?;
-    if mapped.ignored || mapped.governed.message.is_some() {
+    if mapped.ignored {
         return Ok(None);
     }
     let excluded: Vec<usize> = mapped.governed.excluded.iter().map(|(i, _)| *i).collect();
@@ -111,7 +113,8 @@ pub(super) fn file_message(
         }
         // A message whose every item a rule keeps out (a result in a
         // sensitive visit) must not show its provenance on the identifiers.
-        if let Some(p) = prov.as_ref().filter(|_| !all_withheld(t, &mapped, &excluded).unwrap_or(false)) {
+        let withheld = all_withheld(t, &mapped, &excluded)?;
+        if let Some(p) = prov.as_ref().filter(|_| !withheld) {
             write_identifiers(t, &target, &mapped, p)?;
         }
         write_items(t, &target, mapped.items, &excluded, after_each)?;
@@ -350,10 +353,8 @@ pub(super) fn target_now(t: &Trees, mapped: &Mapped) -> Result<Option<(String, b
 pub(super) fn write_for_restore(t: &Trees, target: &str, verified: bool, mapped: Mapped) -> Result<(), StoreError> {
     super::sensitive::register(t, &mapped.governed.sensitive_scopes)?;
     let excluded: Vec<usize> = mapped.governed.excluded.iter().map(|(i, _)| *i).collect();
-    if mapped.governed.message.is_some() {
-        return write_items(t, target, mapped.items, &excluded, &mut || {});
-    }
-    if let Some(p) = mapped.items.first().map(|i| i.provenance.clone()).filter(|_| verified) {
+    let withheld = all_withheld(t, &mapped, &excluded)?;
+    if let Some(p) = mapped.items.first().map(|i| i.provenance.clone()).filter(|_| verified && !withheld) {
         write_identifiers(t, target, &mapped, &p)?;
     }
     write_items(t, target, mapped.items, &excluded, &mut || {})
