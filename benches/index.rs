@@ -29,10 +29,12 @@ fn result(i: u64) -> Mapped {
             fields,
             provenance: provenance.into(),
             version: Default::default(),
+            scopes: Vec::new(),
         }],
         warnings: Vec::new(),
         seq_refs: Vec::new(),
         ignored: false,
+        governed: Default::default(),
     }
 }
 

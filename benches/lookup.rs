@@ -78,7 +78,7 @@ fn fields(pairs: &[(&str, String)]) -> Fields {
 }
 
 fn item(kind: Kind, id: String, pairs: &[(&str, String)], prov: &Arc<Provenance>) -> Item {
-    Item { kind, id, fields: fields(pairs), provenance: prov.clone(), version: Default::default() }
+    Item { kind, id, fields: fields(pairs), provenance: prov.clone(), version: Default::default(), scopes: Vec::new() }
 }
 
 const FAMILY: [&str; 8] = ["O'BRIEN", "SMITH", "JONES", "PATEL", "WILLIAMS", "TAYLOR", "KHAN", "EVANS"];
@@ -183,8 +183,16 @@ fn messages(p: usize) -> [Mapped; 2] {
             warnings: Vec::new(),
             seq_refs: Vec::new(),
             ignored: false,
+            governed: Default::default(),
         },
-        Mapped { identity, items: results, warnings: Vec::new(), seq_refs: Vec::new(), ignored: false },
+        Mapped {
+            identity,
+            items: results,
+            warnings: Vec::new(),
+            seq_refs: Vec::new(),
+            ignored: false,
+            governed: Default::default(),
+        },
     ]
 }
 

@@ -19,7 +19,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 256;
 
-fn open(dir: &std::path::Path) -> Pipeline {
+/// `rules`: the shipped exclusion rules (mappings/governance), or none:
+/// the govern stage's cost, side by side (issue 10: ≤ 10% slower).
+fn open(dir: &std::path::Path, rules: bool) -> Pipeline {
     let set = recordhub::mapping::MappingSet::load_dir(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/mappings"
@@ -32,7 +34,15 @@ fn open(dir: &std::path::Path) -> Pipeline {
         application: "RECORDHUB".into(),
         facility: "RECORDHUB".into(),
         policy: Default::default(),
-        mappings: Mappings::new(set),
+        mappings: if rules {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/governance");
+            Mappings::with_rules(
+                set,
+                recordhub::govern::Rules::load_dir(std::path::Path::new(dir)).expect("shipped rules load"),
+            )
+        } else {
+            Mappings::new(set)
+        },
         health: Default::default(),
         faults: Default::default(),
     };
@@ -47,15 +57,25 @@ fn bench(c: &mut Criterion) {
     let patients = common::nhs_numbers(100_000);
     let mut g = c.benchmark_group("pipeline_durable");
     g.sample_size(10);
-    for (name, input, batch, nhs, spread) in [
+    let inputs = [
         ("adt", common::ADT, BATCH, "9434765919", false),
         ("adt_100k_patients", common::ADT, BATCH, "9434765919", true),
         ("oru_30obx", common::ORU, BATCH, "9449305552", false),
         ("oru_30obx_100k_patients", common::ORU, BATCH, "9449305552", true),
         ("mdm_1mb", &mdm[..], 8, "9434765919", false),
-    ] {
+    ];
+    // Each input runs with the shipped governance rules, as the engine does;
+    // RECORDHUB_BENCH_NO_RULES=1 adds it without them (`NAME/no_rules`).
+    let without = std::env::var_os("RECORDHUB_BENCH_NO_RULES").is_some();
+    let runs = inputs.iter().flat_map(|i| [(*i, true), (*i, false)]).filter(|(_, rules)| without || *rules);
+    for ((name, input, batch, nhs, spread), rules) in runs {
+        let name = match rules {
+            true => name.to_string(),
+            false => format!("{name}/no_rules"),
+        };
+        let name = name.as_str();
         let dir = tempfile::tempdir().unwrap();
-        let mut p = open(dir.path());
+        let mut p = open(dir.path(), rules);
         let mut next = 0u64;
         let mut make = || {
             (0..batch)

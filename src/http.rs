@@ -276,26 +276,62 @@ pub fn read_audited(
 }
 
 async fn reload(State(api): State<Api>) -> Response {
-    match reload_mappings(&api.mappings, &api.mapping_dir) {
-        Ok(files) => Json(json!({ "reloaded": true, "files": files })).into_response(),
+    let done = tokio::task::spawn_blocking(move || reload_and_regovern(&api)).await;
+    match done.unwrap_or_else(|_| Err("the reload was interrupted".into())) {
+        Ok((files, rules, regoverned)) => {
+            Json(json!({ "reloaded": true, "files": files, "exclusion_rules": rules, "reevaluated": regoverned }))
+                .into_response()
+        }
         Err(text) => {
             (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "reloaded": false, "errors": text }))).into_response()
         }
     }
 }
 
-/// Loads the mapping directory and swaps it in; a broken set keeps the old
-/// one in force. Returns the number of files, or every error, one per line.
+/// Reloads mappings and exclusion rules; when the rules changed, waits for
+/// the index writer to file what was acknowledged under the old ones, then
+/// re-evaluates the index both ways (`Replayer::regovern`: one pass over
+/// the journal while reads go on). Returns (mapping files, rules, journal
+/// entries re-evaluated or `None` when the rules did not change).
+pub fn reload_and_regovern(api: &Api) -> Result<(usize, usize, Option<u64>), String> {
+    // One reload at a time: two overlapping passes would race on the scopes.
+    static RELOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = RELOADING.lock().unwrap_or_else(|e| e.into_inner());
+    let old = api.mappings.rules().fingerprint();
+    let files = reload_mappings(&api.mappings, &api.mapping_dir)?;
+    let rules = api.mappings.rules();
+    if rules.fingerprint() == old {
+        return Ok((files, rules.len(), None));
+    }
+    if !api.progress.wait_caught_up(std::time::Duration::from_secs(60)) {
+        // The new rules are in force for new messages; the index keeps its
+        // old decisions until a reload succeeds or the next start-up (which
+        // rebuilds when the rules differ from the index's).
+        return Err("the index writer is more than a minute behind: the rules are in force for new messages; \
+            reload again to re-evaluate the index"
+            .into());
+    }
+    let n = api.replayer.regovern(&api.store).map_err(|e| format!("re-evaluating the index failed: {e}"))?;
+    tracing::info!(entries = n, rules = rules.len(), "index re-evaluated under the new exclusion rules");
+    Ok((files, rules.len(), Some(n)))
+}
+
+/// Loads the mapping directory and its exclusion rules (`governance/`)
+/// and swaps both in at once; a broken file in either keeps the old ones in
+/// force. Returns the number of mapping files, or every error, one per line.
 pub fn reload_mappings(mappings: &Mappings, dir: &std::path::Path) -> Result<usize, String> {
-    match MappingSet::load_dir(dir) {
-        Ok(set) => {
+    let loaded = MappingSet::load_dir(dir).map_err(|e| e.to_string()).and_then(|set| {
+        crate::govern::Rules::load_dir(&dir.join(crate::govern::DIR)).map(|r| (set, r)).map_err(|e| e.to_string())
+    });
+    match loaded {
+        Ok((set, rules)) => {
             let files = set.files();
-            mappings.replace(set);
-            tracing::info!(files, dir = %dir.display(), "mappings reloaded");
+            let n = rules.len();
+            mappings.replace_all(set, rules);
+            tracing::info!(files, exclusion_rules = n, dir = %dir.display(), "mappings reloaded");
             Ok(files)
         }
-        Err(errors) => {
-            let text = errors.to_string();
+        Err(text) => {
             tracing::warn!(dir = %dir.display(), errors = %text, "mapping reload failed; the previous mappings stay in force");
             Err(text)
         }

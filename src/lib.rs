@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! sender ─MLLP─▶ mllp::codec ─frame─▶ intake (hl7 parse, envelope checks)
-//!        ─▶ pipeline: dedup ─▶ journal (append, one fdatasync per batch)
+//!        ─▶ pipeline: dedup ─▶ map ─▶ govern ─▶ journal (append, one fdatasync per batch)
 //!        ─▶ store (sled index, derived from the journal) ─▶ ack ─MLLP─▶ sender
 //! ```
 //!
@@ -13,6 +13,7 @@
 //! - [`intake`]: which messages the engine takes (type, version, processing id).
 //! - [`journal`]: the append-only, CRC-checked source of truth.
 //! - [`store`]: the sled index (dedup table), rebuildable from the journal.
+//! - [`govern`]: exclusion rules: what sensitive information the record never shows.
 //! - [`indexer`]: the thread that files committed messages into the index.
 //! - [`ack`]: the one place that renders an outcome as MSH/MSA/ERR.
 //! - [`pipeline`]: `Pipeline::process(batch)`, synchronous, called by the
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod fault;
+pub mod govern;
 pub mod health;
 pub mod hl7;
 pub mod http;

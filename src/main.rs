@@ -138,11 +138,32 @@ enum Command {
         #[command(subcommand)]
         action: ObjectionCommand,
     },
-    /// Show what mappings make of messages: items, unused fields, errors.
+    /// Exclusion rules (mappings/governance/): sensitive information kept out of the record.
+    Governance {
+        #[command(subcommand)]
+        action: GovernanceCommand,
+    },
+    /// Show what mappings make of messages: items, unused fields, errors,
+    /// and which exclusion rule excludes what.
     Check {
         /// The mappings directory (default: [mapping] dir).
         #[arg(long)]
         mappings: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GovernanceCommand {
+    /// Run only the exclusion rules over sample messages: one JSON object
+    /// per message with the rules that hold (id, category, action, segment).
+    Test {
+        /// The rules directory (default: the governance/ folder of [mapping] dir).
+        #[arg(long)]
+        rules: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(required = true)]
@@ -404,6 +425,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Err(e.into()),
             }
+        }
+        Command::Governance { action: GovernanceCommand::Test { rules, config, files } } => {
+            let cfg = config::load(config.as_deref(), &Overrides::default())?;
+            let dir = rules.unwrap_or_else(|| cfg.mapping.dir.join(recordhub::govern::DIR));
+            Ok(if cli::governance_test(&dir, &files)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Check { mappings, config, files } => {
             let mut cfg = config::load(config.as_deref(), &Overrides::default())?;

@@ -67,6 +67,8 @@ struct Inner {
     batch_size: Histogram,
     commit_failures: Counter,
     ignored: Counter,
+    /// By exclusion rule id (`src/govern/`).
+    suppressed: Family<Labels, Counter>,
     scraped: Scraped,
 }
 
@@ -164,6 +166,12 @@ impl Metrics {
             "Messages accepted and journaled but knowingly not filed (an event the mappings ignore)",
             ignored.clone(),
         );
+        let suppressed = Family::<Labels, Counter>::default();
+        r.register(
+            "items_suppressed",
+            "Items an exclusion rule kept out of the record, by rule id",
+            suppressed.clone(),
+        );
         let s = Scraped::default();
         r.register("journal_bytes", "Bytes in journal segment files", s.journal_bytes.clone());
         r.register("journal_segments", "Journal segment files", s.journal_segments.clone());
@@ -213,6 +221,7 @@ impl Metrics {
             batch_size,
             commit_failures,
             ignored,
+            suppressed,
             scraped: s,
         }))
     }
@@ -292,6 +301,13 @@ impl Metrics {
     pub fn message_ignored(&self) {
         if self.enabled() {
             self.0.ignored.inc();
+        }
+    }
+
+    /// `n` items of one message excluded by exclusion rule `rule` (labels: rule ids, never content).
+    pub fn items_suppressed(&self, rule: &str, n: u64) {
+        if self.enabled() {
+            self.0.suppressed.get_or_create(&vec![("rule", label(rule))]).inc_by(n);
         }
     }
 

@@ -105,6 +105,12 @@ pub struct Item {
     /// (`store/fold.rs`). Left out of a record read.
     #[serde(default, skip_serializing_if = "Version::is_plain")]
     pub version: Version,
+    /// The visits and orders this item belongs to (`visit|facility|PV1-19`,
+    /// `order|facility|OBR-3`), set by the govern stage (`src/govern/`): an
+    /// item in a scope an exclusion rule made sensitive is never filed, even
+    /// when the rule's message arrives later. Taken off before the item is stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 /// One message's version of an item: where it sorts among the item's
@@ -232,6 +238,39 @@ pub struct Mapped {
     /// the mapping file): accepted (AA), journaled, counted, never filed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignored: bool,
+    /// What the govern stage decided (`src/govern/`): items excluded by a
+    /// rule (kept in `items`, so the others keep their version keys, and
+    /// never filed) and the scopes this message makes sensitive.
+    #[serde(default, skip_serializing_if = "Governed::is_empty")]
+    pub governed: Governed,
+}
+
+/// The exclusion decisions for one message (`src/govern/`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Governed {
+    /// The rule that excluded the whole message: nothing of it is filed,
+    /// not even its identifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `(index in Mapped::items, rule id)`: never filed; a version filed
+    /// before the rule existed is deleted on re-evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<(usize, String)>,
+    /// `(scope, rule id)`: every item of any message in these scopes is
+    /// excluded, whatever the arrival order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_scopes: Vec<(String, String)>,
+}
+
+impl Governed {
+    pub fn is_empty(&self) -> bool {
+        self.message.is_none() && self.excluded.is_empty() && self.sensitive_scopes.is_empty()
+    }
+
+    /// The rule that excluded item `i`, if one did.
+    pub fn excluded_by(&self, i: usize) -> Option<&str> {
+        self.excluded.iter().find(|(at, _)| *at == i).map(|(_, r)| r.as_str())
+    }
 }
 
 /// One value rendered from a template holding `{seq}` (MDM's `journal:{seq}`).

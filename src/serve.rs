@@ -39,9 +39,13 @@ pub enum ServeError {
 /// # Errors
 /// Any mapping or table file is broken.
 pub fn load_mappings(cfg: &Config) -> Result<Mappings, ServeError> {
-    MappingSet::load_dir(&cfg.mapping.dir)
-        .map(Mappings::new)
-        .map_err(|e| ServeError::Mappings { dir: cfg.mapping.dir.clone(), errors: e.to_string() })
+    let set = MappingSet::load_dir(&cfg.mapping.dir)
+        .map_err(|e| ServeError::Mappings { dir: cfg.mapping.dir.clone(), errors: e.to_string() })?;
+    // The exclusion rules live beside the mappings and load with them.
+    let gdir = cfg.mapping.dir.join(crate::govern::DIR);
+    let rules =
+        crate::govern::Rules::load_dir(&gdir).map_err(|e| ServeError::Mappings { dir: gdir, errors: e.to_string() })?;
+    Ok(Mappings::with_rules(set, rules))
 }
 
 pub fn pipeline_options(cfg: &Config, mappings: Mappings) -> Options {
@@ -218,6 +222,7 @@ pub async fn start_with_faults(
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
         replayer,
     };
+    let sighup_api = api.clone();
     let cancel = CancellationToken::new();
     let (handle, thread) = worker::spawn(
         pipeline,
@@ -237,7 +242,9 @@ pub async fn start_with_faults(
         }
         None => tokio::spawn(http::run(http_listener, api, cancel.clone())),
     };
-    tokio::spawn(reload_on_sighup(mappings, cfg.mapping.dir.clone(), cancel.clone()));
+    // Awaited at shutdown: it holds the store (re-evaluation after a
+    // reload), whose file lock must be released when shutdown returns.
+    let sighup_task = tokio::spawn(reload_on_sighup(sighup_api, cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
@@ -261,6 +268,7 @@ pub async fn start_with_faults(
         }
         health.set_listening(false);
         let _ = http_task.await;
+        let _ = sighup_task.await;
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -329,7 +337,7 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
 }
 
 /// SIGHUP reloads the mappings atomically; a broken set keeps the old one.
-async fn reload_on_sighup(mappings: Mappings, dir: std::path::PathBuf, cancel: CancellationToken) {
+async fn reload_on_sighup(api: Api, cancel: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -339,10 +347,10 @@ async fn reload_on_sighup(mappings: Mappings, dir: std::path::PathBuf, cancel: C
                 _ = cancel.cancelled() => return,
                 r = hup.recv() => if r.is_none() { return },
             }
-            let (m, d) = (mappings.clone(), dir.clone());
-            let _ = tokio::task::spawn_blocking(move || http::reload_mappings(&m, &d)).await;
+            let api = api.clone();
+            let _ = tokio::task::spawn_blocking(move || http::reload_and_regovern(&api)).await;
         }
     }
     #[cfg(not(unix))]
-    let _ = (mappings, dir, cancel);
+    let _ = (api, cancel);
 }

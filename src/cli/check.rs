@@ -19,14 +19,28 @@ pub fn check(mapping_dir: &Path, files: &[PathBuf]) -> Result<bool, CliError> {
             return Ok(false);
         }
     };
+    // The exclusion rules beside the mappings: which rule excludes what.
+    let rules = match crate::govern::Rules::load_dir(&mapping_dir.join(crate::govern::DIR)) {
+        Ok(rules) => rules,
+        Err(errors) => {
+            writeln!(std::io::stderr().lock(), "{errors}")?;
+            return Ok(false);
+        }
+    };
     let mut ok = true;
     for path in files {
         let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.clone(), source })?;
-        for checked in crate::mapping::check::check(&set, &bytes) {
+        let raws = crate::mllp::split::split_messages(&bytes);
+        for (checked, raw) in crate::mapping::check::check(&set, &bytes).into_iter().zip(&raws) {
             ok &= checked.result.is_ok();
             let mut json = checked.to_json();
             if let Some(obj) = json.as_object_mut() {
                 obj.insert("file".into(), path.display().to_string().into());
+                if let (false, Ok(mapped)) = (rules.is_empty(), checked.result.as_ref()) {
+                    if let Some(g) = super::governance::check_json(&rules, &set, raw, mapped) {
+                        obj.insert("governance".into(), g);
+                    }
+                }
             }
             writeln!(out, "{}", serde_json::to_string_pretty(&json).unwrap_or_default())?;
         }

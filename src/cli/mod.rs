@@ -1,7 +1,8 @@
 //! The analyst-facing commands that are not the server: `send`, `journal`,
-//! `record`, `reindex`, `check`, `objection`. One file per command.
+//! `record`, `reindex`, `check`, `objection`, `governance`. One file per command.
 
 mod check;
+mod governance;
 mod journal;
 mod objection;
 mod record;
@@ -10,6 +11,7 @@ mod send;
 use std::path::PathBuf;
 
 pub use check::check;
+pub use governance::governance_test;
 pub use journal::journal;
 pub use objection::{
     objection, parse_import, remove_and_restore, Action as ObjectionAction, AddRequest, ObjectionError, RemoveRequest,

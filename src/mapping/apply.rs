@@ -98,7 +98,7 @@ impl<'m, 'a> Run<'m, 'a> {
             self.item(item, &mut items)?;
         }
         let (warnings, seq_refs) = (std::mem::take(&mut self.warnings), std::mem::take(&mut self.seq_refs));
-        Ok(Mapped { identity, items, warnings, seq_refs, ignored: false })
+        Ok(Mapped { identity, items, warnings, seq_refs, ignored: false, governed: Default::default() })
     }
 
     fn item(&mut self, plan: &ItemPlan, out: &mut Vec<Item>) -> Result<(), Problem> {
@@ -185,7 +185,7 @@ impl<'m, 'a> Run<'m, 'a> {
         self.scratch = buf;
         let mut version = self.version(&plan.version, scope, self.message_time);
         version.append = self.appended.iter().map(|n| n.to_string()).collect();
-        let item = Item { kind: plan.kind, id, fields, provenance: self.prov.clone(), version };
+        let item = Item { kind: plan.kind, id, fields, provenance: self.prov.clone(), version, scopes: Vec::new() };
         let superseded = self.superseded(plan, &item, scope);
         out.push(item);
         out.extend(superseded);

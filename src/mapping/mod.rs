@@ -203,6 +203,7 @@ impl MappingSet {
                 warnings: Vec::new(),
                 seq_refs: Vec::new(),
                 ignored: true,
+                governed: Default::default(),
             });
         }
         let mut run = apply::Run::new(msg, prov, reads);

@@ -88,7 +88,7 @@ impl<'a> Run<'_, 'a> {
             ..Version::default()
         };
         let fields = Fields::builder(&plan.names).finish();
-        Some(Item { kind: plan.kind, id, fields, provenance: item.provenance.clone(), version })
+        Some(Item { kind: plan.kind, id, fields, provenance: item.provenance.clone(), version, scopes: Vec::new() })
     }
 }
 

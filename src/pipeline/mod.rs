@@ -5,7 +5,7 @@
 //! together it runs the stages in order:
 //!
 //! ```text
-//! intake (parse, envelope) ─▶ dedup ─▶ map ─▶ journal append ─▶ commit (one fdatasync)
+//! intake (parse, envelope) ─▶ dedup ─▶ map ─▶ govern ─▶ journal append ─▶ commit (one fdatasync)
 //!     ─▶ outcomes (ACKs) ─▶ index writer (its own thread, files while the next batch maps)
 //! ```
 //!
@@ -107,7 +107,8 @@ impl Pipeline {
         let (journal, recovery) =
             Journal::open(&jdir, jopts).map_err(|source| OpenError::Journal { dir: jdir.clone(), source })?;
         let fail = |e: StoreError| OpenError::Replay { seq: 0, source: Box::new(e) };
-        if let Some(why) = replay::rebuild_reason(&store, &recovery).map_err(fail)? {
+        let rules_mark = opts.mappings.rules().fingerprint();
+        if let Some(why) = replay::rebuild_reason(&store, &recovery, rules_mark).map_err(fail)? {
             // The index is derived: rebuilding it from the journal is always right.
             tracing::warn!(dir = %idir.display(), why, "rebuilding the index from the journal");
             replay::clear(&store)?;
@@ -117,6 +118,7 @@ impl Pipeline {
         store.set_damage_mark(replay::damage_mark(&recovery)).map_err(fail)?;
         let replayer = Replayer { journal_dir: jdir, mappings: opts.mappings.clone(), policy: opts.policy.clone() };
         let replayed = replayer.replay(&store)?;
+        store.set_rules_mark(rules_mark).map_err(fail)?;
         let applied = store.applied_seq().map_err(fail)?;
         let ctx = Context { store: store.clone(), applied, health: opts.health.clone(), replayer: replayer.clone() };
         let indexer = Indexer::spawn(ctx).map_err(OpenError::Thread)?;
@@ -147,6 +149,8 @@ impl Pipeline {
         self.indexer.drain();
         replay::clear(&self.store)?;
         let n = self.replayer.replay(&self.store)?;
+        let mark = self.opts.mappings.rules().fingerprint();
+        self.store.set_rules_mark(mark).map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })?;
         self.store.flush().map_err(|e| OpenError::Replay { seq: 0, source: Box::new(e) })?;
         Ok(n)
     }
@@ -156,7 +160,7 @@ impl Pipeline {
     pub fn process(&mut self, batch: &[Inbound<'_>]) -> Vec<Outcome> {
         self.recent.forget_applied(self.indexer.progress().applied());
         // One mapping set for the whole batch, even if a reload lands meanwhile.
-        let set = self.opts.mappings.current();
+        let (set, rules) = self.opts.mappings.both();
         let stamp = ack::hl7_timestamp(now_ms());
         let mut slots = Vec::with_capacity(batch.len());
         let mut pending: Vec<Option<Pending>> = Vec::with_capacity(batch.len());
@@ -198,7 +202,10 @@ impl Pipeline {
                     None => self.map(&set, &msg, &s),
                 };
                 match mapped {
-                    Ok(m) => s.mapped = Some(m),
+                    Ok(mut m) => {
+                        self.govern(&set, &rules, &msg, seq, &mut m);
+                        s.mapped = Some(m);
+                    }
                     Err(v) => {
                         s.verdict = v;
                         s.dedup = None;

@@ -79,10 +79,60 @@ impl Replayer {
             }
             let Ok(msg) = Message::parse_with(&entry.raw, &self.policy.parse) else { continue };
             let prov = crate::mapping::check::provenance(&msg, entry.seq);
-            let Ok(mapped) = self.mappings.current().apply(&msg, &prov) else { continue };
+            let (set, rules) = self.mappings.both();
+            let Ok(mut mapped) = set.apply(&msg, &prov) else { continue };
+            crate::govern::govern(&rules, &set, &self.policy.parse, &msg, &prov, &mut mapped);
             if store.refile_for(nhs, mapped).map_err(|e| replay_error(entry.seq, e))? {
                 n += 1;
             }
+        }
+        Ok(n)
+    }
+
+    /// Re-evaluates the index after the exclusion rules changed (a reload),
+    /// both ways, while the engine keeps serving: every accepted journal
+    /// entry is mapped and governed again and filed again in place
+    /// (`Store::refile_governed`): what a rule now excludes is deleted, what
+    /// none excludes any more is written back. Scopes no rule makes sensitive
+    /// any more are then forgotten and, if there were any, a second pass
+    /// files their items. Costs one (or two) passes over the journal, like
+    /// `reindex` without clearing; readers see each message's change as it
+    /// is re-filed. Returns how many entries were read.
+    ///
+    /// # Errors
+    /// The journal cannot be read, or the index cannot be written.
+    pub fn regovern(&self, store: &Store) -> Result<u64, OpenError> {
+        let before: std::collections::HashSet<String> =
+            store.sensitive_scopes().map_err(|e| replay_error(0, e))?.into_iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut n = self.refile_all(store, &mut seen)?;
+        let stale: Vec<_> = before.difference(&seen).collect();
+        for s in &stale {
+            store.forget_sensitive_scope(s).map_err(|e| replay_error(0, e))?;
+        }
+        if !stale.is_empty() {
+            n += self.refile_all(store, &mut seen)?;
+        }
+        store.set_rules_mark(self.mappings.rules().fingerprint()).map_err(|e| replay_error(0, e))?;
+        Ok(n)
+    }
+
+    fn refile_all(&self, store: &Store, seen: &mut std::collections::HashSet<String>) -> Result<u64, OpenError> {
+        let reader = JournalReader::open(&self.journal_dir).map_err(|e| replay_error(1, e))?;
+        let mut n = 0;
+        for entry in reader.iter_from(1) {
+            let entry = entry.map_err(|e| replay_error(0, e))?;
+            n += 1;
+            if !accepted(&entry, &self.policy) {
+                continue;
+            }
+            let Ok(msg) = Message::parse_with(&entry.raw, &self.policy.parse) else { continue };
+            let prov = crate::mapping::check::provenance(&msg, entry.seq);
+            let (set, rules) = self.mappings.both();
+            let Ok(mut mapped) = set.apply(&msg, &prov) else { continue };
+            crate::govern::govern(&rules, &set, &self.policy.parse, &msg, &prov, &mut mapped);
+            seen.extend(mapped.governed.sensitive_scopes.iter().map(|(s, _)| s.clone()));
+            store.refile_governed(mapped).map_err(|e| replay_error(entry.seq, e))?;
         }
         Ok(n)
     }
@@ -98,8 +148,13 @@ impl Replayer {
         match Message::parse_with(&e.raw, &self.policy.parse) {
             Ok(msg) => {
                 let prov = crate::mapping::check::provenance(&msg, e.seq);
-                match self.mappings.current().apply(&msg, &prov) {
-                    Ok(mapped) => indexer::file(batch, e.seq, mapped),
+                let (set, rules) = self.mappings.both();
+                match set.apply(&msg, &prov) {
+                    Ok(mut mapped) => {
+                        // The same govern stage as live ingest: exclusion holds on replay and reindex.
+                        crate::govern::govern(&rules, &set, &self.policy.parse, &msg, &prov, &mut mapped);
+                        indexer::file(batch, e.seq, mapped)
+                    }
                     // Accepted under older mappings, failing under these: keep
                     // it visible to operators rather than dropping it silently.
                     Err(err) => batch.unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
@@ -139,9 +194,17 @@ pub(super) fn clear(store: &Store) -> Result<(), OpenError> {
 }
 
 /// Why the index must be rebuilt from the journal before it is used, if it must.
-pub(super) fn rebuild_reason(store: &Store, recovery: &Recovery) -> Result<Option<&'static str>, StoreError> {
+pub(super) fn rebuild_reason(
+    store: &Store,
+    recovery: &Recovery,
+    rules_mark: u64,
+) -> Result<Option<&'static str>, StoreError> {
     if !store.item_format_current()? {
         return Ok(Some("the index was written in an older format"));
+    }
+    if store.applied_seq()? > 0 && store.rules_mark()? != rules_mark {
+        // Items filed under other exclusion rules: re-evaluated both ways.
+        return Ok(Some("the exclusion rules changed since the index was built"));
     }
     if store.applied_seq()? > recovery.last_seq {
         // The index points at entries the journal no longer holds.

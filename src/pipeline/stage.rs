@@ -131,6 +131,24 @@ impl Pipeline {
         }
     }
 
+    /// The govern stage (`src/govern/`): marks what the exclusion rules keep
+    /// out of the record, logs it (rule id, control id, seq; never content)
+    /// and counts it per rule.
+    pub(super) fn govern(
+        &self,
+        set: &MappingSet,
+        rules: &crate::govern::Rules,
+        msg: &Message<'_>,
+        seq: u64,
+        m: &mut Mapped,
+    ) {
+        // The items' own provenance when there is one: no second copy per message.
+        let prov = m.items.first().map(|i| i.provenance.clone());
+        let prov = prov.unwrap_or_else(|| crate::mapping::check::provenance(msg, seq));
+        crate::govern::govern(rules, set, &self.opts.policy.parse, msg, &prov, m);
+        crate::govern::note_suppressed(self.metrics(), m, seq);
+    }
+
     /// Logs and counts an accepted message whose event the mappings ignore
     /// (once it is committed, so the log never claims what a failed commit undid).
     pub(super) fn note_ignored(&self, s: &Staged) {
@@ -184,7 +202,7 @@ mod tests {
 EVN|A09|20261121082900\rPID|1||9434765919^^^NHS^NH~RJ1-123456^^^RJ1^MR||O'BRIEN^SIOBHAN\r\
 PV1|1|I|XRAY^^^RJ1||||||||||||||||V000123456\r";
     /// An ORU event no mapping file takes.
-    const ORU_R30: &[u8] = b"MSH|^~\\&|LAB|RJ1|RECORDHUB|LCR|20261121083000||ORU^R30|R30|P|2.4\r\
+    const ORU_R99: &[u8] = b"MSH|^~\\&|LAB|RJ1|RECORDHUB|LCR|20261121083000||ORU^R99|R30|P|2.4\r\
 PID|1||9434765919^^^NHS^NH\rOBR|1\r";
 
     fn open(dir: &Path) -> Pipeline {
@@ -227,7 +245,7 @@ PID|1||9434765919^^^NHS^NH\rOBR|1\r";
     fn an_ignored_event_is_accepted_journaled_counted_and_not_filed() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = open(dir.path());
-        let out = p.process(&[Inbound::message(A09, "test", 0), Inbound::message(ORU_R30, "test", 0)]);
+        let out = p.process(&[Inbound::message(A09, "test", 0), Inbound::message(ORU_R99, "test", 0)]);
         assert_eq!(out[0].code.as_str(), "AA", "{:?}", out[0].problem);
         assert!(out[0].seq.is_some(), "journaled");
         let ack = String::from_utf8_lossy(out[0].ack.as_deref().unwrap_or_default()).into_owned();

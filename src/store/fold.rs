@@ -97,6 +97,7 @@ fn merge(versions: &[Item], shown: &[usize], last: usize) -> Item {
         fields: Fields::new(),
         provenance: latest.provenance.clone(),
         version: Default::default(),
+        scopes: Vec::new(),
     };
     // The common case, one plain version: shown as stored, minus removals.
     if let [only] = shown {
@@ -157,7 +158,7 @@ mod tests {
             _ => Fields::new(),
         };
         let version = Version { effect, ..Version::default() };
-        Item { kind: Kind::Encounter, id: "V1".into(), fields, provenance, version }
+        Item { kind: Kind::Encounter, id: "V1".into(), fields, provenance, version, scopes: Vec::new() }
     }
 
     fn shown(f: &Folded) -> Json {

@@ -34,6 +34,9 @@ const MAX_ALIAS_HOPS: usize = 16;
 struct Parked {
     why: String,
     items: Vec<Item>,
+    /// Items the govern stage excluded (by index in `items`).
+    #[serde(default)]
+    excluded: Vec<usize>,
 }
 
 /// One parked message, as `recordhub parked` lists it: no patient data.
@@ -79,9 +82,14 @@ pub(super) fn file_message(
     mapped: Mapped,
     after_each: &mut impl FnMut(),
 ) -> Result<Option<&'static str>, StoreError> {
+    // Before anything else: a parked or unfiled message's visit is sensitive too.
+    // A message a rule excludes whole still links and merges identities
+    // (below); all its items are in `excluded`, so none is written.
+    super::sensitive::register(t, &mapped.governed.sensitive_scopes)?;
     if mapped.ignored {
         return Ok(None);
     }
+    let excluded: Vec<usize> = mapped.governed.excluded.iter().map(|(i, _)| *i).collect();
     let stated = mapped.identity.nhs_number.as_deref().map(str::trim).filter(|n| !n.is_empty());
     let nhs = match stated.map(NhsNumber::parse) {
         Some(Err(_)) => return Ok(Some("NHS number fails the Modulus 11 check")),
@@ -103,16 +111,19 @@ pub(super) fn file_message(
         if let Some(Ok(prior)) = mapped.identity.prior_nhs_number.as_deref().map(str::trim).map(NhsNumber::parse) {
             merge_nhs(t, prior.as_str(), &target)?;
         }
-        if let Some(p) = &prov {
+        // A message whose every item a rule keeps out (a result in a
+        // sensitive visit) must not show its provenance on the identifiers.
+        let withheld = all_withheld(t, &mapped, &excluded)?;
+        if let Some(p) = prov.as_ref().filter(|_| !withheld) {
             write_identifiers(t, &target, &mapped, p)?;
         }
-        write_items(t, &target, mapped.items, after_each)?;
+        write_items(t, &target, mapped.items, &excluded, after_each)?;
         return Ok(None);
     }
     for lid in &mapped.identity.local_ids {
         if let Some(known) = t.xref.get(keys::local_key(&lid.organisation, &lid.id))? {
             let target = resolve_alias(t, &String::from_utf8_lossy(&known))?;
-            write_items(t, &target, mapped.items, after_each)?;
+            write_items(t, &target, mapped.items, &excluded, after_each)?;
             return Ok(None);
         }
     }
@@ -122,7 +133,7 @@ pub(super) fn file_message(
     };
     match mapped.identity.local_ids.first() {
         Some(lid) if !mapped.items.is_empty() => {
-            let parked = Parked { why: why.to_string(), items: mapped.items };
+            let parked = Parked { why: why.to_string(), items: mapped.items, excluded };
             let v = rmp_serde::to_vec_named(&parked).map_err(|_| StoreError::Damaged { tree: "parked" })?;
             t.parked.insert(keys::parked_key(&lid.organisation, &lid.id, seq), v)?;
             t.maybe_parked.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -132,6 +143,16 @@ pub(super) fn file_message(
         None if nhs.is_some() => Ok(Some("NHS number not verified (PID-32) and no local identifier")),
         None => Ok(Some("no NHS number and no local identifier")),
     }
+}
+
+/// Whether every item of the message is excluded or in a sensitive scope.
+fn all_withheld(t: &Trees, mapped: &Mapped, excluded: &[usize]) -> Result<bool, StoreError> {
+    for (i, item) in mapped.items.iter().enumerate() {
+        if !excluded.contains(&i) && super::sensitive::sensitive(t, &item.scopes)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(!mapped.items.is_empty())
 }
 
 /// The NHS number whose record `nhs` now is (after merges).
@@ -196,7 +217,7 @@ fn unpark(t: &Trees, lid: &LocalId, target: &str) -> Result<(), StoreError> {
     for kv in t.parked.scan_prefix(keys::parked_prefix(&lid.organisation, &lid.id)) {
         let (k, v) = kv?;
         let parked: Parked = rmp_serde::from_slice(&v).map_err(|_| StoreError::Damaged { tree: "parked" })?;
-        write_items(t, target, parked.items, &mut || {})?;
+        write_items(t, target, parked.items, &parked.excluded, &mut || {})?;
         t.parked.remove(k)?;
     }
     Ok(())
@@ -237,15 +258,30 @@ fn merge_nhs(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
 }
 
 /// Writes one version per item under `nhs`, freeing each once written (a
-/// message of 340,000 items is never held twice).
-fn write_items(t: &Trees, nhs: &str, items: Vec<Item>, after_each: &mut impl FnMut()) -> Result<(), StoreError> {
+/// message of 340,000 items is never held twice). An item the govern stage
+/// `excluded` (by index), or in a sensitive scope, is not written, and a
+/// version of it filed under older rules is deleted (`sensitive.rs`).
+fn write_items(
+    t: &Trees,
+    nhs: &str,
+    items: Vec<Item>,
+    excluded: &[usize],
+    after_each: &mut impl FnMut(),
+) -> Result<(), StoreError> {
     // A standing objection: nothing is filed (the journal keeps the message;
     // withdrawing the objection restores it, `objection.rs`).
     if super::objection::stands(t, nhs)? {
         return Ok(());
     }
-    for (i, item) in items.into_iter().enumerate() {
-        write_item(t, nhs, &item, i)?;
+    for (i, mut item) in items.into_iter().enumerate() {
+        let scopes = std::mem::take(&mut item.scopes);
+        let key = keys::version_key(nhs, &item, u32::try_from(i).unwrap_or(u32::MAX));
+        if excluded.contains(&i) || super::sensitive::sensitive(t, &scopes)?.is_some() {
+            t.items.remove(key)?;
+        } else {
+            t.items.insert(&key, encode_item(&item)?)?;
+            super::sensitive::note(t, &scopes, &key)?;
+        }
         drop(item);
         after_each();
     }
@@ -295,7 +331,14 @@ fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenanc
         .into_iter()
         .collect();
         let version = Version { time_ms, ..Version::default() };
-        let item = Item { kind: Kind::Identifier, id: lid.id.clone(), fields, provenance: prov.clone(), version };
+        let item = Item {
+            kind: Kind::Identifier,
+            id: lid.id.clone(),
+            fields,
+            provenance: prov.clone(),
+            version,
+            scopes: Vec::new(),
+        };
         t.items.insert(k, encode_item(&item)?)?;
     }
     Ok(())
@@ -328,10 +371,13 @@ pub(super) fn target_now(t: &Trees, mapped: &Mapped) -> Result<Option<(String, b
 /// identifiers) under `target`, as [`file_message`] does, touching no
 /// identity state.
 pub(super) fn write_for_restore(t: &Trees, target: &str, verified: bool, mapped: Mapped) -> Result<(), StoreError> {
-    if let Some(p) = mapped.items.first().map(|i| i.provenance.clone()).filter(|_| verified) {
+    super::sensitive::register(t, &mapped.governed.sensitive_scopes)?;
+    let excluded: Vec<usize> = mapped.governed.excluded.iter().map(|(i, _)| *i).collect();
+    let withheld = all_withheld(t, &mapped, &excluded)?;
+    if let Some(p) = mapped.items.first().map(|i| i.provenance.clone()).filter(|_| verified && !withheld) {
         write_identifiers(t, target, &mapped, &p)?;
     }
-    write_items(t, target, mapped.items, &mut || {})
+    write_items(t, target, mapped.items, &excluded, &mut || {})
 }
 
 /// Every parked message, oldest first.
@@ -385,8 +431,14 @@ mod tests {
             seq,
         });
         let fields: Fields = [("ward", serde_json::json!(format!("W{seq}")))].into_iter().collect();
-        let item =
-            Item { kind: Kind::Encounter, id: format!("V{seq}"), fields, provenance, version: Version::default() };
+        let item = Item {
+            kind: Kind::Encounter,
+            id: format!("V{seq}"),
+            fields,
+            provenance,
+            version: Version::default(),
+            scopes: Vec::new(),
+        };
         let mut identity = crate::record::Identity {
             nhs_number: nhs.map(str::to_string),
             nhs_status: status.map(str::to_string),
@@ -394,7 +446,14 @@ mod tests {
         };
         identity.local_ids =
             local.iter().map(|(o, i)| LocalId { organisation: o.to_string(), id: i.to_string() }).collect();
-        Mapped { identity, items: vec![item], warnings: vec![], seq_refs: vec![], ignored: false }
+        Mapped {
+            identity,
+            items: vec![item],
+            warnings: vec![],
+            seq_refs: vec![],
+            ignored: false,
+            governed: Default::default(),
+        }
     }
 
     fn file_all(store: &Store, messages: Vec<Mapped>) {

@@ -121,10 +121,22 @@ impl Store {
     /// which are not derived from the journal (do not add them here).
     pub fn clear_derived(&self) -> Result<(), StoreError> {
         let t = self.t()?;
-        for tree in [&t.items, &t.xref, &t.unindexed, &t.dedup, &t.meta, &t.parked, &t.conflicts, &t.alias, &t.idtimes]
-        {
+        for tree in [
+            &t.items,
+            &t.xref,
+            &t.unindexed,
+            &t.dedup,
+            &t.meta,
+            &t.parked,
+            &t.conflicts,
+            &t.alias,
+            &t.idtimes,
+            &t.sensitive,
+            &t.scoped,
+        ] {
             tree.clear()?;
         }
+        t.any_sensitive.store(false, std::sync::atomic::Ordering::Relaxed);
         drop(t);
         self.item_format_current().map(|_| ())
     }
@@ -163,6 +175,7 @@ mod tests {
             fields: fields.into_iter().collect(),
             provenance,
             version: Default::default(),
+            scopes: Vec::new(),
         };
         let nhs = NhsNumber::parse("9434765919").unwrap();
         let mapped = Mapped {
@@ -171,6 +184,7 @@ mod tests {
             warnings: vec![],
             seq_refs: vec![],
             ignored: false,
+            governed: Default::default(),
         };
         store.index(&nhs, &mapped).unwrap();
         let history = store.history(&nhs).unwrap();

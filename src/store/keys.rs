@@ -120,7 +120,14 @@ mod tests {
             seq,
         });
         let version = Version { time_ms, rank, effect, append: vec![] };
-        Item { kind: Kind::Encounter, id: "V1".into(), fields: Default::default(), provenance, version }
+        Item {
+            kind: Kind::Encounter,
+            id: "V1".into(),
+            fields: Default::default(),
+            provenance,
+            version,
+            scopes: Vec::new(),
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - `items`, `xref`, `alias`, `parked`, `conflicts`, `unindexed`, `audit`:
 //!   the record index, in [`index`]; item versions are folded into the
 //!   current record in `fold.rs`, and whose record a message goes into is
-//!   decided in `identity.rs`.
+//!   decided in `identity.rs`;
+//! - `sensitive`, `scoped`: exclusion by visit and order (`sensitive.rs`).
 //!
 //! - `objections`, `objection_log`: the objection register and its audited
 //!   changes (`objection.rs`); like `audit`, not derived from the journal.
@@ -29,6 +30,7 @@ pub mod index;
 mod keys;
 mod objection;
 mod read;
+mod sensitive;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -76,6 +78,11 @@ pub(crate) struct Trees {
     pub(crate) idtimes: sled::Tree,
     pub(crate) objections: sled::Tree,
     pub(crate) objection_log: sled::Tree,
+    /// Exclusion (`sensitive.rs`): sensitive scopes, and the versions filed in each scope.
+    pub(crate) sensitive: sled::Tree,
+    pub(crate) scoped: sled::Tree,
+    /// False while no scope is sensitive: spares every filing a look-up.
+    pub(crate) any_sensitive: std::sync::atomic::AtomicBool,
     /// False while the objection register is empty: spares every filing a look-up.
     pub(crate) any_objection: std::sync::atomic::AtomicBool,
     /// Held while an objection is added and while a restore files a message,
@@ -107,6 +114,9 @@ impl Trees {
             idtimes: db.open_tree("idtimes")?,
             objections: db.open_tree("objections")?,
             objection_log: db.open_tree("objection_log")?,
+            sensitive: db.open_tree("sensitive")?,
+            scoped: db.open_tree("scoped")?,
+            any_sensitive: std::sync::atomic::AtomicBool::new(true),
             any_objection: std::sync::atomic::AtomicBool::new(true),
             objection_lock: std::sync::Mutex::new(()),
             maybe_parked: std::sync::atomic::AtomicBool::new(true),
@@ -115,6 +125,7 @@ impl Trees {
         };
         trees.maybe_parked.store(!trees.parked.is_empty(), std::sync::atomic::Ordering::Relaxed);
         trees.maybe_alias.store(!trees.alias.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        trees.any_sensitive.store(!trees.sensitive.is_empty(), std::sync::atomic::Ordering::Relaxed);
         trees.any_objection.store(!trees.objections.is_empty(), std::sync::atomic::Ordering::Relaxed);
         Ok(trees)
     }

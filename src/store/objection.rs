@@ -319,10 +319,23 @@ mod tests {
             seq,
         });
         let fields: Fields = [("ward", serde_json::json!("W1"))].into_iter().collect();
-        let item =
-            Item { kind: Kind::Encounter, id: format!("V{seq}"), fields, provenance, version: Version::default() };
+        let item = Item {
+            kind: Kind::Encounter,
+            id: format!("V{seq}"),
+            fields,
+            provenance,
+            version: Version::default(),
+            scopes: Vec::new(),
+        };
         let identity = crate::record::Identity { nhs_number: Some(nhs.into()), ..Default::default() };
-        Mapped { identity, items: vec![item], warnings: vec![], seq_refs: vec![], ignored: false }
+        Mapped {
+            identity,
+            items: vec![item],
+            warnings: vec![],
+            seq_refs: vec![],
+            ignored: false,
+            governed: Default::default(),
+        }
     }
 
     fn file(store: &Store, m: Mapped) {

@@ -10,6 +10,7 @@ mod charset;
 mod connections;
 mod durability;
 mod faults;
+mod governance;
 mod isolation;
 mod logging;
 mod metrics;
