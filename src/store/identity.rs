@@ -114,8 +114,8 @@ pub(super) fn file_message(
         // A message whose every item a rule keeps out (a result in a
         // sensitive visit) must not show its provenance on the identifiers.
         let withheld = all_withheld(t, &mapped, &excluded)?;
-        if let Some(p) = prov.as_ref().filter(|_| !withheld) {
-            write_identifiers(t, &target, &mapped, p)?;
+        if prov.is_some() && !withheld {
+            write_identifiers(t, &target, &mapped)?;
         }
         write_items(t, &target, mapped.items, &excluded, after_each)?;
         return Ok(None);
@@ -182,6 +182,10 @@ fn link(
     force: bool,
 ) -> Result<(), StoreError> {
     let key = keys::local_key(&lid.organisation, &lid.id);
+    // The common case, a link already made: no sled lookup.
+    if !force && t.caches().links.get(&key).is_some_and(|n| **n == *target) {
+        return unpark(t, lid, target);
+    }
     match t.xref.get(&key)? {
         Some(known) if !force && resolve_alias(t, &String::from_utf8_lossy(&known))? != target => {
             let why = "local identifier already linked to another verified NHS number; not re-linked";
@@ -200,9 +204,10 @@ fn link(
             t.conflicts.insert(k, v)?;
             return Ok(());
         }
-        Some(known) if known.as_ref() == target.as_bytes() => {}
+        Some(known) if known.as_ref() == target.as_bytes() => t.caches().remember_link(key, target),
         _ => {
             t.xref.insert(&key, target.as_bytes())?;
+            t.caches().remember_link(key, target);
         }
     }
     unpark(t, lid, target)
@@ -243,17 +248,8 @@ fn merge_nhs(t: &Trees, prior: &str, target: &str) -> Result<(), StoreError> {
         }
         t.items.remove(k)?;
     }
-    // Identifier stamps follow their items; the earlier of two wins, as in
-    // `write_identifiers`.
-    for kv in t.idtimes.scan_prefix(keys::patient_prefix(prior)) {
-        let (k, v) = kv?;
-        if let Some(moved) = keys::rekey(&k, prior, target).filter(|_| !objected) {
-            if t.idtimes.get(&moved)?.is_none_or(|held| held.as_ref() > v.as_ref()) {
-                t.idtimes.insert(moved, v)?;
-            }
-        }
-        t.idtimes.remove(k)?;
-    }
+    // Identifier items moved: written again when next carried.
+    t.caches().clear();
     Ok(())
 }
 
@@ -297,17 +293,16 @@ pub(super) fn write_item(t: &Trees, nhs: &str, item: &Item, index: usize) -> Res
 
 /// The patient's local identifiers as record items (kind `identifier`),
 /// scoped by their organisation rather than by the sender, so the same
-/// hospital number sent by the PAS and the lab is one item. One key per
-/// identifier, not one version per message (every ADT carries it): it shows
-/// the message with the earliest clinical time that carried it ("known
-/// since"), whatever the arrival order. `idtimes` keeps that message's
-/// (time, seq) beside it so the common case — a later message carrying a
-/// known identifier — is one small read and no write.
-fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenance>) -> Result<(), StoreError> {
+/// hospital number sent by the PAS and the lab is one item. They come from
+/// the cross-reference, not from one message, so their provenance names it
+/// (`recordhub`/`xref`, the organisation) and their bytes do not depend on
+/// which message arrived first. Every ADT carries the hospital number:
+/// `ids_written` remembers which items are already written, so the common
+/// case costs no sled operation at all.
+fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped) -> Result<(), StoreError> {
     if super::objection::stands(t, nhs)? {
         return Ok(());
     }
-    let time_ms = mapped.items.iter().filter_map(|i| i.version.time_ms).max();
     // MRG-1's ids too: a merged-away hospital number still means this patient.
     for lid in mapped.identity.local_ids.iter().chain(&mapped.identity.prior_local_ids) {
         let mut k = Vec::new();
@@ -316,30 +311,33 @@ fn write_identifiers(t: &Trees, nhs: &str, mapped: &Mapped, prov: &Arc<Provenanc
             k.push(SEP);
         }
         keys::push_suffix(&mut k, &Version::default(), 0, 0);
-        // Earliest (clinical time, seq) wins; a message without a time counts as latest.
-        let mut new = [0u8; 16];
-        new[..8].copy_from_slice(&((time_ms.unwrap_or(i64::MAX) as u64) ^ (1 << 63)).to_be_bytes());
-        new[8..].copy_from_slice(&prov.seq.to_be_bytes());
-        if t.idtimes.get(&k)?.is_some_and(|old| old.as_ref() <= &new[..]) {
+        if t.caches().ids_written.contains(&k) {
             continue;
         }
-        t.idtimes.insert(&k, &new[..])?;
         let fields: Fields = [
             ("organisation", serde_json::Value::String(lid.organisation.clone())),
             ("id", serde_json::Value::String(lid.id.clone())),
         ]
         .into_iter()
         .collect();
-        let version = Version { time_ms, ..Version::default() };
+        let provenance = Arc::new(Provenance {
+            sending_app: "recordhub".into(),
+            sending_facility: lid.organisation.clone(),
+            control_id: String::new(),
+            message_type: "xref".into(),
+            event_time: None,
+            seq: 0,
+        });
         let item = Item {
             kind: Kind::Identifier,
             id: lid.id.clone(),
             fields,
-            provenance: prov.clone(),
-            version,
+            provenance,
+            version: Version::default(),
             scopes: Vec::new(),
         };
-        t.items.insert(k, encode_item(&item)?)?;
+        t.items.insert(&k, encode_item(&item)?)?;
+        t.caches().remember_id(k);
     }
     Ok(())
 }
@@ -374,8 +372,8 @@ pub(super) fn write_for_restore(t: &Trees, target: &str, verified: bool, mapped:
     super::sensitive::register(t, &mapped.governed.sensitive_scopes)?;
     let excluded: Vec<usize> = mapped.governed.excluded.iter().map(|(i, _)| *i).collect();
     let withheld = all_withheld(t, &mapped, &excluded)?;
-    if let Some(p) = mapped.items.first().map(|i| i.provenance.clone()).filter(|_| verified && !withheld) {
-        write_identifiers(t, target, &mapped, &p)?;
+    if !mapped.items.is_empty() && verified && !withheld {
+        write_identifiers(t, target, &mapped)?;
     }
     write_items(t, target, mapped.items, &excluded, &mut || {})
 }
@@ -559,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn the_hospital_number_item_shows_the_earliest_message_whatever_the_order() {
+    fn the_hospital_number_item_is_one_item_from_the_cross_reference_whatever_the_order() {
         let timed = |seq: u64, t: i64| {
             let mut m = message(seq, Some(NHS_A), None, &[("RAL", "H1")]);
             m.items[0].version.time_ms = Some(t);
@@ -572,10 +570,11 @@ mod tests {
                 file_all(&store, vec![timed(seq, if seq == 1 { 5_000 } else { 1_000 })]);
             }
             let record = store.record(&NhsNumber::parse(NHS_A).unwrap()).unwrap();
-            let ids: Vec<_> = record.iter().filter(|i| i.kind == Kind::Identifier).collect();
+            let ids: Vec<_> = record.into_iter().filter(|i| i.kind == Kind::Identifier).collect();
             assert_eq!(ids.len(), 1, "one item per hospital number, not one per message");
-            seen.push(ids[0].provenance.control_id.clone());
+            assert_eq!(ids[0].provenance.message_type, "xref", "it comes from the cross-reference");
+            seen.push(ids.into_iter().next().unwrap());
         }
-        assert_eq!(seen, ["C2", "C2"], "the message with the earlier clinical time, in either order");
+        assert_eq!(seen[0], seen[1], "the same item in either order");
     }
 }

@@ -130,13 +130,13 @@ impl Store {
             &t.parked,
             &t.conflicts,
             &t.alias,
-            &t.idtimes,
             &t.sensitive,
             &t.scoped,
         ] {
             tree.clear()?;
         }
         t.any_sensitive.store(false, std::sync::atomic::Ordering::Relaxed);
+        t.caches().clear();
         drop(t);
         self.item_format_current().map(|_| ())
     }

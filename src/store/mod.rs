@@ -74,8 +74,9 @@ pub(crate) struct Trees {
     pub(crate) parked: sled::Tree,
     pub(crate) conflicts: sled::Tree,
     pub(crate) alias: sled::Tree,
-    /// Identifier item key → (clinical time, seq) of the message it shows.
-    pub(crate) idtimes: sled::Tree,
+    /// What the index writer already knows of `xref` and the identifier
+    /// items, so that the common message costs no lookups (`identity.rs`).
+    caches: std::sync::Mutex<Caches>,
     pub(crate) objections: sled::Tree,
     pub(crate) objection_log: sled::Tree,
     /// Exclusion (`sensitive.rs`): sensitive scopes, and the versions filed in each scope.
@@ -95,7 +96,50 @@ pub(crate) struct Trees {
     pub(crate) maybe_alias: std::sync::atomic::AtomicBool,
 }
 
+/// Bounded memory of links and identifier items known to be written; any
+/// change that could make it wrong (merges, purges, `clear_derived`)
+/// clears it, and a miss only costs the sled lookup it saves.
+#[derive(Default)]
+pub(crate) struct Caches {
+    pub(crate) links: std::collections::HashMap<Vec<u8>, Box<str>>,
+    pub(crate) ids_written: std::collections::HashSet<Vec<u8>>,
+}
+
+/// Entries kept before a cache starts again (about 100 MB at worst).
+const CACHE_ENTRIES: usize = 500_000;
+
+impl Caches {
+    pub(crate) fn remember_link(&mut self, key: Vec<u8>, nhs: &str) {
+        if self.links.len() >= CACHE_ENTRIES {
+            self.links.clear();
+        }
+        self.links.insert(key, nhs.into());
+    }
+
+    pub(crate) fn remember_id(&mut self, key: Vec<u8>) {
+        if self.ids_written.len() >= CACHE_ENTRIES {
+            self.ids_written.clear();
+        }
+        self.ids_written.insert(key);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.links.clear();
+        self.ids_written.clear();
+    }
+}
+
 impl Trees {
+    /// The caches, for one operation. A panic while holding the lock can
+    /// only leave entries that a lookup would confirm anyway: clear them.
+    pub(crate) fn caches(&self) -> std::sync::MutexGuard<'_, Caches> {
+        self.caches.lock().unwrap_or_else(|e| {
+            let mut g = e.into_inner();
+            g.clear();
+            g
+        })
+    }
+
     fn open(dir: &Path) -> Result<Trees, StoreError> {
         // A large cache keeps record reads off the disk; sled's own flushing
         // is left to its background thread because the journal carries
@@ -111,7 +155,7 @@ impl Trees {
             parked: db.open_tree("parked")?,
             conflicts: db.open_tree("conflicts")?,
             alias: db.open_tree("alias")?,
-            idtimes: db.open_tree("idtimes")?,
+            caches: std::sync::Mutex::new(Caches::default()),
             objections: db.open_tree("objections")?,
             objection_log: db.open_tree("objection_log")?,
             sensitive: db.open_tree("sensitive")?,

@@ -136,10 +136,8 @@ fn purge(t: &Trees, nhs: &str) -> Result<usize, StoreError> {
         t.items.remove(k)?;
         n += 1;
     }
-    // The identifier items' stamps go with them, so a restore writes them again.
-    for kv in t.idtimes.scan_prefix(keys::patient_prefix(nhs)) {
-        t.idtimes.remove(kv?.0)?;
-    }
+    // The identifier items went too: a restore must write them again.
+    t.caches().clear();
     Ok(n)
 }
 

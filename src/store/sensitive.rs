@@ -27,7 +27,6 @@ pub(super) fn register(t: &Trees, scopes: &[(String, String)]) -> Result<(), Sto
         }
         t.sensitive.insert(scope.as_bytes(), rule.as_bytes())?;
         t.any_sensitive.store(true, Ordering::Relaxed);
-        let mut seqs: Vec<(String, u64)> = Vec::new();
         for kv in t.scoped.scan_prefix(prefix(scope)) {
             let (k, _) = kv?;
             let version = &k[scope.len() + 1..];
@@ -40,40 +39,6 @@ pub(super) fn register(t: &Trees, scopes: &[(String, String)]) -> Result<(), Sto
                 if let Some(moved) = keys::rekey(version, &nhs, &now) {
                     t.items.remove(moved)?;
                 }
-            }
-            if let Some(seq) = seq_of(version) {
-                seqs.push((now, seq));
-            }
-        }
-        forget_identifiers_from(t, &seqs)?;
-    }
-    Ok(())
-}
-
-/// The journal seq in a version key's suffix (rank 1, time 8, class 1, seq 8, index 4).
-fn seq_of(version: &[u8]) -> Option<u64> {
-    let suffix = version.len().checked_sub(keys::SUFFIX).map(|n| &version[n..])?;
-    suffix.get(10..18).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
-}
-
-/// Identifier items (one per hospital number, with the latest message's
-/// provenance) that show a message now withheld: removed, so no read names
-/// that message; the next message with the number writes it again.
-fn forget_identifiers_from(t: &Trees, seqs: &[(String, u64)]) -> Result<(), StoreError> {
-    let mut done: Vec<&str> = Vec::new();
-    for (nhs, _) in seqs {
-        if done.contains(&nhs.as_str()) {
-            continue;
-        }
-        done.push(nhs);
-        let mut p = keys::patient_prefix(nhs);
-        p.extend_from_slice(crate::record::Kind::Identifier.as_str().as_bytes());
-        p.push(SEP);
-        for kv in t.items.scan_prefix(p) {
-            let (k, v) = kv?;
-            let item = super::index::decode_item(&v)?;
-            if seqs.iter().any(|(n, s)| n == nhs && *s == item.provenance.seq) {
-                t.items.remove(k)?;
             }
         }
     }
