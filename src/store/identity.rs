@@ -269,14 +269,15 @@ fn write_items(
     if super::objection::stands(t, nhs)? {
         return Ok(());
     }
-    for (i, mut item) in items.into_iter().enumerate() {
-        let scopes = std::mem::take(&mut item.scopes);
+    for (i, item) in items.into_iter().enumerate() {
         let key = keys::version_key(nhs, &item, u32::try_from(i).unwrap_or(u32::MAX));
-        if excluded.contains(&i) || super::sensitive::sensitive(t, &scopes)?.is_some() {
+        if excluded.contains(&i) || super::sensitive::sensitive(t, &item.scopes)?.is_some() {
             t.items.remove(key)?;
         } else {
+            // Stored with its scopes: a scope that becomes sensitive later
+            // finds its versions by them (`sensitive.rs`).
             t.items.insert(&key, encode_item(&item)?)?;
-            super::sensitive::note(t, &scopes, &key)?;
+            super::sensitive::note(t, &item.scopes, nhs)?;
         }
         drop(item);
         after_each();

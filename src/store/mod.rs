@@ -103,6 +103,7 @@ pub(crate) struct Trees {
 pub(crate) struct Caches {
     pub(crate) links: std::collections::HashMap<Vec<u8>, Box<str>>,
     pub(crate) ids_written: std::collections::HashSet<Vec<u8>>,
+    pub(crate) scoped_noted: std::collections::HashSet<Vec<u8>>,
 }
 
 /// Entries kept before a cache starts again (about 100 MB at worst).
@@ -123,9 +124,17 @@ impl Caches {
         self.ids_written.insert(key);
     }
 
+    pub(crate) fn remember_scoped(&mut self, key: Vec<u8>) {
+        if self.scoped_noted.len() >= CACHE_ENTRIES {
+            self.scoped_noted.clear();
+        }
+        self.scoped_noted.insert(key);
+    }
+
     pub(crate) fn clear(&mut self) {
         self.links.clear();
         self.ids_written.clear();
+        self.scoped_noted.clear();
     }
 }
 

@@ -5,8 +5,11 @@
 //! - `sensitive`: `scope` → rule id. A scope is `path|facility|value`
 //!   (`PV1-19.1|RJ1|V123`): a visit or an order of one sender. Derived from
 //!   the journal (cleared by `clear_derived`, rebuilt by replay).
-//! - `scoped`: `scope \0 version key` → nothing: every filed version of an
-//!   item in a scope, so registering the scope deletes them.
+//! - `scoped`: `scope \0 NHS number` → nothing: the patients with items
+//!   filed in a scope (one key per visit and patient, not per item: every
+//!   item of an ADT is in its visit). Items are stored with their scopes, so
+//!   registering a scope scans those patients' items and deletes the ones in
+//!   it.
 //!
 //! Keyed by scope, not by NHS number: a visit number names one patient
 //! already, a parked message's scopes are registered before its patient is
@@ -27,17 +30,21 @@ pub(super) fn register(t: &Trees, scopes: &[(String, String)]) -> Result<(), Sto
         }
         t.sensitive.insert(scope.as_bytes(), rule.as_bytes())?;
         t.any_sensitive.store(true, Ordering::Relaxed);
+        let mut patients = Vec::new();
         for kv in t.scoped.scan_prefix(prefix(scope)) {
             let (k, _) = kv?;
-            let version = &k[scope.len() + 1..];
-            t.items.remove(version)?;
-            // Moved by a merge since it was filed: it is under the survivor now.
-            let nhs = version.split(|b| *b == SEP).next().unwrap_or_default();
-            let nhs = String::from_utf8_lossy(nhs);
+            let nhs = String::from_utf8_lossy(&k[scope.len() + 1..]).into_owned();
+            // Moved by a merge since: the items are under the survivor now.
             let now = identity::resolve_alias(t, &nhs)?;
-            if now != nhs {
-                if let Some(moved) = keys::rekey(version, &nhs, &now) {
-                    t.items.remove(moved)?;
+            if !patients.contains(&now) {
+                patients.push(now);
+            }
+        }
+        for nhs in patients {
+            for kv in t.items.scan_prefix(keys::patient_prefix(&nhs)) {
+                let (k, v) = kv?;
+                if super::index::decode_item(&v)?.scopes.iter().any(|s| s == scope) {
+                    t.items.remove(k)?;
                 }
             }
         }
@@ -58,12 +65,17 @@ pub(super) fn sensitive(t: &Trees, scopes: &[String]) -> Result<Option<String>, 
     Ok(None)
 }
 
-/// Remembers that `version` (a key of `items`) is in `scopes`.
-pub(super) fn note(t: &Trees, scopes: &[String], version: &[u8]) -> Result<(), StoreError> {
+/// Remembers that patient `nhs` has items in `scopes` (once: the index
+/// writer remembers what it noted).
+pub(super) fn note(t: &Trees, scopes: &[String], nhs: &str) -> Result<(), StoreError> {
     for s in scopes {
         let mut k = prefix(s);
-        k.extend_from_slice(version);
-        t.scoped.insert(k, &[])?;
+        k.extend_from_slice(nhs.as_bytes());
+        if t.caches().scoped_noted.contains(&k) {
+            continue;
+        }
+        t.scoped.insert(&k, &[])?;
+        t.caches().remember_scoped(k);
     }
     Ok(())
 }
