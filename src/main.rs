@@ -67,40 +67,12 @@ enum Command {
     },
     /// Print every version of every item of a patient's record, hidden ones
     /// included, with provenance and why hidden (the read is audited).
-    History {
-        /// The NHS number (spaces and dashes allowed).
-        nhs_number: String,
-        /// Who is looking: recorded in the audit trail.
-        #[arg(long)]
-        user: String,
-        /// A running server's read API (default: http://<[http] listen>).
-        #[arg(long, conflicts_with = "data")]
-        server: Option<String>,
-        #[command(flatten)]
-        common: Common,
-    },
+    History(PatientRead),
     /// List messages parked until their patient's NHS number is known, and
     /// identity conflicts (seq, sender, control id, why: no patient data).
-    Parked {
-        /// A running server's read API (default: http://<[http] listen>).
-        #[arg(long, conflicts_with = "data")]
-        server: Option<String>,
-        #[command(flatten)]
-        common: Common,
-    },
+    Parked(Admin),
     /// Print a patient's record as JSON (the read is audited).
-    Record {
-        /// The NHS number (spaces and dashes allowed).
-        nhs_number: String,
-        /// Who is looking: recorded in the audit trail.
-        #[arg(long)]
-        user: String,
-        /// A running server's read API (default: http://<[http] listen>).
-        #[arg(long, conflicts_with = "data")]
-        server: Option<String>,
-        #[command(flatten)]
-        common: Common,
-    },
+    Record(PatientRead),
     /// Offer load over MLLP and report messages/s and ACK latency (JSON).
     Load {
         /// host:port of the MLLP listener.
@@ -223,15 +195,27 @@ enum ObjectionCommand {
     },
 }
 
-/// Where `recordhub objection` acts: `--server`, else `--data` (server
-/// stopped), else the configured HTTP listener.
+/// Where `recordhub objection`, `parked`, `record` and `history` act:
+/// `--server`, else `--data` (server stopped), else the configured HTTP listener.
 #[derive(clap::Args)]
 struct Admin {
-    /// A running server's admin API, e.g. http://127.0.0.1:8080 (default: http://<[http] listen>).
+    /// A running server's HTTP API, e.g. http://127.0.0.1:8080 (default: http://<[http] listen>).
     #[arg(long, conflicts_with = "data")]
     server: Option<String>,
     #[command(flatten)]
     common: Common,
+}
+
+/// One patient's record, read by someone (the read is audited).
+#[derive(clap::Args)]
+struct PatientRead {
+    /// The NHS number (spaces and dashes allowed).
+    nhs_number: String,
+    /// Who is looking: recorded in the audit trail.
+    #[arg(long)]
+    user: String,
+    #[command(flatten)]
+    at: Admin,
 }
 
 /// TLS for `send` and `load`: given `--tls-ca`, the connection uses TLS.
@@ -292,7 +276,9 @@ fn record_source(server: Option<String>, data_given: bool, cfg: Config) -> cli::
 /// Exit code of `record`/`history` for a patient who has objected to sharing.
 const EXIT_OBJECTED: u8 = 3;
 
-fn show_record(nhs: &str, user: &str, server: Option<String>, common: Common, view: View) -> anyhow::Result<ExitCode> {
+fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
+    let PatientRead { nhs_number: nhs, user, at: Admin { server, common } } = read;
+    let (nhs, user) = (nhs.as_str(), user.as_str());
     let cfg = common.load(None, None)?;
     let source = record_source(server, common.data.is_some(), cfg);
     let shown = match cli::record(nhs, user, source, view) {
@@ -354,19 +340,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let clean = cli::journal(&cfg.store.data_dir, since, show, verify)?;
             Ok(if clean || !verify { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Parked { server, common } => {
+        Command::Parked(Admin { server, common }) => {
             let cfg = common.load(None, None)?;
             let source = record_source(server, common.data.is_some(), cfg);
             let listing = cli::parked(source)?;
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&listing).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Record { nhs_number, user, server, common } => {
-            show_record(&nhs_number, &user, server, common, View::Record)
-        }
-        Command::History { nhs_number, user, server, common } => {
-            show_record(&nhs_number, &user, server, common, View::History)
-        }
+        Command::Record(read) => show_record(read, View::Record),
+        Command::History(read) => show_record(read, View::History),
         Command::Load { to, connections, messages, pipeline, rate, timeout, tls, files } => {
             let rt =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

@@ -9,6 +9,7 @@ use crate::indexer;
 use crate::intake::{self, Policy};
 use crate::journal::{Entry, JournalReader, Recovery};
 use crate::mapping::MapError;
+use crate::record::Mapped;
 use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, IndexBatch, Store, StoreError};
 
@@ -70,22 +71,13 @@ impl Replayer {
     /// # Errors
     /// The journal cannot be read, or the index cannot be written.
     pub fn restore(&self, store: &Store, nhs: &crate::hl7::nhs::NhsNumber) -> Result<u64, OpenError> {
-        let reader = JournalReader::open(&self.journal_dir).map_err(|e| replay_error(1, e))?;
         let mut n = 0;
-        for entry in reader.iter_from(1) {
-            let entry = entry.map_err(|e| replay_error(0, e))?;
-            if !accepted(&entry, &self.policy) {
-                continue;
-            }
-            let Ok(msg) = Message::parse_with(&entry.raw, &self.policy.parse) else { continue };
-            let prov = crate::mapping::check::provenance(&msg, entry.seq);
-            let (set, rules) = self.mappings.both();
-            let Ok(mut mapped) = set.apply(&msg, &prov) else { continue };
-            crate::govern::govern(&rules, &set, &self.policy.parse, &msg, &prov, &mut mapped);
-            if store.refile_for(nhs, mapped).map_err(|e| replay_error(entry.seq, e))? {
+        self.each_accepted(|seq, mapped| {
+            if store.refile_for(nhs, mapped).map_err(|e| replay_error(seq, e))? {
                 n += 1;
             }
-        }
+            Ok(())
+        })?;
         Ok(n)
     }
 
@@ -118,6 +110,15 @@ impl Replayer {
     }
 
     fn refile_all(&self, store: &Store, seen: &mut std::collections::HashSet<String>) -> Result<u64, OpenError> {
+        self.each_accepted(|seq, mapped| {
+            seen.extend(mapped.governed.sensitive_scopes.iter().map(|(s, _)| s.clone()));
+            store.refile_governed(mapped).map_err(|e| replay_error(seq, e))
+        })
+    }
+
+    /// Calls `f` with every accepted journal entry that still maps, mapped
+    /// again; returns how many entries were read.
+    fn each_accepted(&self, mut f: impl FnMut(u64, Mapped) -> Result<(), OpenError>) -> Result<u64, OpenError> {
         let reader = JournalReader::open(&self.journal_dir).map_err(|e| replay_error(1, e))?;
         let mut n = 0;
         for entry in reader.iter_from(1) {
@@ -126,15 +127,23 @@ impl Replayer {
             if !accepted(&entry, &self.policy) {
                 continue;
             }
-            let Ok(msg) = Message::parse_with(&entry.raw, &self.policy.parse) else { continue };
-            let prov = crate::mapping::check::provenance(&msg, entry.seq);
-            let (set, rules) = self.mappings.both();
-            let Ok(mut mapped) = set.apply(&msg, &prov) else { continue };
-            crate::govern::govern(&rules, &set, &self.policy.parse, &msg, &prov, &mut mapped);
-            seen.extend(mapped.governed.sensitive_scopes.iter().map(|(s, _)| s.clone()));
-            store.refile_governed(mapped).map_err(|e| replay_error(entry.seq, e))?;
+            if let Ok(mapped) = self.remap(&entry.raw, entry.seq) {
+                f(entry.seq, mapped)?;
+            }
         }
         Ok(n)
+    }
+
+    /// What a journaled message maps to under the mappings and rules now in
+    /// force: parsed, mapped and governed as live ingest does, so exclusion
+    /// holds on replay, reindex and re-evaluation alike.
+    fn remap(&self, raw: &[u8], seq: u64) -> Result<Mapped, Unmapped> {
+        let msg = Message::parse_with(raw, &self.policy.parse).map_err(|_| Unmapped::Parse)?;
+        let prov = crate::mapping::check::provenance(&msg, seq);
+        let (set, rules) = self.mappings.both();
+        let mut mapped = set.apply(&msg, &prov).map_err(Unmapped::Map)?;
+        crate::govern::govern(&rules, &set, &self.policy.parse, &msg, &prov, &mut mapped);
+        Ok(mapped)
     }
 
     /// The index effects of one journaled, accepted message, derived again
@@ -145,26 +154,22 @@ impl Replayer {
         }
         let key = DedupKey::new(&e.sending_app, &e.sending_facility, &e.control_id);
         let rec = DedupRecord { fingerprint: Fingerprint::of(&e.raw), seq: e.seq, ack: e.ack.clone() };
-        match Message::parse_with(&e.raw, &self.policy.parse) {
-            Ok(msg) => {
-                let prov = crate::mapping::check::provenance(&msg, e.seq);
-                let (set, rules) = self.mappings.both();
-                match set.apply(&msg, &prov) {
-                    Ok(mut mapped) => {
-                        // The same govern stage as live ingest: exclusion holds on replay and reindex.
-                        crate::govern::govern(&rules, &set, &self.policy.parse, &msg, &prov, &mut mapped);
-                        indexer::file(batch, e.seq, mapped)
-                    }
-                    // Accepted under older mappings, failing under these: keep
-                    // it visible to operators rather than dropping it silently.
-                    Err(err) => batch.unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
-                }
-            }
-            Err(_) => batch.unindexed(e.seq, "no longer parses with the current settings"),
+        match self.remap(&e.raw, e.seq) {
+            Ok(mapped) => indexer::file(batch, e.seq, mapped),
+            // Accepted under older mappings, failing under these: keep it
+            // visible to operators rather than dropping it silently.
+            Err(Unmapped::Map(err)) => batch.unindexed(e.seq, &format!("mapping now fails: {}", map_error_text(&err))),
+            Err(Unmapped::Parse) => batch.unindexed(e.seq, "no longer parses with the current settings"),
         }
         // After the items: see store/batch.rs on why the order matters.
         batch.dedup(&key, &rec);
     }
+}
+
+/// Why a journaled message no longer maps.
+enum Unmapped {
+    Parse,
+    Map(MapError),
 }
 
 /// Whether a journaled message was accepted. An entry that records no ACK

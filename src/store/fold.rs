@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use crate::record::{Effect, Fields, Item, Provenance};
+use crate::record::{Effect, FieldRef, Fields, Item, Provenance};
 
 /// What one version contributes, for the history view.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +102,7 @@ fn merge(versions: &[Item], shown: &[usize], last: usize) -> Item {
     // The common case, one plain version: shown as stored, minus removals.
     if let [only] = shown {
         let v = &versions[*only];
-        if v.version.append.is_empty() && v.fields.iter().all(|(_, f)| f.to_json() != Json::Null) {
+        if v.version.append.is_empty() && v.fields.iter().all(|(_, f)| !matches!(f, FieldRef::Null)) {
             out.fields = v.fields.clone();
             return out;
         }
