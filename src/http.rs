@@ -24,14 +24,18 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Access;
+use crate::audit::AuditLog;
+use crate::auth::{Principal, Purpose};
 use crate::health::Health;
 use crate::hl7::nhs::NhsNumber;
 use crate::indexer::Progress;
 use crate::mapping::MappingSet;
 use crate::metrics::{JournalSize, Scrape};
 use crate::mllp::admission::ConnectionStats;
-use crate::pipeline::{now_ms, Mappings, Replayer};
-use crate::store::{AuditEvent, Store};
+use crate::pipeline::{Mappings, Replayer};
+use crate::read::{read_audited, ReadCtx, ReadError, ReadRequest, View, Viewed, OBJECTED};
+use crate::store::Store;
 
 mod objections;
 
@@ -50,6 +54,17 @@ pub struct Api {
     pub journal_dir: PathBuf,
     /// Re-files a record from the journal when its objection is withdrawn.
     pub replayer: Replayer,
+    /// Every view of patient data is appended here before it is shown.
+    pub audit: AuditLog,
+    /// Which roles may read, and which categories each sees.
+    pub access: Arc<Access>,
+}
+
+impl Api {
+    /// What the read path needs.
+    pub fn read_ctx(&self) -> ReadCtx {
+        ReadCtx { store: self.store.clone(), audit: self.audit.clone(), access: self.access.clone() }
+    }
 }
 
 /// `/ready` fails when the index is more than this many journal entries
@@ -160,15 +175,6 @@ async fn conflicts(State(api): State<Api>) -> Response {
     }
 }
 
-/// Which view of a patient's record a read asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// What the record shows now.
-    Record,
-    /// Every version of every item, hidden ones included.
-    History,
-}
-
 async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Response {
     let user = headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
     if user.is_empty() {
@@ -177,7 +183,7 @@ async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Respons
     let Ok(nhs) = NhsNumber::parse(&nhs) else {
         return error(StatusCode::BAD_REQUEST, "not a valid NHS number (10 digits passing the Modulus 11 check)");
     };
-    let user = user.to_string();
+    let who = Principal { user: user.to_string(), role: "clinician".into(), org: String::new() };
     let nhs_text = nhs.as_str().to_string();
     let result = tokio::task::spawn_blocking(move || {
         // Read-your-writes: a message acknowledged before this request is in
@@ -189,7 +195,9 @@ async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Respons
                 "index writer behind; record served without the newest messages"
             );
         }
-        read_audited(&api.store, &nhs, &user, "http", which)
+        let purpose = Purpose::default();
+        let req = ReadRequest { nhs: &nhs, who: &who, purpose: &purpose, client: "", via: "http", view: which };
+        read_audited(&api.read_ctx(), &req)
     })
     .await;
     match result {
@@ -199,80 +207,17 @@ async fn view(api: Api, nhs: String, headers: HeaderMap, which: View) -> Respons
             (StatusCode::FORBIDDEN, Json(json!({ "error": OBJECTED, "nhs_number": nhs_text, "objection": true })))
                 .into_response()
         }
+        Ok(Ok(Viewed::Forbidden)) => error(StatusCode::FORBIDDEN, "your role may not read records"),
+        Ok(Err(e @ ReadError::Audit(_))) => {
+            tracing::error!(error = %e, "audit write failed; record not shown");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the audit log could not be written, so nothing is shown")
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "record read failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "the index could not be read")
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the read was interrupted"),
     }
-}
-
-/// What a record read found.
-#[derive(Debug)]
-pub enum Viewed {
-    /// The record (or history) as JSON.
-    Shown(serde_json::Value),
-    /// No item is held for this NHS number.
-    Unknown,
-    /// The patient has objected to sharing: nothing may be shown.
-    Objected,
-}
-
-/// The answer to a read of a patient who has objected (HTTP 403, CLI exit 3).
-pub const OBJECTED: &str = "the patient has objected to sharing their record";
-
-/// Reads a record and audits the view (also a view of an unknown patient,
-/// and an attempt refused because the patient objected: action
-/// `read_objected` / `read_history_objected`, 0 items).
-///
-/// # Errors
-/// The index could not be read or the audit event not written; then nothing
-/// is returned, because an unaudited view must not happen.
-pub fn read_audited(
-    store: &Store,
-    nhs: &NhsNumber,
-    user: &str,
-    via: &str,
-    which: View,
-) -> Result<Viewed, crate::store::StoreError> {
-    if store.objection(nhs)?.is_some() {
-        let action = if which == View::Record { "read_objected" } else { "read_history_objected" };
-        let event = AuditEvent {
-            at_ms: now_ms(),
-            user: user.to_string(),
-            nhs_number: nhs.as_str().to_string(),
-            action: action.into(),
-            via: via.into(),
-            items: 0,
-        };
-        store.audit(&event)?;
-        tracing::info!(user, via, action, "record view refused: the patient has objected");
-        return Ok(Viewed::Objected);
-    }
-    let (count, body, action) = match which {
-        View::Record => {
-            let items = store.record(nhs)?;
-            (items.len(), json!({ "nhs_number": nhs.as_str(), "items": items }), "read")
-        }
-        View::History => {
-            let items = store.history(nhs)?;
-            (items.len(), json!({ "nhs_number": nhs.as_str(), "items": items }), "read_history")
-        }
-    };
-    let event = AuditEvent {
-        at_ms: now_ms(),
-        user: user.to_string(),
-        nhs_number: nhs.as_str().to_string(),
-        action: action.into(),
-        via: via.into(),
-        items: count,
-    };
-    store.audit(&event)?;
-    tracing::info!(user, via, action, items = count, "record viewed");
-    if count == 0 {
-        return Ok(Viewed::Unknown);
-    }
-    Ok(Viewed::Shown(body))
 }
 
 async fn reload(State(api): State<Api>) -> Response {

@@ -23,7 +23,10 @@
 //! - [`events`], [`metrics`]: each event's log line and counters; `/metrics`.
 //! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
 
+pub mod access;
 pub mod ack;
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod events;
@@ -40,6 +43,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod mllp;
 pub mod pipeline;
+pub mod read;
 pub mod record;
 pub mod serve;
 pub mod store;

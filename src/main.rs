@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use recordhub::cli;
-use recordhub::http::View;
+use recordhub::read::View;
 
 // glibc malloc trims and regrows its heap around every large message and
 // dominated the pipeline profile (DESIGN.md; measured in the closing note).

@@ -29,6 +29,8 @@ pub enum ServeError {
     PipelinePanicked(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot open the audit log under the data directory")]
+    Audit(#[source] std::io::Error),
     #[error(transparent)]
     Faults(#[from] crate::fault::SpecError),
 }
@@ -221,6 +223,8 @@ pub async fn start_with_faults(
         mllp_stats: server_cfg.stats.clone(),
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
         replayer,
+        audit: crate::audit::AuditLog::open(&cfg.store.data_dir).map_err(ServeError::Audit)?,
+        access: std::sync::Arc::new(crate::access::Access::allow_all()),
     };
     let sighup_api = api.clone();
     let cancel = CancellationToken::new();

@@ -13,7 +13,7 @@ pub enum RecordSource {
 /// Prints a patient's record (or its history) as JSON. Returns false when
 /// the patient is unknown; [`RecordError::Objected`] when the patient has
 /// objected to sharing. Every read is audited, whichever way it goes.
-pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::http::View) -> Result<bool, RecordError> {
+pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::read::View) -> Result<bool, RecordError> {
     let nhs = crate::hl7::nhs::NhsNumber::parse(nhs).map_err(|_| RecordError::BadNhs(nhs.to_string()))?;
     let body = match source {
         RecordSource::Local(cfg) => {
@@ -22,17 +22,27 @@ pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::http::Vi
             // a crash), so a local read is as complete as the journal.
             let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
                 .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
-            let viewed = crate::http::read_audited(p.store(), &nhs, user, "cli", view)
-                .map_err(|e| RecordError::Open(e.to_string()))?;
+            let audit = crate::audit::AuditLog::open(&cfg.store.data_dir)
+                .map_err(|e| RecordError::Open(format!("the audit log: {e}")))?;
+            let ctx = crate::read::ReadCtx {
+                store: p.store().clone(),
+                audit,
+                access: std::sync::Arc::new(crate::access::Access::allow_all()),
+            };
+            let who = crate::auth::Principal { user: user.to_string(), role: "clinician".into(), org: String::new() };
+            let purpose = crate::auth::Purpose::default();
+            let req =
+                crate::read::ReadRequest { nhs: &nhs, who: &who, purpose: &purpose, client: "local", via: "cli", view };
+            let viewed = crate::read::read_audited(&ctx, &req).map_err(|e| RecordError::Open(e.to_string()))?;
             p.shutdown().map_err(|e| RecordError::Open(e.to_string()))?;
             match viewed {
-                crate::http::Viewed::Shown(body) => Some(body),
-                crate::http::Viewed::Unknown => None,
-                crate::http::Viewed::Objected => return Err(RecordError::Objected(nhs.as_str().to_string())),
+                crate::read::Viewed::Shown(body) => Some(body),
+                crate::read::Viewed::Unknown | crate::read::Viewed::Forbidden => None,
+                crate::read::Viewed::Objected => return Err(RecordError::Objected(nhs.as_str().to_string())),
             }
         }
         RecordSource::Server(base) => {
-            let tail = if view == crate::http::View::History { "/history" } else { "" };
+            let tail = if view == crate::read::View::History { "/history" } else { "" };
             let url = format!("{}/patients/{}{tail}", base.trim_end_matches('/'), nhs.as_str());
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
             let mut resp = agent
@@ -80,7 +90,7 @@ pub enum RecordError {
     #[error("request to {0} failed: {1}")]
     Http(String, String),
     /// A standing objection: nothing of the record may be shown (exit code 3).
-    #[error("NHS number {0}: {obj}; nothing is shown", obj = crate::http::OBJECTED)]
+    #[error("NHS number {0}: {obj}; nothing is shown", obj = crate::read::OBJECTED)]
     Objected(String),
 }
 

@@ -15,8 +15,6 @@
 //!   number, or one failing Modulus 11): kept for operators and `reindex`.
 //! - `audit`:  time-ordered record views (who, when, which NHS number).
 
-use serde::{Deserialize, Serialize};
-
 use super::{keys, Store, StoreError};
 use crate::hl7::nhs::NhsNumber;
 use crate::record::{Item, Mapped};
@@ -32,21 +30,6 @@ pub(super) fn encode_item(item: &Item) -> Result<Vec<u8>, StoreError> {
 
 pub(super) fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|_| StoreError::Damaged { tree: "items" })
-}
-
-/// One view of a record, as the audit trail keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEvent {
-    /// Unix milliseconds.
-    pub at_ms: u64,
-    pub user: String,
-    pub nhs_number: String,
-    /// `read` for a record view.
-    pub action: String,
-    /// `http` or `cli`.
-    pub via: String,
-    /// How many items were shown (0 when the patient is unknown).
-    pub items: usize,
 }
 
 impl Store {
@@ -91,29 +74,6 @@ impl Store {
 
     pub fn unindexed_count(&self) -> Result<usize, StoreError> {
         Ok(self.t()?.unindexed.len())
-    }
-
-    /// Appends an audit event and flushes it: a view is recorded durably
-    /// before the record is returned.
-    pub fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let t = self.t()?;
-        let id = t.db.generate_id()?;
-        let mut k = event.at_ms.to_be_bytes().to_vec();
-        k.extend_from_slice(&id.to_be_bytes());
-        let v = serde_json::to_vec(event).map_err(|_| StoreError::Damaged { tree: "audit" })?;
-        t.audit.insert(k, v)?;
-        t.audit.flush()?;
-        Ok(())
-    }
-
-    /// Every audit event, oldest first.
-    pub fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.t()?.audit.iter() {
-            let (_, v) = kv?;
-            out.push(serde_json::from_slice(&v).map_err(|_| StoreError::Damaged { tree: "audit" })?);
-        }
-        Ok(out)
     }
 
     /// Drops what `reindex` rebuilds (items, xref, unindexed, dedup, meta),

@@ -39,7 +39,6 @@ use std::time::{Duration, Instant};
 pub use batch::IndexBatch;
 pub use dedup::{DedupKey, DedupRecord};
 pub use identity::{Conflict, ParkedEntry};
-pub use index::AuditEvent;
 pub use objection::{Objection, ObjectionChange, Registered};
 pub use read::{HiddenBy, ItemHistory, VersionEntry};
 
@@ -70,6 +69,8 @@ pub(crate) struct Trees {
     pub(crate) items: sled::Tree,
     pub(crate) xref: sled::Tree,
     pub(crate) unindexed: sled::Tree,
+    /// Audit events written before issue 11 (now `<data>/audit/`): kept for migration.
+    #[allow(dead_code)]
     pub(crate) audit: sled::Tree,
     pub(crate) parked: sled::Tree,
     pub(crate) conflicts: sled::Tree,

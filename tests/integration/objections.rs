@@ -120,7 +120,13 @@ async fn an_objection_hides_the_record_with_403_and_the_sender_sees_the_same_ack
     let s = store(dir.path());
     assert!(s.record(&nhs(NHS)).unwrap().is_empty(), "no version of the patient's items is held");
     assert_eq!(s.unindexed_count().unwrap(), 0);
-    let refused: Vec<_> = s.audit_events().unwrap().into_iter().filter(|a| a.action.ends_with("_objected")).collect();
+    let refused: Vec<_> = recordhub::audit::AuditLog::open(dir.path())
+        .unwrap()
+        .events()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.outcome == "objected")
+        .collect();
     assert_eq!(refused.len(), 4, "every refused view is audited (2 HTTP + CLI + after restart): {refused:?}");
 }
 

@@ -111,8 +111,7 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
     assert_eq!(strip(&items(&after)), strip(&again), "reindex gives the identical record");
 
     // Every view was audited: 2 over HTTP + 1 unknown + 2 local, with the user's name.
-    let store = recordhub::store::Store::open(&recordhub::pipeline::index_dir(dir.path())).unwrap();
-    let audit = store.audit_events().unwrap();
+    let audit = recordhub::audit::AuditLog::open(dir.path()).unwrap().events().unwrap();
     let users: Vec<&str> = audit.iter().map(|a| a.user.as_str()).collect();
     assert_eq!(users, vec!["dr.jones", "dr.jones", "dr.jones", "dr.smith", "dr.smith"]);
     assert!(audit.iter().all(|a| a.action == "read"));
