@@ -37,6 +37,7 @@ use crate::pipeline::{Mappings, Replayer};
 use crate::read::{read_audited, ReadCtx, ReadError, ReadRequest, View, Viewed, OBJECTED};
 use crate::store::Store;
 
+mod audit;
 mod objections;
 
 /// What the handlers share.
@@ -90,6 +91,7 @@ where
         .route("/admin/objections/log", get(objections::log))
         .route("/admin/objections/import", post(objections::import))
         .route("/admin/objections/{nhs}", delete(objections::remove))
+        .route("/admin/audit", get(audit::search))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

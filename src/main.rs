@@ -110,6 +110,8 @@ enum Command {
         #[command(subcommand)]
         action: ObjectionCommand,
     },
+    /// The audit log: who looked at which record (list, `verify` the hash chain, `export --format fhir`).
+    Audit(cli::AuditArgs),
     /// Exclusion rules (mappings/governance/): sensitive information kept out of the record.
     Governance {
         #[command(subcommand)]
@@ -408,6 +410,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
+        Command::Audit(args) => Ok(ExitCode::from(cli::audit(args)?)),
         Command::Governance { action: GovernanceCommand::Test { rules, config, files } } => {
             let cfg = config::load(config.as_deref(), &Overrides::default())?;
             let dir = rules.unwrap_or_else(|| cfg.mapping.dir.join(recordhub::govern::DIR));

@@ -108,6 +108,20 @@ async fn extra_listeners(cfg: &Config, base: &ServerConfig) -> Result<Vec<(TcpLi
     Ok(out)
 }
 
+/// Opens the audit log (`[audit]`), copying the index's pre-chain audit
+/// events into it the first time.
+///
+/// # Errors
+/// The audit directory cannot be created, read or locked.
+pub fn open_audit(
+    cfg: &Config,
+    opts: crate::audit::Options,
+    store: &crate::store::Store,
+) -> Result<crate::audit::AuditLog, ServeError> {
+    let opts = crate::audit::Options { legacy: Some(store.clone()), ..opts };
+    crate::audit::AuditLog::open_with(&cfg.store.data_dir, opts).map_err(ServeError::Audit)
+}
+
 /// A running engine: the listener, its worker thread and the pipeline.
 pub struct Running {
     /// Where the read API listens (useful when configured with port 0).
@@ -178,6 +192,7 @@ pub async fn start_with_faults(
         tracing::warn!("fault injection is armed ({}): for tests only", crate::fault::ENV);
     }
     let mut opts = pipeline_options(cfg, mappings.clone());
+    let audit_opts = crate::audit::Options::from_config(&cfg.audit, faults.clone());
     opts.faults = faults;
     // For the read API: restoring a record when its objection is withdrawn.
     let replayer = pipeline::Replayer {
@@ -223,7 +238,7 @@ pub async fn start_with_faults(
         mllp_stats: server_cfg.stats.clone(),
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
         replayer,
-        audit: crate::audit::AuditLog::open(&cfg.store.data_dir).map_err(ServeError::Audit)?,
+        audit: open_audit(cfg, audit_opts, pipeline.store())?,
         access: std::sync::Arc::new(crate::access::Access::allow_all()),
     };
     let sighup_api = api.clone();

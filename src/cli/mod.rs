@@ -1,6 +1,7 @@
 //! The analyst-facing commands that are not the server: `send`, `journal`,
 //! `record`, `reindex`, `check`, `objection`, `governance`. One file per command.
 
+mod audit;
 mod check;
 mod governance;
 mod journal;
@@ -10,6 +11,7 @@ mod send;
 
 use std::path::PathBuf;
 
+pub use audit::{audit, AuditArgs, AuditCliError};
 pub use check::check;
 pub use governance::governance_test;
 pub use journal::journal;

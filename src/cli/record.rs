@@ -22,8 +22,10 @@ pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::read::Vi
             // a crash), so a local read is as complete as the journal.
             let (mut p, _) = crate::pipeline::Pipeline::open(crate::serve::pipeline_options(&cfg, mappings))
                 .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
-            let audit = crate::audit::AuditLog::open(&cfg.store.data_dir)
-                .map_err(|e| RecordError::Open(format!("the audit log: {e}")))?;
+            let faults = crate::fault::Faults::from_env().map_err(|e| RecordError::Open(e.to_string()))?;
+            let opts = crate::audit::Options::from_config(&cfg.audit, faults);
+            let audit = crate::serve::open_audit(&cfg, opts, p.store())
+                .map_err(|e| RecordError::Open(format!("{e}: {}", source_chain(&e))))?;
             let ctx = crate::read::ReadCtx {
                 store: p.store().clone(),
                 audit,

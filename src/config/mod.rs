@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::{
-    RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp, RawStore,
-    RawTls,
+    RawAck, RawAllow, RawAudit, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp,
+    RawStore, RawTls,
 };
 pub use validate::resolve_path;
 
@@ -46,6 +46,7 @@ pub struct Config {
     pub hl7: Hl7Config,
     pub mapping: MappingConfig,
     pub log: LogConfig,
+    pub audit: AuditConfig,
 }
 
 /// Validated `[mllp]`.
@@ -147,6 +148,15 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// At least 1.
     pub buffer_lines: usize,
+}
+
+/// Validated `[audit]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// Positive.
+    pub rotate_bytes: u64,
+    /// `None` when `head_log_secs = 0`.
+    pub head_log: Option<Duration>,
 }
 
 /// How log lines are written.

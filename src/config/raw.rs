@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub mapping: RawMapping,
     /// `[log]`: log level, format and buffering.
     pub log: RawLog,
+    /// `[audit]`: the hash-chained audit log under `<data_dir>/audit/`.
+    pub audit: RawAudit,
 }
 
 /// `[mllp]` as written.
@@ -194,6 +196,24 @@ pub struct RawLog {
     /// Log lines queued for stderr; when stderr cannot keep up, further lines are
     /// dropped and counted rather than stalling the engine.
     pub buffer_lines: u64,
+}
+
+/// `[audit]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAudit {
+    /// Size at which an audit file (`audit-NNNNNN.jsonl`) is closed and the next started, in bytes;
+    /// the hash chain continues across files.
+    pub rotate_bytes: u64,
+    /// Seconds between INFO lines giving the chain head (`chain_head`, `lines`, `file`: no
+    /// patient data), logged when it moved, so an external copy can anchor the chain; 0: never.
+    pub head_log_secs: u64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self { rotate_bytes: crate::audit::DEFAULT_ROTATE_BYTES, head_log_secs: crate::audit::DEFAULT_HEAD_LOG_SECS }
+    }
 }
 
 impl Default for RawMllp {

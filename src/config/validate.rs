@@ -181,6 +181,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
         hl7: validate_hl7(&raw.hl7, &mut v),
         mapping: MappingConfig { dir: v.dir("mapping.dir", raw.mapping.dir) },
         log: validate_log(raw.log, &mut v),
+        audit: validate_audit(&raw.audit, &mut v),
     };
     if v.problems.is_empty() {
         Ok(config)
@@ -274,6 +275,13 @@ fn validate_log(raw: RawLog, v: &mut Validator<'_>) -> LogConfig {
         v.report("log.buffer_lines", buffer_lines.to_string(), format!("must be at most {MAX_LOG_BUFFER_LINES}"));
     }
     LogConfig { level: raw.level, format, buffer_lines }
+}
+
+fn validate_audit(raw: &super::RawAudit, v: &mut Validator<'_>) -> super::AuditConfig {
+    super::AuditConfig {
+        rotate_bytes: v.positive("audit.rotate_bytes", raw.rotate_bytes),
+        head_log: (raw.head_log_secs > 0).then(|| Duration::from_secs(raw.head_log_secs)),
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,12 @@ impl Store {
         Ok(())
     }
 
+    /// The raw values of the pre-chain `audit` tree (JSON), oldest first:
+    /// read once, to copy them into the audit log (`audit/migrate.rs`).
+    pub fn legacy_audit(&self) -> Result<Vec<sled::IVec>, StoreError> {
+        self.t()?.audit.iter().values().collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
     pub fn unindexed_count(&self) -> Result<usize, StoreError> {
         Ok(self.t()?.unindexed.len())
     }
