@@ -6,6 +6,7 @@ mod common;
 
 mod acks;
 mod adt_events;
+mod audit;
 mod charset;
 mod connections;
 mod durability;
