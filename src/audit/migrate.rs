@@ -1,5 +1,9 @@
-//! Events written before the hash chain, copied into a log that is still
-//! empty, oldest first, so the chain holds the whole history of views:
+//! Events written before the hash chain, copied into it once, oldest first,
+//! the first time the log is opened with the index (`Options::legacy`: the
+//! server and `recordhub record --data`), so the chain holds the whole
+//! history of views. The file `audit/MIGRATED` marks it done (an open
+//! without the index, such as `journal --show`, may have appended first:
+//! then the old events follow it in the chain, with their own `at_ms`):
 //!
 //! - the index's sled tree `audit` (before issue 11): `{at_ms, user,
 //!   nhs_number, action, via, items}` with `items` a count; copied with
@@ -46,11 +50,19 @@ impl OldEvent {
     }
 }
 
-/// Copies the pre-chain events into `chain` (empty, under the lock) and
-/// returns how many.
+/// Marks the migration done.
+const MARKER: &str = "MIGRATED";
+
+/// Copies the pre-chain events into `chain` (under the lock) unless done
+/// before, and returns how many.
 pub(super) fn migrate(chain: &mut Chain, data_dir: &Path, opts: &Options) -> io::Result<usize> {
+    let Some(store) = &opts.legacy else { return Ok(0) };
+    let marker = super::dir(data_dir).join(MARKER);
+    if marker.exists() {
+        return Ok(0);
+    }
     let mut events = Vec::new();
-    if let Some(store) = &opts.legacy {
+    {
         let values = store.legacy_audit().map_err(io::Error::other)?;
         for v in values {
             let old: OldEvent = serde_json::from_slice(&v).map_err(|e| {
@@ -75,6 +87,9 @@ pub(super) fn migrate(chain: &mut Chain, data_dir: &Path, opts: &Options) -> io:
         let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
         chain.commit(&refs, opts)?;
     }
+    let note = format!("{} events copied from before the hash chain\n", events.len());
+    std::fs::write(&marker, note)?;
+    std::fs::File::open(super::dir(data_dir))?.sync_all()?;
     if !events.is_empty() {
         tracing::info!(
             from_index = from_tree,

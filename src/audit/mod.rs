@@ -95,8 +95,8 @@ pub struct Options {
     /// `audit.append` (a batch fails before it is written) and
     /// `audit.fdatasync` (written, then the sync fails).
     pub faults: Faults,
-    /// The index, whose pre-chain `audit` tree is copied into a log that is
-    /// still empty (`migrate.rs`).
+    /// The index, whose pre-chain `audit` tree is copied into the log the
+    /// first time it is opened with it (`migrate.rs`).
     pub legacy: Option<crate::store::Store>,
 }
 
@@ -176,7 +176,7 @@ impl AuditLog {
 
     /// Opens (creating) the audit log: finds the end of the chain, moves a
     /// torn last line aside (WARN), copies pre-chain events into a log that
-    /// is still empty, and starts the writer thread.
+    /// was not given them yet (`Options::legacy`), and starts the writer thread.
     ///
     /// # Errors
     /// The directory or a file could not be created, read or locked.
@@ -187,9 +187,7 @@ impl AuditLog {
         let chain = writer::locked(&lock, || {
             let (mut chain, recovery) = writer::Chain::load(&dir)?;
             report_recovery(&recovery);
-            if chain.seq == 0 {
-                migrate::migrate(&mut chain, data_dir, &opts)?;
-            }
+            migrate::migrate(&mut chain, data_dir, &opts)?;
             Ok(chain)
         })?;
         let head = Arc::new(Mutex::new(chain.head()));

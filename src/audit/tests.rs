@@ -251,7 +251,7 @@ fn a_failed_write_or_sync_shows_as_an_error_and_leaves_no_line() {
 }
 
 #[test]
-fn the_index_audit_tree_is_copied_into_an_empty_log_once() {
+fn the_index_audit_tree_is_copied_in_once_even_after_an_open_without_it() {
     let data = tempfile::tempdir().unwrap();
     let store = crate::store::Store::open(&data.path().join("index")).unwrap();
     for (i, user) in ["dr.old", "dr.older"].iter().enumerate() {
@@ -260,6 +260,8 @@ fn the_index_audit_tree_is_copied_into_an_empty_log_once() {
         let key = [(1_700_000_000_000u64 + i as u64).to_be_bytes(), (i as u64).to_be_bytes()].concat();
         store.t().unwrap().audit.insert(key, serde_json::to_vec(&old).unwrap()).unwrap();
     }
+    // A tool that opens the log without the index (`journal --show`) first.
+    open(data.path()).append(&event("dr.tool", 0)).unwrap();
     let opts = || Options { legacy: Some(store.clone()), ..quiet() };
     let log = AuditLog::open_with(data.path(), opts()).unwrap();
     log.append(&event("dr.new", 0)).unwrap();
@@ -267,9 +269,10 @@ fn the_index_audit_tree_is_copied_into_an_empty_log_once() {
     let log = AuditLog::open_with(data.path(), opts()).unwrap();
     let events = log.events().unwrap();
     let seen: Vec<(&str, &str)> = events.iter().map(|e| (e.user.as_str(), e.outcome.as_str())).collect();
-    assert_eq!(seen, [("dr.old", "migrated"), ("dr.older", "migrated"), ("dr.new", "shown")], "copied once");
-    assert_eq!(events[0].nhs_number.as_deref(), Some(NHS));
-    assert!(events[0].reason.contains("3 items"), "{:?}", events[0].reason);
+    let expected = [("dr.tool", "shown"), ("dr.old", "migrated"), ("dr.older", "migrated"), ("dr.new", "shown")];
+    assert_eq!(seen, expected, "copied once");
+    assert_eq!(events[1].nhs_number.as_deref(), Some(NHS));
+    assert!(events[1].reason.contains("3 items"), "{:?}", events[1].reason);
     assert_eq!(store.t().unwrap().audit.len(), 2, "the old tree is left as it was");
     assert_eq!(verify_problem(data.path()), None);
 }

@@ -75,6 +75,9 @@ struct ListArgs {
     /// Only break-glass reads.
     #[arg(long)]
     break_glass: bool,
+    /// A table for reading (UTC time, who, what, why, outcome) instead of JSON lines.
+    #[arg(long)]
+    table: bool,
     /// A running server's HTTP API (GET /admin/audit), e.g. http://127.0.0.1:8080.
     #[arg(long, conflicts_with = "data")]
     server: Option<String>,
@@ -145,17 +148,76 @@ fn out(bytes: &[u8]) {
 fn list(args: ListArgs) -> Result<u8, AuditCliError> {
     let nhs = args.nhs.as_deref().map(nhs_number).transpose()?;
     let since_ms = args.since.as_deref().map(query::parse_since).transpose()?;
-    if let Some(server) = &args.server {
-        return list_remote(server, args.token.as_deref(), &args, nhs);
+    let lines = match &args.server {
+        Some(server) => list_remote(server, args.token.as_deref(), &args, nhs)?,
+        None => {
+            let filter = query::Filter { nhs, user: args.user.clone(), since_ms, break_glass: args.break_glass };
+            let dir = crate::audit::dir(&args.at.load()?.store.data_dir);
+            query::lines(&dir, &filter).map_err(|source| AuditCliError::Read { dir, source })?
+        }
+    };
+    if args.table {
+        out(table(&lines).as_bytes());
+    } else {
+        out(&lines);
     }
-    let filter = query::Filter { nhs, user: args.user, since_ms, break_glass: args.break_glass };
-    let dir = crate::audit::dir(&args.at.load()?.store.data_dir);
-    let lines = query::lines(&dir, &filter).map_err(|source| AuditCliError::Read { dir, source })?;
-    out(&lines);
     Ok(0)
 }
 
-fn list_remote(server: &str, token: Option<&str>, args: &ListArgs, nhs: Option<String>) -> Result<u8, AuditCliError> {
+/// The events of `lines` as aligned columns, a header first.
+fn table(lines: &[u8]) -> String {
+    let header = [
+        "TIME (UTC)",
+        "USER",
+        "ROLE",
+        "ORG",
+        "ACTION",
+        "OUTCOME",
+        "PURPOSE",
+        "REASON",
+        "NHS NUMBER",
+        "ITEMS",
+        "VIA",
+        "CLIENT",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(e) = serde_json::from_slice::<crate::audit::AuditEvent>(line) else { continue };
+        let purpose = if e.break_glass { "BREAK-GLASS".to_string() } else { e.purpose };
+        let mut time = fhir::instant(e.at_ms);
+        time.truncate(19);
+        rows.push(vec![
+            time.replace('T', " "),
+            e.user,
+            e.role,
+            e.org,
+            e.action,
+            e.outcome,
+            purpose,
+            e.reason,
+            e.nhs_number.unwrap_or_default(),
+            e.items.len().to_string(),
+            e.via,
+            e.client,
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut text = String::new();
+    for r in rows {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn list_remote(
+    server: &str,
+    token: Option<&str>,
+    args: &ListArgs,
+    nhs: Option<String>,
+) -> Result<Vec<u8>, AuditCliError> {
     let url = format!("{}/admin/audit", server.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut req = agent.get(&url);
@@ -177,8 +239,7 @@ fn list_remote(server: &str, token: Option<&str>, args: &ListArgs, nhs: Option<S
     if status != 200 {
         return Err(http(format!("status {status}: {}", String::from_utf8_lossy(&body))));
     }
-    out(&body);
-    Ok(0)
+    Ok(body)
 }
 
 fn verify_chain(at: &Local, anchor: Option<&str>) -> Result<u8, AuditCliError> {

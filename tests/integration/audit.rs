@@ -102,6 +102,14 @@ async fn audit_lists_each_read_with_every_field_and_filters_by_patient_user_time
     assert!(stdout_lines(&recordhub(&["audit", "--nhs", "9434765870"], dir.path(), &[])).is_empty());
     assert_eq!(stdout_lines(&recordhub(&["audit", "--since", "2000-01-01"], dir.path(), &[])).len(), 3);
     assert!(stdout_lines(&recordhub(&["audit", "--since", "2999-01-01T00:00:00Z"], dir.path(), &[])).is_empty());
+    let table = recordhub(&["audit", "--nhs", NHS, "--table"], dir.path(), &[]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 4, "a header and one row per read: {table}");
+    assert!(
+        rows[0].starts_with("TIME (UTC)") && rows[2].contains("dr.smith") && rows[2].contains("BREAK-GLASS"),
+        "{table}"
+    );
     let bad = recordhub(&["audit", "--since", "last tuesday"], dir.path(), &[]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"), "{}", String::from_utf8_lossy(&bad.stderr));
