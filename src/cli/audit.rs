@@ -251,10 +251,8 @@ fn verify_chain(at: &Local, anchor: Option<&str>) -> Result<u8, AuditCliError> {
     }
     match &report.problem {
         None => {
-            let text = format!(
-                "audit log intact: {} lines in {} files; chain head {}\n",
-                report.lines, report.files, report.head
-            );
+            let files = if report.files == 1 { "1 file".to_string() } else { format!("{} files", report.files) };
+            let text = format!("audit log intact: {} lines in {files}; chain head {}\n", report.lines, report.head);
             out(text.as_bytes());
             Ok(0)
         }

@@ -131,7 +131,7 @@ async fn audit_verify_names_the_line_that_was_edited_deleted_or_swapped() {
     }
     let (status, out, _) = verify(dir.path());
     assert_eq!(status, Some(0), "{out}");
-    assert!(out.contains("audit log intact: 4 lines in 1 files"), "{out}");
+    assert!(out.contains("audit log intact: 4 lines in 1 file;"), "{out}");
 
     let file = dir.path().join("audit/audit-000001.jsonl");
     let original = std::fs::read(&file).unwrap();
