@@ -21,6 +21,7 @@
 //! - [`fault`]: named fault points for tests (fsync failure, ENOSPC, panics, aborts).
 //! - [`health`], [`supervise`]: what `/health` and `/ready` report; panics.
 //! - [`events`], [`metrics`]: each event's log line and counters; `/metrics`.
+//! - [`read`], [`audit`]: the one read path, and its hash-chained audit log.
 //! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
 
 pub mod access;

@@ -13,7 +13,8 @@
 //!   number → survivor; `parked`, `conflicts`: see `identity.rs`.
 //! - `unindexed`: journal seq → why the message could not be filed (no NHS
 //!   number, or one failing Modulus 11): kept for operators and `reindex`.
-//! - `audit`:  time-ordered record views (who, when, which NHS number).
+//! - `audit`: record views from before issue 11 (who, when, which NHS
+//!   number), no longer written: copied once into `<data>/audit/` (`audit/migrate.rs`).
 
 use super::{keys, Store, StoreError};
 use crate::hl7::nhs::NhsNumber;
