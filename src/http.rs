@@ -37,6 +37,7 @@ use crate::pipeline::{Mappings, Replayer};
 use crate::read::{read_audited, ReadCtx, ReadError, ReadRequest, View, Viewed, OBJECTED};
 use crate::store::Store;
 
+pub mod guard;
 mod objections;
 
 /// What the handlers share.
@@ -50,6 +51,9 @@ pub struct Api {
     pub health: Health,
     /// The MLLP listener's counters, read at scrape time.
     pub mllp_stats: Arc<ConnectionStats>,
+    /// Host allow-list, header bounds, cross-origin refusals and read rate
+    /// limits, applied to every route before its handler (`http/guard.rs`).
+    pub guard: Arc<guard::Guard>,
     /// The journal directory, whose segments `/metrics` sums at scrape time.
     pub journal_dir: PathBuf,
     /// Re-files a record from the journal when its objection is withdrawn.
@@ -79,7 +83,9 @@ pub async fn run<L>(listener: L, api: Api, cancel: CancellationToken) -> std::io
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    guard::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
+    let guard = api.guard.clone();
     let app = Router::new()
         .route("/patients/{nhs}", get(patient))
         .route("/patients/{nhs}/history", get(patient_history))
@@ -94,6 +100,8 @@ where
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(api);
+    let app = app.layer(axum::middleware::from_fn_with_state(guard, guard::check));
+    let app = app.into_make_service_with_connect_info::<guard::Peer>();
     axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
 }
 

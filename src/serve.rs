@@ -21,6 +21,8 @@ pub enum ServeError {
     Open(#[from] pipeline::OpenError),
     #[error("cannot listen on {addr}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot create the data directory {} or make it owner-only (0700): check its owner and permissions", dir.display())]
+    DataDir { dir: std::path::PathBuf, source: std::io::Error },
     #[error("the mappings in {dir} have errors; fix them and start again:\n{errors}")]
     Mappings { dir: std::path::PathBuf, errors: String },
     #[error("cannot start the pipeline thread")]
@@ -177,6 +179,8 @@ pub async fn start_with_faults(
     if faults.any() {
         tracing::warn!("fault injection is armed ({}): for tests only", crate::fault::ENV);
     }
+    private_data_dir(&cfg.store.data_dir)
+        .map_err(|source| ServeError::DataDir { dir: cfg.store.data_dir.clone(), source })?;
     let mut opts = pipeline_options(cfg, mappings.clone());
     opts.faults = faults;
     // For the read API: restoring a record when its objection is withdrawn.
@@ -221,6 +225,7 @@ pub async fn start_with_faults(
         mapping_dir: cfg.mapping.dir.clone(),
         health: health.clone(),
         mllp_stats: server_cfg.stats.clone(),
+        guard: std::sync::Arc::new(http::guard::Guard::new(&cfg.http.guard, http_addr, health.metrics().clone())),
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
         replayer,
         audit: crate::audit::AuditLog::open(&cfg.store.data_dir).map_err(ServeError::Audit)?,
@@ -313,6 +318,53 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let running = start_with_faults(&cfg, listener, mappings, faults).await?;
     tokio::spawn(shutdown_on_signal(running.cancel_token()));
     running.wait().await
+}
+
+/// Sets the process umask to 0o077: journal segments, index files, the
+/// audit log and keys are created 0600 and directories 0700 (issue 11:
+/// they were world-readable). Process-wide, so it also covers files that
+/// libraries (sled) create.
+pub fn owner_only_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Creates the data directory owner-only and makes an existing one (and
+/// anything under it an older version left readable) owner-only too, so
+/// the data is private whatever the umask of the shell that started us.
+///
+/// # Errors
+/// The directory cannot be created, or its mode cannot be set.
+pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    owner_only_umask();
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    restrict(dir)?;
+    Ok(())
+}
+
+/// Clears group and other bits under `path` (symlinks are not followed).
+#[cfg(unix)]
+fn restrict(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7700))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            // Only the top directory must succeed; a file that vanished meanwhile is no error.
+            let _ = restrict(&entry?.path());
+        }
+    }
+    Ok(())
 }
 
 /// `path` as an absolute path for the log (the working directory prepended to a relative one).

@@ -15,6 +15,7 @@
 //! An address that parses but cannot be bound is the listener's error.
 
 mod env;
+mod guard;
 mod listeners;
 mod positions;
 mod raw;
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use guard::GuardConfig;
 pub use raw::{
     RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp, RawStore,
     RawTls,
@@ -82,6 +84,8 @@ pub struct HttpConfig {
     pub metrics: bool,
     /// HTTPS (resolved paths; `client_ca` is always `None`).
     pub tls: Option<crate::mllp::tls::TlsFiles>,
+    /// Request guards: host allow-list, header bounds, read rate limits.
+    pub guard: GuardConfig,
 }
 
 /// Validated `[store]`.
