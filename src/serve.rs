@@ -14,6 +14,10 @@ use crate::mllp::server::{self, ServerConfig};
 use crate::pipeline::{self, Mappings, Options, Pipeline, Premapper};
 use crate::worker::{self, Ended, WorkerOptions};
 
+mod files;
+
+pub use files::{owner_only_umask, private_data_dir};
+
 /// Errors that stop the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -318,53 +322,6 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let running = start_with_faults(&cfg, listener, mappings, faults).await?;
     tokio::spawn(shutdown_on_signal(running.cancel_token()));
     running.wait().await
-}
-
-/// Sets the process umask to 0o077: journal segments, index files, the
-/// audit log and keys are created 0600 and directories 0700 (issue 11:
-/// they were world-readable). Process-wide, so it also covers files that
-/// libraries (sled) create.
-pub fn owner_only_umask() {
-    #[cfg(unix)]
-    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
-    unsafe {
-        libc::umask(0o077);
-    }
-}
-
-/// Creates the data directory owner-only and makes an existing one (and
-/// anything under it an older version left readable) owner-only too, so
-/// the data is private whatever the umask of the shell that started us.
-///
-/// # Errors
-/// The directory cannot be created, or its mode cannot be set.
-pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    owner_only_umask();
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    restrict(dir)?;
-    Ok(())
-}
-
-/// Clears group and other bits under `path` (symlinks are not followed).
-#[cfg(unix)]
-fn restrict(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() {
-        return Ok(());
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7700))?;
-    }
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            // Only the top directory must succeed; a file that vanished meanwhile is no error.
-            let _ = restrict(&entry?.path());
-        }
-    }
-    Ok(())
 }
 
 /// `path` as an absolute path for the log (the working directory prepended to a relative one).
