@@ -24,11 +24,20 @@ pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
     owner_only_umask();
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
-    restrict(dir)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The directory itself through any symlink to it (`/var/lib/recordhub` → a volume).
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7700))?;
+        for entry in std::fs::read_dir(dir)? {
+            // A file that vanished meanwhile, or one we do not own, is not worth refusing to start.
+            let _ = restrict(&entry?.path());
+        }
+    }
     Ok(())
 }
 
-/// Clears group and other bits under `path` (symlinks are not followed).
+/// Clears group and other bits of `path` and under it (symlinks are not followed).
 #[cfg(unix)]
 fn restrict(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -42,7 +51,6 @@ fn restrict(path: &std::path::Path) -> std::io::Result<()> {
     }
     if meta.is_dir() {
         for entry in std::fs::read_dir(path)? {
-            // Only the top directory must succeed; a file that vanished meanwhile is no error.
             let _ = restrict(&entry?.path());
         }
     }

@@ -350,3 +350,63 @@ async fn the_signin_form_post_must_come_from_our_own_origin() {
     assert_eq!(series(&metrics(&e).await, "recordhub_http_refused_total{reason=\"cross_origin\"}"), 3);
     e.stop().await;
 }
+
+/// The real binary: the enumeration alert and a Host refusal are WARN
+/// lines, and no NHS number reaches the log (a refused patient read is
+/// logged by its route, `/patients/{nhs}`); the data directory the binary
+/// creates is 0700.
+#[cfg(unix)]
+#[test]
+fn the_binary_logs_the_enumeration_alert_and_refusals_without_nhs_numbers() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mllp, http) = (free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recordhub"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{mllp}"), "--http", &format!("127.0.0.1:{http}")])
+        .arg("--data")
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .env("RECORDHUB__HTTP__ENUMERATION_PATIENTS", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("recordhub serve starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the read API did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let request = |host: &str, nhs: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        let req =
+            format!("GET /patients/{nhs} HTTP/1.1\r\nHost: {host}\r\nX-User: dr.probe\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let numbers: Vec<String> = (0..5).map(nhs).collect();
+    let ours = format!("127.0.0.1:{http}");
+    for n in &numbers {
+        assert!(request(&ours, n).starts_with("HTTP/1.1 404"));
+    }
+    assert!(request("evil.example", &numbers[0]).starts_with("HTTP/1.1 421"));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child.wait().unwrap();
+
+    let warn = |text: &str| log.lines().find(|l| l.contains(text) && l.contains("WARN")).map(str::to_string);
+    let alert = warn("possible enumeration: many distinct patients read").expect("the alert is logged");
+    assert!(alert.contains("\"distinct_patients\":4") && alert.contains("dr.probe"), "{alert}");
+    let refused = warn("HTTP request refused").expect("the Host refusal is logged");
+    assert!(refused.contains("evil.example") && refused.contains("/patients/{nhs}"), "{refused}");
+    for n in &numbers {
+        assert!(!log.contains(n.as_str()), "NHS number {n} in the log:\n{log}");
+    }
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+}
