@@ -158,7 +158,7 @@ pub struct EnumerationSuspected<'a> {
     /// `user` or `client`.
     pub scope: &'static str,
     pub client: &'a str,
-    /// `X-User`'s name, or `token:<hash>` for a bearer token (never the token).
+    /// `X-User`'s name, or `token:<hash>` / `cookie:<hash>` (never a credential).
     pub user: &'a str,
     pub distinct_patients: usize,
     pub window_secs: u64,

@@ -20,7 +20,8 @@
 //!
 //! Each refusal is one event in [`crate::events`] (WARN line and counter).
 //! What this does not do: verify who the user is. The per-user limit is
-//! keyed by a hash of the `Authorization` header as sent (or `X-User`), so
+//! keyed by a hash of the `Authorization` header as sent (else `X-User`,
+//! else the `Cookie` header that carries the web page's session), so
 //! it holds before authentication; an unauthenticated request is refused
 //! by the handler anyway.
 

@@ -36,7 +36,7 @@ fn hash(part: &str, value: &[u8]) -> u64 {
 pub(crate) struct Reader {
     user: Option<u64>,
     client: Option<u64>,
-    /// For the log: `X-User`'s name, or `token:<hash>`; never the token.
+    /// For the log: `X-User`'s name, `token:<hash>` or `cookie:<hash>`; never a credential.
     label: String,
 }
 
@@ -48,6 +48,10 @@ impl Reader {
             (Some(h), format!("token:{:08x}", h >> 32))
         } else if let Some(name) = value("x-user") {
             (Some(hash("x-user", name)), String::from_utf8_lossy(name).into_owned())
+        } else if let Some(cookie) = value(header::COOKIE.as_str()) {
+            // The web page's session cookie carries its token.
+            let h = hash("cookie", cookie);
+            (Some(h), format!("cookie:{:08x}", h >> 32))
         } else {
             (None, String::new())
         };
@@ -290,5 +294,10 @@ mod tests {
         let r = Reader::of(&h, None);
         assert!(r.label().starts_with("token:") && !r.label().contains("secret"), "{}", r.label());
         assert!(r.user.is_some() && r.client.is_none());
+        let mut h = HeaderMap::new();
+        h.insert("cookie", "session=secret".parse().unwrap());
+        let r = Reader::of(&h, None);
+        assert!(r.label().starts_with("cookie:") && !r.label().contains("secret"), "{}", r.label());
+        assert!(r.user.is_some());
     }
 }
