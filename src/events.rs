@@ -53,62 +53,6 @@ impl MessageOutcome<'_> {
     }
 }
 
-/// A journal group commit succeeded: `recordhub_journal_commit_seconds` and
-/// `recordhub_journal_commit_batch_entries`. No log line (one per batch
-/// would double the log volume at load).
-pub struct JournalCommitted {
-    pub entries: u64,
-    pub elapsed: Duration,
-}
-
-impl JournalCommitted {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics.commit(self.entries, self.elapsed);
-    }
-}
-
-/// Journal writes succeed again after failing.
-pub struct JournalRecovered;
-
-impl JournalRecovered {
-    pub fn emit(&self) {
-        tracing::info!("journal writes succeed again; accepting messages");
-    }
-}
-
-/// A journal commit failed: its batch is refused.
-/// `recordhub_journal_commit_failures_total`.
-pub struct JournalCommitFailed<'a> {
-    pub error: &'a str,
-    pub messages: u64,
-}
-
-impl JournalCommitFailed<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        tracing::error!(error = %self.error, messages = self.messages,
-            "journal commit failed: the batch is answered AR 207 and senders will retry; check disk space and the device");
-        metrics.commit_failed();
-    }
-}
-
-/// An accepted message whose event the mappings knowingly ignore (`ignore`
-/// in a mapping file): journaled, never filed. `recordhub_messages_ignored_total`.
-pub struct MessageIgnored<'a> {
-    pub control_id: &'a str,
-    pub msg_type: &'a str,
-    pub sending_app: &'a str,
-    pub sending_facility: &'a str,
-}
-
-impl MessageIgnored<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        tracing::info!(control_id = %self.control_id, msg_type = %self.msg_type, sending_app = %self.sending_app,
-            sending_facility = %self.sending_facility, outcome = "ignored",
-            "event ignored by the mappings: accepted and journaled, not filed");
-        metrics.message_ignored();
-    }
-}
-
 /// An HTTP request refused before any handler ran (`src/http/guard.rs`):
 /// WARN and `recordhub_http_refused_total{reason}`. `detail` is the
 /// offending `Host` or header name (cut short), never a header value.
@@ -180,4 +124,60 @@ fn cut(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// A journal group commit succeeded: `recordhub_journal_commit_seconds` and
+/// `recordhub_journal_commit_batch_entries`. No log line (one per batch
+/// would double the log volume at load).
+pub struct JournalCommitted {
+    pub entries: u64,
+    pub elapsed: Duration,
+}
+
+impl JournalCommitted {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.commit(self.entries, self.elapsed);
+    }
+}
+
+/// Journal writes succeed again after failing.
+pub struct JournalRecovered;
+
+impl JournalRecovered {
+    pub fn emit(&self) {
+        tracing::info!("journal writes succeed again; accepting messages");
+    }
+}
+
+/// A journal commit failed: its batch is refused.
+/// `recordhub_journal_commit_failures_total`.
+pub struct JournalCommitFailed<'a> {
+    pub error: &'a str,
+    pub messages: u64,
+}
+
+impl JournalCommitFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::error!(error = %self.error, messages = self.messages,
+            "journal commit failed: the batch is answered AR 207 and senders will retry; check disk space and the device");
+        metrics.commit_failed();
+    }
+}
+
+/// An accepted message whose event the mappings knowingly ignore (`ignore`
+/// in a mapping file): journaled, never filed. `recordhub_messages_ignored_total`.
+pub struct MessageIgnored<'a> {
+    pub control_id: &'a str,
+    pub msg_type: &'a str,
+    pub sending_app: &'a str,
+    pub sending_facility: &'a str,
+}
+
+impl MessageIgnored<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(control_id = %self.control_id, msg_type = %self.msg_type, sending_app = %self.sending_app,
+            sending_facility = %self.sending_facility, outcome = "ignored",
+            "event ignored by the mappings: accepted and journaled, not filed");
+        metrics.message_ignored();
+    }
 }

@@ -37,8 +37,9 @@ use crate::pipeline::{Mappings, Replayer};
 use crate::read::{read_audited, ReadCtx, ReadError, ReadRequest, View, Viewed, OBJECTED};
 use crate::store::Store;
 
-pub mod guard;
 mod objections;
+
+pub mod guard;
 
 /// What the handlers share.
 #[derive(Clone)]

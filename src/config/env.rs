@@ -10,8 +10,8 @@ fn env_source() -> config::Environment {
         .separator(ENV_SEPARATOR)
         .try_parsing(true)
         .list_separator(",")
-        .with_list_parse_key("ack.processing_ids")
         .with_list_parse_key("http.allowed_hosts")
+        .with_list_parse_key("ack.processing_ids")
 }
 
 pub(super) fn merge(file: Option<&SourceFile>) -> Result<RawConfig, ConfigError> {

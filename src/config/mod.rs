@@ -15,7 +15,7 @@
 //! An address that parses but cannot be bound is the listener's error.
 
 mod env;
-mod guard;
+pub mod guard;
 mod listeners;
 mod positions;
 mod raw;
@@ -26,7 +26,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use guard::GuardConfig;
 pub use raw::{
     RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp, RawStore,
     RawTls,
@@ -85,7 +84,7 @@ pub struct HttpConfig {
     /// HTTPS (resolved paths; `client_ca` is always `None`).
     pub tls: Option<crate::mllp::tls::TlsFiles>,
     /// Request guards: host allow-list, header bounds, read rate limits.
-    pub guard: GuardConfig,
+    pub guard: guard::GuardConfig,
 }
 
 /// Validated `[store]`.

@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::config::GuardConfig;
+use crate::config::guard::GuardConfig;
 use crate::events::{EnumerationSuspected, HttpRefused, ReadRateLimited};
 use crate::metrics::Metrics;
 

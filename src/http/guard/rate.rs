@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
 
-use crate::config::GuardConfig;
+use crate::config::guard::GuardConfig;
 
 /// Users (or clients) remembered at once; past it, idle ones are
 /// forgotten, and if none is idle a new one is refused (fail closed: so
