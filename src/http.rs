@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::connect_info::Connected;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -84,9 +85,8 @@ pub async fn run<L>(listener: L, api: Api, cancel: CancellationToken) -> std::io
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
-    guard::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+    Client: for<'a> Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let guard = api.guard.clone();
     let app = Router::new()
         .route("/patients/{nhs}", get(patient))
         .route("/patients/{nhs}/history", get(patient_history))
@@ -100,10 +100,12 @@ where
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        // Last: it wraps every route above (and the fallback), before any handler.
+        .layer(axum::middleware::from_fn_with_state(api.guard.clone(), guard::check))
         .with_state(api);
-    let app = app.layer(axum::middleware::from_fn_with_state(guard, guard::check));
-    let app = app.into_make_service_with_connect_info::<guard::Peer>();
-    axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+    axum::serve(listener, app.into_make_service_with_connect_info::<Client>())
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
 }
 
 /// 200 with `{"status":"ok",...}`, or 503 naming each failing part and why:
@@ -156,6 +158,22 @@ fn report(r: crate::health::Report) -> Response {
 
 fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(json!({ "error": text.into() }))).into_response()
+}
+
+/// The client's address (`ip:port`) for the audit, whatever the listener.
+#[derive(Debug, Clone)]
+pub struct Client(pub String);
+
+impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for Client {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Client(stream.remote_addr().to_string())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, crate::mllp::https::HttpsListener>> for Client {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::mllp::https::HttpsListener>) -> Self {
+        Client(stream.remote_addr().to_string())
+    }
 }
 
 async fn patient(State(api): State<Api>, Path(nhs): Path<String>, headers: HeaderMap) -> Response {

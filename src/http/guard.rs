@@ -28,7 +28,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::connect_info::Connected;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
@@ -56,22 +55,6 @@ pub const SIGNIN_PATH: &str = "/signin";
 
 /// Headers a request may carry at most once.
 const SINGLE: &[&str] = &["authorization", "x-user", "host", "cookie", "origin", "content-type", "x-requested-by"];
-
-/// The client's address, as the listener saw it (`ConnectInfo<Peer>`).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
-
-impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl Connected<axum::serve::IncomingStream<'_, crate::mllp::https::HttpsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::mllp::https::HttpsListener>) -> Peer {
-        Peer(*stream.remote_addr())
-    }
-}
 
 /// The guards' settings and state; one per read API listener.
 pub struct Guard {
@@ -113,7 +96,7 @@ struct Refusal {
 
 /// The middleware: `axum::middleware::from_fn_with_state(guard, check)`.
 pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    let client = req.extensions().get::<axum::extract::ConnectInfo<Peer>>().map(|c| c.0 .0.ip());
+    let client = req.extensions().get::<axum::extract::ConnectInfo<crate::http::Client>>().and_then(|c| ip(&c.0 .0));
     let client_text = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     let refusal =
         headers(&guard.cfg, req.headers()).or_else(|| host(&guard, &req)).or_else(|| state_change(&guard, &req));
@@ -137,6 +120,11 @@ pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
         }
     }
     next.run(req).await
+}
+
+/// The IP address of a `Client` (`ip:port`, as the listener saw it).
+fn ip(client: &str) -> Option<std::net::IpAddr> {
+    client.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| client.parse()).ok()
 }
 
 /// Counts a patient read: 429 over a limit, the enumeration alert past
