@@ -129,7 +129,8 @@ pub struct RawHttp {
     pub max_headers_bytes: u64,
     /// Most request headers (431 above it).
     pub max_headers: u64,
-    /// Patient reads per minute for one user (keyed by the bearer token, else `X-User`,
+    /// Patient reads (`/patients/…`, the web page's `/record/…` and `/search`) per minute
+    /// for one user (keyed by the bearer token, else `X-User`,
     /// else the session cookie); past it, 429 with `Retry-After`. Bursts up to the same
     /// number are allowed.
     pub reads_per_minute: u64,

@@ -8,15 +8,16 @@
 //! 2. `Host` against the allow-list → 421 (DNS rebinding: a page on
 //!    `evil.example` that resolves to 127.0.0.1 sends `Host: evil.example`);
 //! 3. state-changing methods (POST, PUT, PATCH, DELETE): a present `Origin`
-//!    must be ours, `Sec-Fetch-Site` must not be `cross-site`/`same-site`,
-//!    and the request must carry `Content-Type: application/json` or an
+//!    must be ours and `Sec-Fetch-Site` must not be `cross-site`/`same-site`;
+//!    then the request must carry `Content-Type: application/json` or an
 //!    `X-Requested-By` header (neither can be sent cross-origin by a browser
-//!    without a CORS preflight, which this API never grants) → else 403.
-//!    `POST /signin` (a browser form) is the one exception: it needs an
-//!    `Origin` or `Referer` of ours instead ([`Guard::same_origin`]);
-//! 4. patient reads ([`READ_PREFIXES`]): per-user and per-client token
-//!    buckets → 429 with `Retry-After`, and the enumeration alert
-//!    (`guard/rate.rs`).
+//!    without a CORS preflight, which this API never grants), or else, off
+//!    the API ([`API_PREFIXES`]: `/admin`, `/patients`), be a form post from
+//!    our own pages (`Origin`, or else `Referer`, of ours: the web page's
+//!    sign-in, search and break-glass forms) → else 403;
+//! 4. patient reads ([`READ_PREFIXES`], [`SEARCH_PATHS`]): per-user and
+//!    per-client token buckets → 429 with `Retry-After`, and the
+//!    enumeration alert for reads that name a patient (`guard/rate.rs`).
 //!
 //! Each refusal is one event in [`crate::events`] (WARN line and counter).
 //! What this does not do: verify who the user is. The per-user limit is
@@ -45,13 +46,18 @@ mod rate;
 pub use hosts::Hosts;
 use rate::{Reader, Reads};
 
-/// Paths whose GETs read a patient's record: rate-limited and watched
-/// for enumeration. The patient is the path segment after the prefix.
-pub const READ_PREFIXES: &[&str] = &["/patients/"];
+/// Paths that show a patient's record, named by the path segment after
+/// the prefix (the JSON read API, the web page's record and break-glass):
+/// rate-limited and watched for enumeration, whatever the method.
+pub const READ_PREFIXES: &[&str] = &["/patients/", "/record/"];
 
-/// The sign-in form's route: a browser form POST, allowed with a
-/// same-origin `Origin` or `Referer` instead of a JSON content type.
-pub const SIGNIN_PATH: &str = "/signin";
+/// Paths that look patients up without naming one in the path (the web
+/// page's search): rate-limited only.
+pub const SEARCH_PATHS: &[&str] = &["/search"];
+
+/// The API proper: a state-changing request here needs JSON or
+/// `X-Requested-By`; a same-origin form post is not enough.
+pub const API_PREFIXES: &[&str] = &["/admin", "/patients"];
 
 /// Headers a request may carry at most once.
 const SINGLE: &[&str] = &["authorization", "x-user", "host", "cookie", "origin", "content-type", "x-requested-by"];
@@ -111,12 +117,12 @@ pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
         .emit(&guard.metrics);
         return (r.status, Json(json!({ "error": r.text }))).into_response();
     }
-    if matches!(*req.method(), Method::GET | Method::HEAD) {
-        if let Some(patient) = patient_of(req.uri().path()) {
-            let reader = Reader::of(req.headers(), client);
-            if let Some(refused) = read(&guard, &reader, patient, &client_text) {
-                return refused;
-            }
+    let path = req.uri().path();
+    let patient = patient_of(path);
+    if patient.is_some() || SEARCH_PATHS.contains(&path) {
+        let reader = Reader::of(req.headers(), client);
+        if let Some(refused) = read(&guard, &reader, patient, &client_text) {
+            return refused;
         }
     }
     next.run(req).await
@@ -129,7 +135,7 @@ fn ip(client: &str) -> Option<std::net::IpAddr> {
 
 /// Counts a patient read: 429 over a limit, the enumeration alert past
 /// the distinct-patient threshold.
-fn read(guard: &Guard, reader: &Reader, patient: &str, client: &str) -> Option<Response> {
+fn read(guard: &Guard, reader: &Reader, patient: Option<&str>, client: &str) -> Option<Response> {
     let now = std::time::Instant::now();
     let seen = guard.reads.read(reader, patient, now);
     for (scope, distinct) in seen.alerts {
@@ -248,13 +254,17 @@ fn state_change(guard: &Guard, req: &Request) -> Option<Refusal> {
     if let Some(site @ ("cross-site" | "same-site")) = text("sec-fetch-site") {
         return Some(cross(site));
     }
-    if req.uri().path() == SIGNIN_PATH {
-        return (!guard.same_origin(h)).then(|| cross("no Origin or Referer of ours"));
-    }
     let json = text("content-type").is_some_and(is_json);
     let marked = text("x-requested-by").is_some_and(|v| !v.is_empty());
     if json || marked {
         return None;
+    }
+    let path = req.uri().path();
+    let api =
+        API_PREFIXES.iter().any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')));
+    if !api {
+        // A form post from one of our own pages (sign-in, search, break glass).
+        return (!guard.same_origin(h)).then(|| cross("no Origin or Referer of ours"));
     }
     Some(Refusal {
         status: StatusCode::FORBIDDEN,

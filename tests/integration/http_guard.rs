@@ -322,32 +322,41 @@ async fn every_file_under_the_data_directory_is_owner_only_after_a_run() {
     assert!(seen.iter().any(|p| p.starts_with("index/")), "the index was checked: {seen:?}");
 }
 
-/// The sign-in form is a browser form post (no JSON): it passes the guard
-/// only from our own pages (Origin, or else Referer), never cross-site.
+/// The web page's forms (sign-in, search, break glass) are browser form
+/// posts (no JSON): they pass the guard only from our own pages (Origin,
+/// or else Referer), never cross-site; the API under /admin takes no form
+/// post even from our own origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_signin_form_post_must_come_from_our_own_origin() {
+async fn web_form_posts_must_come_from_our_own_origin_and_the_admin_api_takes_none() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::start(config(dir.path())).await;
     let (addr, host) = (http_addr(&e), ours(&e));
     let form = ("Content-Type", "application/x-www-form-urlencoded");
     let ours_origin = format!("http://{host}");
     let ours_referer = format!("http://{host}/signin");
-    let refused: [&[(&str, &str)]; 3] = [
-        &[("Host", &host), form],
-        &[("Host", &host), form, ("Origin", "http://evil.example")],
-        &[("Host", &host), form, ("Referer", "http://evil.example/phish")],
-    ];
-    for headers in refused {
-        let r = send(addr, "POST", "/signin", headers, "token=x").await;
-        assert_eq!(r.status, 403, "{headers:?}: {}", r.head);
+    let record = format!("/record/{NHS}");
+    for path in ["/signin", "/search", record.as_str()] {
+        let refused: [&[(&str, &str)]; 3] = [
+            &[("Host", &host), form],
+            &[("Host", &host), form, ("Origin", "http://evil.example")],
+            &[("Host", &host), form, ("Referer", "http://evil.example/phish")],
+        ];
+        for headers in refused {
+            let r = send(addr, "POST", path, headers, "token=x").await;
+            assert_eq!(r.status, 403, "{path} {headers:?}: {}", r.head);
+        }
+        let passed: [&[(&str, &str)]; 2] =
+            [&[("Host", &host), form, ("Origin", &ours_origin)], &[("Host", &host), form, ("Referer", &ours_referer)]];
+        for headers in passed {
+            let r = send(addr, "POST", path, headers, "token=x").await;
+            assert_ne!(r.status, 403, "{path} {headers:?} is ours: {}", r.head);
+        }
     }
-    let passed: [&[(&str, &str)]; 2] =
-        [&[("Host", &host), form, ("Origin", &ours_origin)], &[("Host", &host), form, ("Referer", &ours_referer)]];
-    for headers in passed {
-        let r = send(addr, "POST", "/signin", headers, "token=x").await;
-        assert_ne!(r.status, 403, "{headers:?} is ours: {}", r.head);
-    }
-    assert_eq!(series(&metrics(&e).await, "recordhub_http_refused_total{reason=\"cross_origin\"}"), 3);
+    let r = send(addr, "POST", "/admin/reload", &[("Host", &host), form, ("Origin", &ours_origin)], "a=b").await;
+    assert_eq!(r.status, 403, "{}", r.head);
+    let scrape = metrics(&e).await;
+    assert_eq!(series(&scrape, "recordhub_http_refused_total{reason=\"cross_origin\"}"), 9, "{scrape}");
+    assert_eq!(series(&scrape, "recordhub_http_refused_total{reason=\"content_type\"}"), 1, "{scrape}");
     e.stop().await;
 }
 

@@ -124,17 +124,17 @@ impl Reads {
         }
     }
 
-    /// One read attempt of `patient` at `now`. Every attempt counts toward
+    /// One read attempt of `patient` (`None`: a search) at `now`. Every attempt counts toward
     /// the enumeration watch (probing is the signal, served or not); a
     /// token is spent from both buckets only when both have one.
-    pub(crate) fn read(&self, reader: &Reader, patient: &str, now: Instant) -> Seen {
-        let patient = hash("patient", patient.as_bytes());
+    pub(crate) fn read(&self, reader: &Reader, patient: Option<&str>, now: Instant) -> Seen {
+        let patient = patient.map(|p| hash("patient", p.as_bytes()));
         // Only plain numbers and maps behind the lock: a poisoned one is still consistent.
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let State { users, clients } = &mut *state;
         let mut seen = Seen::default();
         for (scope, key, table) in [("user", reader.user, &mut *users), ("client", reader.client, &mut *clients)] {
-            if let Some(n) = key.and_then(|k| self.watch(table, k, patient, now)) {
+            if let Some(n) = key.zip(patient).and_then(|(k, p)| self.watch(table, k, p, now)) {
                 seen.alerts.push((scope, n));
             }
         }
@@ -231,14 +231,14 @@ mod tests {
         let r = reads(60, 1000, 1000);
         let (who, t0) = (reader("dr.a", [10, 0, 0, 1]), Instant::now());
         for _ in 0..60 {
-            assert_eq!(r.read(&who, "9434765919", t0).limited, None);
+            assert_eq!(r.read(&who, Some("9434765919"), t0).limited, None);
         }
-        let (scope, wait) = r.read(&who, "9434765919", t0).limited.expect("61st refused");
+        let (scope, wait) = r.read(&who, Some("9434765919"), t0).limited.expect("61st refused");
         assert_eq!(scope, "user");
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
         // One token a second at 60/min.
-        assert_eq!(r.read(&who, "9434765919", t0 + Duration::from_secs(1)).limited, None);
-        assert!(r.read(&who, "9434765919", t0 + Duration::from_secs(1)).limited.is_some());
+        assert_eq!(r.read(&who, Some("9434765919"), t0 + Duration::from_secs(1)).limited, None);
+        assert!(r.read(&who, Some("9434765919"), t0 + Duration::from_secs(1)).limited.is_some());
     }
 
     #[test]
@@ -246,10 +246,10 @@ mod tests {
         let r = reads(1000, 10, 1000);
         let t0 = Instant::now();
         for i in 0..10 {
-            assert_eq!(r.read(&reader(&format!("u{i}"), [10, 0, 0, 1]), "1", t0).limited, None);
+            assert_eq!(r.read(&reader(&format!("u{i}"), [10, 0, 0, 1]), Some("1"), t0).limited, None);
         }
-        assert_eq!(r.read(&reader("u99", [10, 0, 0, 1]), "1", t0).limited.map(|l| l.0), Some("client"));
-        assert_eq!(r.read(&reader("u99", [10, 0, 0, 2]), "1", t0).limited, None);
+        assert_eq!(r.read(&reader("u99", [10, 0, 0, 1]), Some("1"), t0).limited.map(|l| l.0), Some("client"));
+        assert_eq!(r.read(&reader("u99", [10, 0, 0, 2]), Some("1"), t0).limited, None);
     }
 
     #[test]
@@ -257,15 +257,15 @@ mod tests {
         let r = reads(1, 2, 1000);
         let t0 = Instant::now();
         let a = reader("a", [10, 0, 0, 1]);
-        assert_eq!(r.read(&a, "1", t0).limited, None);
+        assert_eq!(r.read(&a, Some("1"), t0).limited, None);
         for _ in 0..5 {
-            assert_eq!(r.read(&a, "1", t0).limited.map(|l| l.0), Some("user"));
+            assert_eq!(r.read(&a, Some("1"), t0).limited.map(|l| l.0), Some("user"));
         }
         // The address's second token is still there for another user.
         let b = reader("b", [10, 0, 0, 1]);
-        assert_eq!(r.read(&b, "1", t0).limited, None);
-        assert_eq!(r.read(&b, "1", t0).limited.map(|l| l.0), Some("user"));
-        assert_eq!(r.read(&reader("c", [10, 0, 0, 1]), "1", t0).limited.map(|l| l.0), Some("client"));
+        assert_eq!(r.read(&b, Some("1"), t0).limited, None);
+        assert_eq!(r.read(&b, Some("1"), t0).limited.map(|l| l.0), Some("user"));
+        assert_eq!(r.read(&reader("c", [10, 0, 0, 1]), Some("1"), t0).limited.map(|l| l.0), Some("client"));
     }
 
     #[test]
@@ -274,16 +274,25 @@ mod tests {
         let (who, t0) = (reader("dr.a", [10, 0, 0, 1]), Instant::now());
         let mut alerts = Vec::new();
         for i in 0..20 {
-            alerts.extend(r.read(&who, &format!("p{i}"), t0).alerts);
+            alerts.extend(r.read(&who, Some(&format!("p{i}")), t0).alerts);
         }
         assert_eq!(alerts, [("user", 6), ("client", 6)]);
         // The same patient again and again is no enumeration.
         let other = reader("dr.b", [10, 0, 0, 2]);
-        assert!((0..50).all(|_| r.read(&other, "p1", t0).alerts.is_empty()));
+        assert!((0..50).all(|_| r.read(&other, Some("p1"), t0).alerts.is_empty()));
         // A new window alerts again.
         let later = t0 + Duration::from_secs(601);
-        let again: Vec<_> = (0..6).flat_map(|i| r.read(&who, &format!("q{i}"), later).alerts).collect();
+        let again: Vec<_> = (0..6).flat_map(|i| r.read(&who, Some(&format!("q{i}")), later).alerts).collect();
         assert_eq!(again, [("user", 6), ("client", 6)]);
+    }
+
+    #[test]
+    fn a_search_spends_tokens_but_names_no_patient_to_watch() {
+        let r = reads(2, 1000, 1);
+        let (who, t0) = (reader("dr.a", [10, 0, 0, 1]), Instant::now());
+        assert_eq!(r.read(&who, None, t0), Seen::default());
+        assert_eq!(r.read(&who, None, t0), Seen::default());
+        assert_eq!(r.read(&who, None, t0).limited.map(|l| l.0), Some("user"));
     }
 
     #[test]
