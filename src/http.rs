@@ -100,7 +100,7 @@ where
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        // Last: it wraps every route above (and the fallback), before any handler.
+        // Last: it wraps the routes above and the fallback; a route added below is unguarded.
         .layer(axum::middleware::from_fn_with_state(api.guard.clone(), guard::check))
         .with_state(api);
     axum::serve(listener, app.into_make_service_with_connect_info::<Client>())
