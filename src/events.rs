@@ -68,7 +68,7 @@ pub struct HttpRefused<'a> {
 
 impl HttpRefused<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        // The path of a patient read holds an NHS number: only its route is logged.
+        // A path may hold an NHS number: only its route is logged.
         let route = crate::http::guard::route_of(self.path);
         tracing::warn!(reason = self.reason, detail = %cut(self.detail), client = %self.client,
             method = %cut(self.method), route, "HTTP request refused");

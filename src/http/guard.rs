@@ -78,9 +78,9 @@ impl Guard {
     }
 
     /// Whether `Origin` (or, without one, `Referer`) names one of our hosts.
-    /// For form posts from our own pages (`POST /signin`): a request with
-    /// neither is refused, as a cross-site form post may omit both only in
-    /// old browsers.
+    /// For form posts from our own pages (sign-in, search, break glass): a
+    /// request with neither is refused (a browser sends Origin on a POST;
+    /// only old ones omit both).
     pub fn same_origin(&self, headers: &HeaderMap) -> bool {
         let text = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
         match (text(header::ORIGIN), text(header::REFERER)) {
@@ -166,16 +166,22 @@ fn patient_of(path: &str) -> Option<&str> {
     (!patient.is_empty()).then_some(patient)
 }
 
-/// The route of a path for logs: a patient read's NHS number replaced by `{nhs}`.
+/// The route of a path for logs: any segment with a digit (an NHS
+/// number, a sequence number) becomes `{id}`, a long one `{…}`, so no
+/// identifier from a path (`/patients/…`, `/admin/objections/…`) is logged.
 pub fn route_of(path: &str) -> String {
-    match (READ_PREFIXES.iter().find(|p| path.starts_with(*p)), patient_of(path)) {
-        (Some(prefix), Some(patient)) => {
-            let rest = &path[prefix.len() + patient.len()..];
-            let rest = if rest.len() > 40 { "/…" } else { rest };
-            format!("{prefix}{{nhs}}{rest}")
+    let mut route = String::new();
+    for segment in path.split('/').skip(1).take(8) {
+        route.push('/');
+        if segment.bytes().any(|b| b.is_ascii_digit()) {
+            route.push_str("{id}");
+        } else if segment.len() > 40 {
+            route.push_str("{…}");
+        } else {
+            route.push_str(segment);
         }
-        _ => path.chars().take(100).collect(),
     }
+    route
 }
 
 fn headers(cfg: &GuardConfig, headers: &HeaderMap) -> Option<Refusal> {
@@ -291,8 +297,10 @@ mod tests {
         assert_eq!(patient_of("/patients/9434765919/history"), Some("9434765919"));
         assert_eq!(patient_of("/patients/"), None);
         assert_eq!(patient_of("/admin/reload"), None);
-        assert_eq!(route_of("/patients/9434765919/history"), "/patients/{nhs}/history");
+        assert_eq!(route_of("/patients/9434765919/history"), "/patients/{id}/history");
+        assert_eq!(route_of("/admin/objections/943%20476%205919"), "/admin/objections/{id}");
         assert_eq!(route_of("/admin/reload"), "/admin/reload");
+        assert_eq!(route_of("/"), "/");
     }
 
     #[test]

@@ -362,7 +362,7 @@ async fn web_form_posts_must_come_from_our_own_origin_and_the_admin_api_takes_no
 
 /// The real binary: the enumeration alert and a Host refusal are WARN
 /// lines, and no NHS number reaches the log (a refused patient read is
-/// logged by its route, `/patients/{nhs}`); the data directory the binary
+/// logged by its route, `/patients/{id}`); the data directory the binary
 /// creates is 0700.
 #[cfg(unix)]
 #[test]
@@ -413,7 +413,7 @@ fn the_binary_logs_the_enumeration_alert_and_refusals_without_nhs_numbers() {
     let alert = warn("possible enumeration: many distinct patients read").expect("the alert is logged");
     assert!(alert.contains("\"distinct_patients\":4") && alert.contains("dr.probe"), "{alert}");
     let refused = warn("HTTP request refused").expect("the Host refusal is logged");
-    assert!(refused.contains("evil.example") && refused.contains("/patients/{nhs}"), "{refused}");
+    assert!(refused.contains("evil.example") && refused.contains("/patients/{id}"), "{refused}");
     for n in &numbers {
         assert!(!log.contains(n.as_str()), "NHS number {n} in the log:\n{log}");
     }
