@@ -53,6 +53,79 @@ impl MessageOutcome<'_> {
     }
 }
 
+/// An HTTP request refused before any handler ran (`src/http/guard.rs`):
+/// WARN and `recordhub_http_refused_total{reason}`. `detail` is the
+/// offending `Host` or header name (cut short), never a header value.
+pub struct HttpRefused<'a> {
+    /// `host`, `duplicate_header`, `header_too_large`, `too_many_headers`,
+    /// `cross_origin` or `content_type`.
+    pub reason: &'static str,
+    pub detail: &'a str,
+    pub client: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+impl HttpRefused<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        // A path may hold an NHS number: only its route is logged.
+        let route = crate::http::guard::route_of(self.path);
+        tracing::warn!(reason = self.reason, detail = %cut(self.detail), client = %self.client,
+            method = %cut(self.method), route, "HTTP request refused");
+        metrics.http_refused(self.reason);
+    }
+}
+
+/// A patient read over a rate limit, answered 429:
+/// `recordhub_http_rate_limited_total{scope}`. DEBUG only: a flood of
+/// refusals must not flood the log (the enumeration alert is the WARN).
+pub struct ReadRateLimited<'a> {
+    /// `user` or `client`.
+    pub scope: &'static str,
+    pub client: &'a str,
+    pub retry_after_secs: u64,
+}
+
+impl ReadRateLimited<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(scope = self.scope, client = %self.client, retry_after_secs = self.retry_after_secs,
+            "patient read rate limit reached");
+        metrics.http_rate_limited(self.scope);
+    }
+}
+
+/// One user or client read more distinct patients than
+/// `[http] enumeration_patients` within the window (once per window each):
+/// WARN and `recordhub_http_enumeration_alerts_total{scope}`. The reads
+/// themselves go on (the rate limits bound them); an operator looks.
+pub struct EnumerationSuspected<'a> {
+    /// `user` or `client`.
+    pub scope: &'static str,
+    pub client: &'a str,
+    /// `X-User`'s name, or `token:<hash>` / `cookie:<hash>` (never a credential).
+    pub user: &'a str,
+    pub distinct_patients: usize,
+    pub window_secs: u64,
+}
+
+impl EnumerationSuspected<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(scope = self.scope, client = %self.client, user = %cut(self.user),
+            distinct_patients = self.distinct_patients, window_secs = self.window_secs,
+            "possible enumeration: many distinct patients read");
+        metrics.enumeration_alert(self.scope);
+    }
+}
+
+/// A client-supplied string cut to 100 bytes (at a character boundary) for a log field.
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(100);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// A journal group commit succeeded: `recordhub_journal_commit_seconds` and
 /// `recordhub_journal_commit_batch_entries`. No log line (one per batch
 /// would double the log volume at load).

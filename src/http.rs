@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::connect_info::Connected;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,8 @@ use crate::store::Store;
 mod audit;
 mod objections;
 
+pub mod guard;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct Api {
@@ -51,6 +54,9 @@ pub struct Api {
     pub health: Health,
     /// The MLLP listener's counters, read at scrape time.
     pub mllp_stats: Arc<ConnectionStats>,
+    /// Host allow-list, header bounds, cross-origin refusals and read rate
+    /// limits, applied to every route before its handler (`http/guard.rs`).
+    pub guard: Arc<guard::Guard>,
     /// The journal directory, whose segments `/metrics` sums at scrape time.
     pub journal_dir: PathBuf,
     /// Re-files a record from the journal when its objection is withdrawn.
@@ -80,6 +86,7 @@ pub async fn run<L>(listener: L, api: Api, cancel: CancellationToken) -> std::io
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    Client: for<'a> Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let app = Router::new()
         .route("/patients/{nhs}", get(patient))
@@ -95,8 +102,12 @@ where
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        // Last: it wraps the routes above and the fallback; a route added below is unguarded.
+        .layer(axum::middleware::from_fn_with_state(api.guard.clone(), guard::check))
         .with_state(api);
-    axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+    axum::serve(listener, app.into_make_service_with_connect_info::<Client>())
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
 }
 
 /// 200 with `{"status":"ok",...}`, or 503 naming each failing part and why:
@@ -149,6 +160,22 @@ fn report(r: crate::health::Report) -> Response {
 
 fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(json!({ "error": text.into() }))).into_response()
+}
+
+/// The client's address (`ip:port`) for the audit, whatever the listener.
+#[derive(Debug, Clone)]
+pub struct Client(pub String);
+
+impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for Client {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Client(stream.remote_addr().to_string())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, crate::mllp::https::HttpsListener>> for Client {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::mllp::https::HttpsListener>) -> Self {
+        Client(stream.remote_addr().to_string())
+    }
 }
 
 async fn patient(State(api): State<Api>, Path(nhs): Path<String>, headers: HeaderMap) -> Response {

@@ -299,6 +299,8 @@ fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Every file any subcommand creates (journal, index, audit, keys) is the owner's only.
+    recordhub::serve::owner_only_umask();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -31,6 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod http;
 mod scrape;
 
 pub use scrape::{JournalSize, Scrape};
@@ -69,6 +70,8 @@ struct Inner {
     ignored: Counter,
     /// By exclusion rule id (`src/govern/`).
     suppressed: Family<Labels, Counter>,
+    /// The read API's guard refusals (`metrics/http.rs`).
+    http: http::HttpCounters,
     scraped: Scraped,
 }
 
@@ -172,6 +175,7 @@ impl Metrics {
             "Items an exclusion rule kept out of the record, by rule id",
             suppressed.clone(),
         );
+        let http = http::HttpCounters::register(&mut r);
         let s = Scraped::default();
         r.register("journal_bytes", "Bytes in journal segment files", s.journal_bytes.clone());
         r.register("journal_segments", "Journal segment files", s.journal_segments.clone());
@@ -222,6 +226,7 @@ impl Metrics {
             commit_failures,
             ignored,
             suppressed,
+            http,
             scraped: s,
         }))
     }

@@ -14,6 +14,10 @@ use crate::mllp::server::{self, ServerConfig};
 use crate::pipeline::{self, Mappings, Options, Pipeline, Premapper};
 use crate::worker::{self, Ended, WorkerOptions};
 
+mod files;
+
+pub use files::{owner_only_umask, private_data_dir};
+
 /// Errors that stop the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -21,6 +25,8 @@ pub enum ServeError {
     Open(#[from] pipeline::OpenError),
     #[error("cannot listen on {addr}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot create the data directory {} or make it owner-only (0700): check its owner and permissions", dir.display())]
+    DataDir { dir: std::path::PathBuf, source: std::io::Error },
     #[error("the mappings in {dir} have errors; fix them and start again:\n{errors}")]
     Mappings { dir: std::path::PathBuf, errors: String },
     #[error("cannot start the pipeline thread")]
@@ -191,6 +197,8 @@ pub async fn start_with_faults(
     if faults.any() {
         tracing::warn!("fault injection is armed ({}): for tests only", crate::fault::ENV);
     }
+    private_data_dir(&cfg.store.data_dir)
+        .map_err(|source| ServeError::DataDir { dir: cfg.store.data_dir.clone(), source })?;
     let mut opts = pipeline_options(cfg, mappings.clone());
     let audit_opts = crate::audit::Options::from_config(&cfg.audit, faults.clone());
     opts.faults = faults;
@@ -236,6 +244,7 @@ pub async fn start_with_faults(
         mapping_dir: cfg.mapping.dir.clone(),
         health: health.clone(),
         mllp_stats: server_cfg.stats.clone(),
+        guard: std::sync::Arc::new(http::guard::Guard::new(&cfg.http.guard, http_addr, health.metrics().clone())),
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
         replayer,
         audit: open_audit(cfg, audit_opts, pipeline.store())?,

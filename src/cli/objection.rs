@@ -218,7 +218,13 @@ fn remote(action: Action, base: &str) -> Result<serde_json::Value, ObjectionErro
             let url = format!("{base}/admin/objections/import");
             let body = read(file)?;
             let name = file.display().to_string();
-            let r = agent.post(&url).header("X-User", recorded_by).header("X-File-Name", &name).send(body);
+            let r = agent
+                .post(&url)
+                .header("X-User", recorded_by)
+                .header("X-File-Name", &name)
+                // A CSV body, not JSON: the header a browser page cannot send cross-origin.
+                .header("X-Requested-By", "recordhub-cli")
+                .send(body);
             (url, r)
         }
     };

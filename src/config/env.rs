@@ -10,6 +10,7 @@ fn env_source() -> config::Environment {
         .separator(ENV_SEPARATOR)
         .try_parsing(true)
         .list_separator(",")
+        .with_list_parse_key("http.allowed_hosts")
         .with_list_parse_key("ack.processing_ids")
 }
 

@@ -15,6 +15,7 @@
 //! An address that parses but cannot be bound is the listener's error.
 
 mod env;
+pub mod guard;
 mod listeners;
 mod positions;
 mod raw;
@@ -83,6 +84,8 @@ pub struct HttpConfig {
     pub metrics: bool,
     /// HTTPS (resolved paths; `client_ca` is always `None`).
     pub tls: Option<crate::mllp::tls::TlsFiles>,
+    /// Request guards: host allow-list, header bounds, read rate limits.
+    pub guard: guard::GuardConfig,
 }
 
 /// Validated `[store]`.

@@ -120,6 +120,29 @@ pub struct RawHttp {
     pub listen: String,
     /// Record counters and serve `GET /metrics` (Prometheus text format).
     pub metrics: bool,
+    // Request guards (`src/http/guard.rs`), checked before any handler runs.
+    /// Names (`records.rj1.nhs.uk`, or `name:port`) a request's `Host` may carry, besides
+    /// `127.0.0.1`, `localhost` and `[::1]` (bare or with the listen port) and the listen
+    /// address: any other `Host` is refused with 421, so a DNS-rebinding page cannot read.
+    pub allowed_hosts: Vec<String>,
+    /// Largest single request header value, in bytes; a bigger one is refused with 431.
+    pub max_header_bytes: u64,
+    /// Largest total of all request header names and values, in bytes (431 above it).
+    pub max_headers_bytes: u64,
+    /// Most request headers (431 above it).
+    pub max_headers: u64,
+    /// Patient reads (`/patients/…`, the web page's `/record/…` and `/search`) per minute
+    /// for one user (keyed by the bearer token, else `X-User`,
+    /// else the session cookie); past it, 429 with `Retry-After`. Bursts up to the same
+    /// number are allowed.
+    pub reads_per_minute: u64,
+    /// Patient reads per minute from one client IP address, all users together.
+    pub client_reads_per_minute: u64,
+    /// Distinct patients one user or client may read within `enumeration_window_secs`
+    /// before a "possible enumeration" warning is logged and counted (reads go on).
+    pub enumeration_patients: u64,
+    /// The window of `enumeration_patients`, in seconds.
+    pub enumeration_window_secs: u64,
     /// HTTPS: `{ cert = "server.pem", key = "server.key" }` (no client certificates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawHttpTls>,
@@ -234,7 +257,19 @@ impl Default for RawMllp {
 
 impl Default for RawHttp {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), metrics: true, tls: None }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            metrics: true,
+            tls: None,
+            allowed_hosts: Vec::new(),
+            max_header_bytes: 8 * 1024,
+            max_headers_bytes: 32 * 1024,
+            max_headers: 64,
+            reads_per_minute: 120,
+            client_reads_per_minute: 600,
+            enumeration_patients: 50,
+            enumeration_window_secs: 600,
+        }
     }
 }
 

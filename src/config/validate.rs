@@ -121,14 +121,14 @@ impl Validator<'_> {
         })
     }
 
-    fn positive(&mut self, key: &str, value: u64) -> u64 {
+    pub(super) fn positive(&mut self, key: &str, value: u64) -> u64 {
         if value == 0 {
             self.report(key, "0".into(), "must be a positive number");
         }
         value
     }
 
-    fn count(&mut self, key: &str, value: u64) -> usize {
+    pub(super) fn count(&mut self, key: &str, value: u64) -> usize {
         let value = self.positive(key, value);
         usize::try_from(value).unwrap_or_else(|_| {
             self.report(key, value.to_string(), "too large for this platform");
@@ -136,7 +136,7 @@ impl Validator<'_> {
         })
     }
 
-    fn secs(&mut self, key: &str, value: u64) -> Duration {
+    pub(super) fn secs(&mut self, key: &str, value: u64) -> Duration {
         Duration::from_secs(self.positive(key, value))
     }
 
@@ -175,6 +175,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
             listen: v.addr("http.listen", &raw.http.listen),
             metrics: raw.http.metrics,
             tls: raw.http.tls.as_ref().map(|t| super::listeners::http_tls(t, &mut v)),
+            guard: super::guard::validate(&raw.http, &mut v),
         },
         store: validate_store(raw.store, &mut v),
         ack: validate_ack(raw.ack, &mut v),

@@ -29,7 +29,12 @@ async fn http(method: &'static str, url: String) -> (u16, String) {
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut r = match method {
-            "POST" => agent.post(&url).header("X-User", "ig.lead").send_empty().expect("POST"),
+            "POST" => agent
+                .post(&url)
+                .header("X-User", "ig.lead")
+                .header("Content-Type", "application/json")
+                .send_empty()
+                .expect("POST"),
             _ => agent.get(&url).header("X-User", "dr.jones").call().expect("GET"),
         };
         let status = r.status().as_u16();

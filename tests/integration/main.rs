@@ -12,6 +12,7 @@ mod connections;
 mod durability;
 mod faults;
 mod governance;
+mod http_guard;
 mod isolation;
 mod logging;
 mod metrics;

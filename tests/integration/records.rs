@@ -182,7 +182,7 @@ async fn post(url: &str) -> (u16, String) {
     let url = url.to_string();
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent.post(&url).send_empty().expect("reload request");
+        let mut r = agent.post(&url).header("Content-Type", "application/json").send_empty().expect("reload request");
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     })
     .await
