@@ -115,8 +115,11 @@ enum Command {
         #[command(subcommand)]
         action: GovernanceCommand,
     },
-    /// Show what mappings make of messages: items, unused fields, errors,
-    /// and which exclusion rule excludes what.
+    /// Show the engine's verdict on messages without sending them: the ACK
+    /// code and ERR text the sender would get, the items, unused fields,
+    /// warnings on NHS numbers (Modulus 11, placeholders, 999 test range),
+    /// and which exclusion rule excludes what. Exit 1 if any message would
+    /// not be accepted or any file cannot be read.
     Check {
         /// The mappings directory (default: [mapping] dir).
         #[arg(long)]
@@ -418,7 +421,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(dir) = mappings {
                 cfg.mapping.dir = dir;
             }
-            Ok(if cli::check(&cfg.mapping.dir, &files)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if cli::check(&cfg, &files)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }

@@ -32,4 +32,14 @@ pub enum CliError {
     NoEntry(u64),
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
+    /// `check` runs the engine over a scratch directory in $TMPDIR.
+    #[error("cannot create a scratch directory for the check; set TMPDIR to a writable directory")]
+    Scratch(#[source] std::io::Error),
+    #[error("cannot start the engine for the check in {dir}")]
+    Engine { dir: PathBuf, source: crate::pipeline::OpenError },
+}
+
+/// An error and its causes on one line, for a message that goes on.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    crate::pipeline::error_chain(e)
 }

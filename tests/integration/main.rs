@@ -7,6 +7,7 @@ mod common;
 mod acks;
 mod adt_events;
 mod charset;
+mod cli;
 mod connections;
 mod durability;
 mod faults;
