@@ -18,8 +18,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use recordhub::config::{self, Config, Overrides};
 
+/// `recordhub --version`: the crate version, git commit and build date (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RECORDHUB_GIT_COMMIT"),
+    ", built ",
+    env!("RECORDHUB_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "recordhub", version, about = "HL7 v2 interface engine and record indexer")]
+#[command(name = "recordhub", version = VERSION, about = "HL7 v2 interface engine and record indexer")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +48,11 @@ enum Command {
         #[arg(long)]
         http: Option<SocketAddr>,
     },
-    /// Send every message in FILEs over MLLP and print one line per ACK.
+    /// Send every message in FILES over MLLP, in order on one connection,
+    /// and print one line per ACK: `<control id> <code> <text>` (text with
+    /// HL7 escapes decoded). A file that cannot be read or holds no message
+    /// is reported and skipped; exit 1 at the end if any was, or any message
+    /// was not accepted.
     Send {
         /// host:port of the MLLP listener.
         #[arg(long)]
@@ -48,7 +62,10 @@ enum Command {
         timeout: u64,
         #[command(flatten)]
         tls: TlsArgs,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
     /// List what was received (JSON lines), or print one raw message. Safe while the server runs.
@@ -94,8 +111,21 @@ enum Command {
         timeout: u64,
         #[command(flatten)]
         tls: TlsArgs,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
+    },
+    /// Ask a running engine's `GET /health` and print its answer: exit 0
+    /// when healthy, 1 when not, 2 when it cannot be reached (for container
+    /// HEALTHCHECKs and scripts).
+    Health {
+        /// The engine's HTTP API, e.g. http://127.0.0.1:8080 (default: [http] listen).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Rebuild the index from the journal with the current mappings (server stopped).
     Reindex {
@@ -126,7 +156,10 @@ enum Command {
         mappings: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
 }
@@ -141,7 +174,10 @@ enum GovernanceCommand {
         rules: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
 }
@@ -299,6 +335,32 @@ fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Which listener each configured address is, for a bind failure.
+fn listener_names(cfg: &Config) -> Vec<(SocketAddr, String)> {
+    let mut names = vec![
+        (cfg.mllp.listen, "the MLLP listener ([mllp] listen or --listen)".to_string()),
+        (cfg.http.listen, "the HTTP API ([http] listen or --http)".to_string()),
+    ];
+    for (i, l) in cfg.mllp.listeners.iter().enumerate() {
+        names.push((l.listen, format!("MLLP listener {} of [[mllp.listeners]]", i + 1)));
+    }
+    names
+}
+
+/// A port already in use: say which listener, and what to do.
+fn name_listener(e: recordhub::serve::ServeError, names: &[(SocketAddr, String)]) -> anyhow::Error {
+    let recordhub::serve::ServeError::Bind { addr, source } = &e else { return e.into() };
+    let Some((_, name)) = names.iter().find(|(a, _)| a == addr) else { return e.into() };
+    let hint = match source.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            format!("; another process holds port {0} (`ss -ltnp 'sport = :{0}'` shows which): stop it or choose another address", addr.port())
+        }
+        std::io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges: use a higher port".to_string(),
+        _ => String::new(),
+    };
+    anyhow::anyhow!("{name} cannot listen on {addr}: {source}{hint}")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -318,7 +380,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _log = recordhub::telemetry::init(&cfg.log)?;
             let rt =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-            let served = rt.block_on(recordhub::serve::serve(cfg));
+            let names = listener_names(&cfg);
+            let served = rt.block_on(recordhub::serve::serve(cfg)).map_err(|e| name_listener(e, &names));
             let lost = recordhub::telemetry::log_stats();
             if lost != recordhub::telemetry::LogStats::default() {
                 // Reaches the log only if stderr has recovered; /metrics can read the same counts.
@@ -369,6 +432,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // A closed stdout (`| head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&summary)?);
             Ok(if summary.timeouts + summary.errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Health { server, config } => {
+            let base = match server {
+                Some(s) => s,
+                None => {
+                    let cfg = config::load(config.as_deref(), &Overrides::default())?;
+                    cli::local_url(cfg.http.listen)
+                }
+            };
+            Ok(if cli::health(&base)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Reindex { common } => {
             let cfg = common.load(None, None)?;

@@ -3,6 +3,7 @@
 
 mod check;
 mod governance;
+mod health;
 mod journal;
 mod objection;
 mod record;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 pub use check::check;
 pub use governance::governance_test;
+pub use health::{health, local_url};
 pub use journal::journal;
 pub use objection::{
     objection, parse_import, remove_and_restore, Action as ObjectionAction, AddRequest, ObjectionError, RemoveRequest,
@@ -32,6 +34,9 @@ pub enum CliError {
     NoEntry(u64),
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
+    /// `health` could not reach the engine.
+    #[error("cannot reach {url}: {error}; is recordhub running and is that its [http] listen?")]
+    Http { url: String, error: String },
     /// `check` runs the engine over a scratch directory in $TMPDIR.
     #[error("cannot create a scratch directory for the check; set TMPDIR to a writable directory")]
     Scratch(#[source] std::io::Error),

@@ -90,3 +90,60 @@ fn check_warns_on_a_placeholder_nhs_number_and_goes_on_past_a_missing_file() {
     let warnings = objs[0]["nhs_warnings"].to_string();
     assert!(warnings.contains("9999999999") && warnings.contains("placeholder"), "{warnings}");
 }
+
+/// `recordhub ARGS` off the runtime's threads (the engine runs on them).
+async fn recordhub_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_recordhub")).args(&args).output().expect("recordhub runs")
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue 12: `send` printed the ACK text as escaped on the wire (`ADT\S\ ORU`
+/// for a sender whose component separator is `,`), stopped at the first
+/// missing file, and said nothing about an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_prints_ack_text_unescaped_and_goes_on_past_missing_and_empty_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(config(&dir.path().join("data"))).await;
+    // Component separator `,`: the engine's "(ADT, ORU and MDM are)" goes out as `\S\`.
+    let orm = write(dir.path(), "orm.hl7", "MSH|,~\\&|PAS|RJ1|RECORDHUB|LCR|20261121083000||ORM,O01|E1|P|2.4\rPID|1\r");
+    let good = write(dir.path(), "good.hl7", &adt("G1"));
+    let empty = write(dir.path(), "empty.hl7", "\n\n");
+    let missing = dir.path().join("missing.hl7");
+    let mut args = vec!["send".to_string(), "--to".into(), e.addr.to_string()];
+    args.extend([&missing, &orm, &empty, &good].iter().map(|p| p.display().to_string()));
+    let out = recordhub_async(args).await;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["E1 AR message type ORM is not handled (ADT, ORU and MDM are)", "G1 AA Message accepted"]);
+    assert!(stderr.contains("missing.hl7") && stderr.contains("No such file"), "{stderr}");
+    assert!(stderr.contains("empty.hl7 holds no HL7 message"), "{stderr}");
+    e.stop().await;
+}
+
+/// `--version` names the commit and the build date (build.rs), so a bug
+/// report says which build it is about.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let out = recordhub(&["--version"]);
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    let rest = v.trim().strip_prefix(&format!("recordhub {} (commit ", env!("CARGO_PKG_VERSION"))).unwrap_or_default();
+    let (commit, date) = rest.strip_suffix(')').and_then(|r| r.split_once(", built ")).unwrap_or_default();
+    assert!(commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()) && commit.len() >= 7, "{v}");
+    let d: Vec<&str> = date.split('-').collect();
+    assert!(d.len() == 3 && d.iter().all(|p| p.parse::<u32>().is_ok()) && d[0].len() == 4, "{v}");
+}
+
+/// `--help` of the commands that take files says what FILES may hold.
+#[test]
+fn help_documents_files() {
+    for cmd in ["send", "check", "load"] {
+        let out = recordhub(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("<FILES>...  Files of HL7 messages"), "{cmd}: {help}");
+    }
+}
