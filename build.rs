@@ -3,11 +3,15 @@
 //! Never fails the build: from a tarball without git (or without `.git`) the
 //! commit is "unknown". The date honours `SOURCE_DATE_EPOCH` (reproducible
 //! builds, https://reproducible-builds.org/specs/source-date-epoch/), else now.
+//! `RECORDHUB_GIT_COMMIT` names the commit where git cannot (a container build).
 
 use std::process::Command;
 
 fn main() {
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
+    // A container build has no .git: the commit may be passed in instead.
+    println!("cargo:rerun-if-env-changed=RECORDHUB_GIT_COMMIT");
+    let given = std::env::var("RECORDHUB_GIT_COMMIT").ok().filter(|c| !c.trim().is_empty());
+    let commit = given.or_else(|| git(&["rev-parse", "--short", "HEAD"])).unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=RECORDHUB_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=RECORDHUB_BUILD_DATE={}", build_date());
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");

@@ -18,6 +18,7 @@ mod metrics;
 mod mllp_edges;
 mod objections;
 mod outcomes;
+mod packaging;
 mod records;
 mod replay;
 mod tls;
