@@ -325,7 +325,7 @@ fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
             let _ = writeln!(std::io::stderr(), "recordhub: {e}");
             return Ok(ExitCode::from(EXIT_OBJECTED));
         }
-        other => other?,
+        other => other.map_err(server_hint)?,
     };
     if shown {
         Ok(ExitCode::SUCCESS)
@@ -365,10 +365,43 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // `recordhub journal | head`: the reader has all it wanted.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "recordhub: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// True when stdout's reader went away (EPIPE), anywhere in the chain.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// `record`, `history`, `parked` against a server that does not answer:
+/// say how to read without one.
+fn server_hint(e: cli::RecordError) -> anyhow::Error {
+    match e {
+        cli::RecordError::Http(url, why) if why.contains("Connection refused") || why.contains("connect") => {
+            anyhow::anyhow!(
+                "no recordhub answers at {url} ({why}); start it, give its address with --server URL, \
+                 or read the data directory itself with --data DIR (only while the server is stopped)"
+            )
+        }
+        other => other.into(),
+    }
+}
+
+/// `reindex` while a server holds the index: it needs the directory to itself.
+fn reindex_hint(e: cli::RecordError) -> anyhow::Error {
+    match e {
+        cli::RecordError::Open(why) if why.contains("another recordhub") => anyhow::anyhow!(
+            "cannot reindex: {why}; reindex needs the data directory to itself: stop the running \
+             recordhub (e.g. `systemctl stop recordhub`), run reindex, then start it again"
+        ),
+        cli::RecordError::Open(why) => anyhow::anyhow!("cannot reindex: {why}"),
+        other => other.into(),
     }
 }
 
@@ -409,7 +442,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parked(Admin { server, common }) => {
             let cfg = common.load(None, None)?;
             let source = record_source(server, common.data.is_some(), cfg);
-            let listing = cli::parked(source)?;
+            let listing = cli::parked(source).map_err(server_hint)?;
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&listing).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
@@ -445,7 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Reindex { common } => {
             let cfg = common.load(None, None)?;
-            let n = cli::reindex(&cfg)?;
+            let n = cli::reindex(&cfg).map_err(reindex_hint)?;
             let _ = writeln!(std::io::stdout(), "reindexed {n} journal entries");
             Ok(ExitCode::SUCCESS)
         }

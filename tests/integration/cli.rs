@@ -147,3 +147,76 @@ fn help_documents_files() {
         assert!(help.contains("<FILES>...  Files of HL7 messages"), "{cmd}: {help}");
     }
 }
+
+/// Issue 12: `recordhub journal | head` printed "cannot write output: Broken
+/// pipe" and exited 2; a reader that has what it wants is not an error.
+#[test]
+fn journal_into_head_exits_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mappings = recordhub::serve::load_mappings(&cfg).unwrap();
+    let (mut p, _) = recordhub::pipeline::Pipeline::open(recordhub::serve::pipeline_options(&cfg, mappings)).unwrap();
+    // Far more than a pipe's 64 KiB buffer of listing.
+    let msgs: Vec<String> = (0..2000).map(|i| adt(&format!("H{i}"))).collect();
+    let batch: Vec<_> = msgs.iter().map(|m| recordhub::pipeline::Inbound::message(m.as_bytes(), "test", 0)).collect();
+    assert!(p.process(&batch).iter().all(|o| o.code.is_accept()));
+    p.shutdown().unwrap();
+    drop(p);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recordhub"))
+        .args(["journal", "--data"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("\"control_id\":\"H0\""), "{first}");
+    // The reader is gone (stdout dropped above): the next writes fail with EPIPE.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no error text");
+    assert!(out.status.success(), "{:?}", out.status);
+}
+
+/// Issue 12: `record` with the server down said only "connection refused";
+/// it now says how to read without a server.
+#[test]
+fn record_with_the_server_down_suggests_data() {
+    let out = recordhub(&["record", "9434765919", "--user", "analyst", "--server", "http://127.0.0.1:1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no recordhub answers at http://127.0.0.1:1") && stderr.contains("--data DIR"), "{stderr}");
+}
+
+/// Issue 12: `reindex` beside a running server suggested `--server`, which
+/// reindex does not have; it now says to stop the server first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_beside_a_running_server_says_to_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::start(config(dir.path())).await;
+    let args = vec!["reindex".to_string(), "--data".into(), dir.path().display().to_string()];
+    let out = recordhub_async(args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("stop the running recordhub") && !stderr.contains("--server"), "{stderr}");
+    e.stop().await;
+}
+
+/// Issue 12: "cannot listen on 127.0.0.1:2575: Address already in use" did
+/// not say which of the engine's listeners it was.
+#[test]
+fn a_port_already_in_use_names_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = dir.path().display().to_string();
+    let out = recordhub(&["serve", "--data", &data, "--listen", &addr, "--http", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("recordhub: the MLLP listener ([mllp] listen or --listen) cannot listen on {addr}"))
+    );
+    assert!(last.contains("another process holds port"), "{last}");
+}
