@@ -220,3 +220,48 @@ fn a_port_already_in_use_names_the_listener() {
     );
     assert!(last.contains("another process holds port"), "{last}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Issue 12: a rejected message logged at INFO like an accepted one, so a
+/// WARN filter missed every NAK; and not every per-message line had `seq`.
+#[test]
+fn rejected_messages_log_at_warn_accepted_at_info_each_with_seq_and_control_id() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recordhub"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--http", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let file = write(dir.path(), "two.hl7", &[adt("OK1"), adt("BAD1").replace("|P|2.4\r", "|P|3.0\r")].join("\n"));
+    let sent = recordhub(&["send", "--to", &format!("127.0.0.1:{port}"), file.to_str().unwrap()]);
+    assert_eq!(sent.status.code(), Some(1), "{}", String::from_utf8_lossy(&sent.stdout));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| l["message"] == "message")
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per message");
+    let by_id = |id: &str| lines.iter().find(|l| l["control_id"] == id).unwrap_or_else(|| panic!("{id}: {lines:?}"));
+    assert_eq!(by_id("OK1")["level"], "INFO");
+    assert_eq!(by_id("BAD1")["level"], "WARN");
+    assert_eq!(by_id("BAD1")["error_kind"], 203);
+    assert!(lines.iter().all(|l| l["seq"].as_u64().is_some_and(|s| s > 0)), "{lines:?}");
+}
