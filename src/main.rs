@@ -325,7 +325,10 @@ fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
             let _ = writeln!(std::io::stderr(), "recordhub: {e}");
             return Ok(ExitCode::from(EXIT_OBJECTED));
         }
-        other => other.map_err(server_hint)?,
+        other => other.map_err(|e| {
+            let hint = cli::hints::no_server(&e);
+            hinted(e, hint)
+        })?,
     };
     if shown {
         Ok(ExitCode::SUCCESS)
@@ -335,30 +338,12 @@ fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Which listener each configured address is, for a bind failure.
-fn listener_names(cfg: &Config) -> Vec<(SocketAddr, String)> {
-    let mut names = vec![
-        (cfg.mllp.listen, "the MLLP listener ([mllp] listen or --listen)".to_string()),
-        (cfg.http.listen, "the HTTP API ([http] listen or --http)".to_string()),
-    ];
-    for (i, l) in cfg.mllp.listeners.iter().enumerate() {
-        names.push((l.listen, format!("MLLP listener {} of [[mllp.listeners]]", i + 1)));
+/// An error with its hint (`cli::hints`) when there is one.
+fn hinted<E: Into<anyhow::Error>>(e: E, hint: Option<String>) -> anyhow::Error {
+    match hint {
+        Some(message) => anyhow::anyhow!(message),
+        None => e.into(),
     }
-    names
-}
-
-/// A port already in use: say which listener, and what to do.
-fn name_listener(e: recordhub::serve::ServeError, names: &[(SocketAddr, String)]) -> anyhow::Error {
-    let recordhub::serve::ServeError::Bind { addr, source } = &e else { return e.into() };
-    let Some((_, name)) = names.iter().find(|(a, _)| a == addr) else { return e.into() };
-    let hint = match source.kind() {
-        std::io::ErrorKind::AddrInUse => {
-            format!("; another process holds port {0} (`ss -ltnp 'sport = :{0}'` shows which): stop it or choose another address", addr.port())
-        }
-        std::io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges: use a higher port".to_string(),
-        _ => String::new(),
-    };
-    anyhow::anyhow!("{name} cannot listen on {addr}: {source}{hint}")
 }
 
 fn main() -> ExitCode {
@@ -379,32 +364,6 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
-/// `record`, `history`, `parked` against a server that does not answer:
-/// say how to read without one.
-fn server_hint(e: cli::RecordError) -> anyhow::Error {
-    match e {
-        cli::RecordError::Http(url, why) if why.contains("Connection refused") || why.contains("connect") => {
-            anyhow::anyhow!(
-                "no recordhub answers at {url} ({why}); start it, give its address with --server URL, \
-                 or read the data directory itself with --data DIR (only while the server is stopped)"
-            )
-        }
-        other => other.into(),
-    }
-}
-
-/// `reindex` while a server holds the index: it needs the directory to itself.
-fn reindex_hint(e: cli::RecordError) -> anyhow::Error {
-    match e {
-        cli::RecordError::Open(why) if why.contains("another recordhub") => anyhow::anyhow!(
-            "cannot reindex: {why}; reindex needs the data directory to itself: stop the running \
-             recordhub (e.g. `systemctl stop recordhub`), run reindex, then start it again"
-        ),
-        cli::RecordError::Open(why) => anyhow::anyhow!("cannot reindex: {why}"),
-        other => other.into(),
-    }
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { common, listen, http } => {
@@ -413,8 +372,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _log = recordhub::telemetry::init(&cfg.log)?;
             let rt =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-            let names = listener_names(&cfg);
-            let served = rt.block_on(recordhub::serve::serve(cfg)).map_err(|e| name_listener(e, &names));
+            let names = cli::hints::listener_names(&cfg);
+            let served = rt.block_on(recordhub::serve::serve(cfg)).map_err(|e| {
+                let hint = cli::hints::bind_failure(&e, &names);
+                hinted(e, hint)
+            });
             let lost = recordhub::telemetry::log_stats();
             if lost != recordhub::telemetry::LogStats::default() {
                 // Reaches the log only if stderr has recovered; /metrics can read the same counts.
@@ -442,7 +404,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parked(Admin { server, common }) => {
             let cfg = common.load(None, None)?;
             let source = record_source(server, common.data.is_some(), cfg);
-            let listing = cli::parked(source).map_err(server_hint)?;
+            let listing = cli::parked(source).map_err(|e| {
+                let hint = cli::hints::no_server(&e);
+                hinted(e, hint)
+            })?;
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&listing).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
@@ -478,7 +443,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Reindex { common } => {
             let cfg = common.load(None, None)?;
-            let n = cli::reindex(&cfg).map_err(reindex_hint)?;
+            let n = cli::reindex(&cfg).map_err(|e| {
+                let hint = cli::hints::reindex(&e);
+                hinted(e, hint)
+            })?;
             let _ = writeln!(std::io::stdout(), "reindexed {n} journal entries");
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,7 @@
 mod check;
 mod governance;
 mod health;
+pub mod hints;
 mod journal;
 mod objection;
 mod record;
