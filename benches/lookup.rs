@@ -113,7 +113,7 @@ fn messages(p: usize) -> [Mapped; 2] {
             ("family_name", family.into()),
             ("given_name", given.into()),
             ("birth_date", format!("{}-{:02}-{:02}", 1930 + p % 90, 1 + p % 12, day)),
-            ("sex", if p % 2 == 0 { "female" } else { "male" }.into()),
+            ("sex", if p.is_multiple_of(2) { "female" } else { "male" }.into()),
             ("address_line1", format!("{} HIGH ST", 1 + p % 200)),
             ("address_city", "LONDON".into()),
             ("postcode", format!("SE{} {}EH", 1 + p % 28, p % 10)),

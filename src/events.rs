@@ -22,22 +22,25 @@ pub struct MessageOutcome<'a> {
 impl MessageOutcome<'_> {
     /// Routing fields and outcome, never content. `verdict` is what was
     /// decided; `ack_code` is what the sender was told, `none` when MSH-15
-    /// asked for no ACK.
+    /// asked for no ACK. Accepted messages log at INFO; AE/AR (the sender's
+    /// queue now holds a NAK someone must look at) at WARN. Every line has
+    /// `seq` (0: not journaled, e.g. a failed store) and `control_id`.
     pub fn emit(&self, metrics: &Metrics) {
         let (o, peer, elapsed_us) = (self.outcome, self.peer, self.elapsed_us);
         let e = &o.envelope;
         let ack_code = if o.ack.is_some() { o.code.as_str() } else { "none" };
         let verdict = o.verdict();
+        let seq = o.seq.unwrap_or(0);
         match &o.problem {
             None => tracing::info!(
-                control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
+                control_id = %e.inbound.control_id, seq, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
                 sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
-                bytes = o.bytes, elapsed_us, peer = %peer, seq = o.seq, duplicate = o.duplicate, "message"
+                bytes = o.bytes, elapsed_us, peer = %peer, duplicate = o.duplicate, "message"
             ),
-            Some((stage, p)) => tracing::info!(
-                control_id = %e.inbound.control_id, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
+            Some((stage, p)) => tracing::warn!(
+                control_id = %e.inbound.control_id, seq, msg_type = %e.message_type, sending_app = %e.inbound.sending_app,
                 sending_facility = %e.inbound.sending_facility, verdict, ack_code, ack_sent = o.ack.is_some(),
-                bytes = o.bytes, elapsed_us, peer = %peer, seq = o.seq, stage = stage.as_str(), error_kind = p.code,
+                bytes = o.bytes, elapsed_us, peer = %peer, stage = stage.as_str(), error_kind = p.code,
                 error = %p.text, "message"
             ),
         }
@@ -168,6 +171,8 @@ impl JournalCommitFailed<'_> {
 /// in a mapping file): journaled, never filed. `recordhub_messages_ignored_total`.
 pub struct MessageIgnored<'a> {
     pub control_id: &'a str,
+    /// Its journal seq.
+    pub seq: u64,
     pub msg_type: &'a str,
     pub sending_app: &'a str,
     pub sending_facility: &'a str,
@@ -175,9 +180,26 @@ pub struct MessageIgnored<'a> {
 
 impl MessageIgnored<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        tracing::info!(control_id = %self.control_id, msg_type = %self.msg_type, sending_app = %self.sending_app,
+        tracing::info!(control_id = %self.control_id, seq = self.seq, msg_type = %self.msg_type, sending_app = %self.sending_app,
             sending_facility = %self.sending_facility, outcome = "ignored",
             "event ignored by the mappings: accepted and journaled, not filed");
         metrics.message_ignored();
+    }
+}
+
+/// Optional values of a filed message that did not fit their type and were
+/// left out. `warnings` is a JSON array (as a string: the log's JSON layer
+/// has no array values) of field names and rules, never the values.
+pub struct MappingWarnings<'a> {
+    pub seq: u64,
+    pub control_id: &'a str,
+    pub warnings: &'a [String],
+}
+
+impl MappingWarnings<'_> {
+    pub fn emit(&self) {
+        let warnings = serde_json::to_string(self.warnings).unwrap_or_default();
+        tracing::warn!(control_id = %self.control_id, seq = self.seq, warnings = %warnings,
+            "optional values did not fit their type and were left out");
     }
 }

@@ -274,7 +274,8 @@ fn batch_of(work: Work) -> IndexBatch {
 pub fn file(batch: &mut IndexBatch, seq: u64, mapped: Mapped) {
     if !mapped.warnings.is_empty() {
         // Field names and rules only, never the values.
-        tracing::warn!(seq, warnings = ?mapped.warnings, "optional values did not fit their type and were left out");
+        let control_id = mapped.items.first().map(|i| i.provenance.control_id.as_str()).unwrap_or_default();
+        crate::events::MappingWarnings { seq, control_id, warnings: &mapped.warnings }.emit();
     }
     batch.file(seq, mapped);
 }

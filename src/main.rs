@@ -18,8 +18,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use recordhub::config::{self, Config, Overrides};
 
+/// `recordhub --version`: the crate version, git commit and build date (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RECORDHUB_GIT_COMMIT"),
+    ", built ",
+    env!("RECORDHUB_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "recordhub", version, about = "HL7 v2 interface engine and record indexer")]
+#[command(name = "recordhub", version = VERSION, about = "HL7 v2 interface engine and record indexer")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +48,11 @@ enum Command {
         #[arg(long)]
         http: Option<SocketAddr>,
     },
-    /// Send every message in FILEs over MLLP and print one line per ACK.
+    /// Send every message in FILES over MLLP, in order on one connection,
+    /// and print one line per ACK: `<control id> <code> <text>` (text with
+    /// HL7 escapes decoded). A file that cannot be read or holds no message
+    /// is reported and skipped; exit 1 at the end if any was, or any message
+    /// was not accepted.
     Send {
         /// host:port of the MLLP listener.
         #[arg(long)]
@@ -48,7 +62,10 @@ enum Command {
         timeout: u64,
         #[command(flatten)]
         tls: TlsArgs,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
     /// List what was received (JSON lines), or print one raw message. Safe while the server runs.
@@ -94,8 +111,21 @@ enum Command {
         timeout: u64,
         #[command(flatten)]
         tls: TlsArgs,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
+    },
+    /// Ask a running engine's `GET /health` and print its answer: exit 0
+    /// when healthy, 1 when not, 2 when it cannot be reached (for container
+    /// HEALTHCHECKs and scripts).
+    Health {
+        /// The engine's HTTP API, e.g. http://127.0.0.1:8080 (default: [http] listen).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Rebuild the index from the journal with the current mappings (server stopped).
     Reindex {
@@ -117,15 +147,21 @@ enum Command {
         #[command(subcommand)]
         action: GovernanceCommand,
     },
-    /// Show what mappings make of messages: items, unused fields, errors,
-    /// and which exclusion rule excludes what.
+    /// Show the engine's verdict on messages without sending them: the ACK
+    /// code and ERR text the sender would get, the items, unused fields,
+    /// warnings on NHS numbers (Modulus 11, placeholders, 999 test range),
+    /// and which exclusion rule excludes what. Exit 1 if any message would
+    /// not be accepted or any file cannot be read.
     Check {
         /// The mappings directory (default: [mapping] dir).
         #[arg(long)]
         mappings: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
 }
@@ -140,7 +176,10 @@ enum GovernanceCommand {
         rules: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(required = true)]
+        /// Files of HL7 messages: text (each message starts at a line beginning
+        /// MSH; LF, CRLF or CR line ends; FHS/BHS batch lines ignored) or MLLP
+        /// frames (as captured). Several messages per file; several files.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
 }
@@ -288,7 +327,10 @@ fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
             let _ = writeln!(std::io::stderr(), "recordhub: {e}");
             return Ok(ExitCode::from(EXIT_OBJECTED));
         }
-        other => other?,
+        other => other.map_err(|e| {
+            let hint = cli::hints::no_server(&e);
+            hinted(e, hint)
+        })?,
     };
     if shown {
         Ok(ExitCode::SUCCESS)
@@ -298,17 +340,32 @@ fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error with its hint (`cli::hints`) when there is one.
+fn hinted<E: Into<anyhow::Error>>(e: E, hint: Option<String>) -> anyhow::Error {
+    match hint {
+        Some(message) => anyhow::anyhow!(message),
+        None => e.into(),
+    }
+}
+
 fn main() -> ExitCode {
     // Every file any subcommand creates (journal, index, audit, keys) is the owner's only.
     recordhub::serve::owner_only_umask();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // `recordhub journal | head`: the reader has all it wanted.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "recordhub: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// True when stdout's reader went away (EPIPE), anywhere in the chain.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -319,7 +376,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _log = recordhub::telemetry::init(&cfg.log)?;
             let rt =
                 tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-            let served = rt.block_on(recordhub::serve::serve(cfg));
+            let names = cli::hints::listener_names(&cfg);
+            let served = rt.block_on(recordhub::serve::serve(cfg)).map_err(|e| {
+                let hint = cli::hints::bind_failure(&e, &names);
+                hinted(e, hint)
+            });
             let lost = recordhub::telemetry::log_stats();
             if lost != recordhub::telemetry::LogStats::default() {
                 // Reaches the log only if stderr has recovered; /metrics can read the same counts.
@@ -347,7 +408,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parked(Admin { server, common }) => {
             let cfg = common.load(None, None)?;
             let source = record_source(server, common.data.is_some(), cfg);
-            let listing = cli::parked(source)?;
+            let listing = cli::parked(source).map_err(|e| {
+                let hint = cli::hints::no_server(&e);
+                hinted(e, hint)
+            })?;
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&listing).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
@@ -371,9 +435,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&summary)?);
             Ok(if summary.timeouts + summary.errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::Health { server, config } => {
+            let base = match server {
+                Some(s) => s,
+                None => {
+                    let cfg = config::load(config.as_deref(), &Overrides::default())?;
+                    cli::local_url(cfg.http.listen)
+                }
+            };
+            Ok(if cli::health(&base)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Reindex { common } => {
             let cfg = common.load(None, None)?;
-            let n = cli::reindex(&cfg)?;
+            let n = cli::reindex(&cfg).map_err(|e| {
+                let hint = cli::hints::reindex(&e);
+                hinted(e, hint)
+            })?;
             let _ = writeln!(std::io::stdout(), "reindexed {n} journal entries");
             Ok(ExitCode::SUCCESS)
         }
@@ -423,7 +500,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(dir) = mappings {
                 cfg.mapping.dir = dir;
             }
-            Ok(if cli::check(&cfg.mapping.dir, &files)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if cli::check(&cfg, &files)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }

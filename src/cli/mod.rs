@@ -4,6 +4,8 @@
 mod audit;
 mod check;
 mod governance;
+mod health;
+pub mod hints;
 mod journal;
 mod objection;
 mod record;
@@ -14,6 +16,7 @@ use std::path::PathBuf;
 pub use audit::{audit, AuditArgs, AuditCliError};
 pub use check::check;
 pub use governance::governance_test;
+pub use health::{health, local_url};
 pub use journal::journal;
 pub use objection::{
     objection, parse_import, remove_and_restore, Action as ObjectionAction, AddRequest, ObjectionError, RemoveRequest,
@@ -34,4 +37,17 @@ pub enum CliError {
     NoEntry(u64),
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
+    /// `health` could not reach the engine.
+    #[error("cannot reach {url}: {error}; is recordhub running and is that its [http] listen?")]
+    Http { url: String, error: String },
+    /// `check` runs the engine over a scratch directory in $TMPDIR.
+    #[error("cannot create a scratch directory for the check; set TMPDIR to a writable directory")]
+    Scratch(#[source] std::io::Error),
+    #[error("cannot start the engine for the check in {dir}")]
+    Engine { dir: PathBuf, source: crate::pipeline::OpenError },
+}
+
+/// An error and its causes on one line, for a message that goes on.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    crate::pipeline::error_chain(e)
 }

@@ -34,18 +34,20 @@ pub async fn send(to: &str, timeout: Duration, files: &[PathBuf]) -> Result<bool
 
 /// [`send`], over TLS when `tls` is given (`--tls-ca` and friends).
 ///
+/// A file that cannot be read or holds no message is reported and skipped;
+/// the result is then false.
+///
 /// # Errors
-/// A file cannot be read, the connection or the TLS handshake fails.
+/// The connection or the TLS handshake fails.
 pub async fn send_with(
     to: &str,
     tls: Option<&crate::mllp::tls::ClientTls>,
     timeout: Duration,
     files: &[PathBuf],
 ) -> Result<bool, CliError> {
-    let mut messages = Vec::new();
-    for path in files {
-        let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.clone(), source })?;
-        messages.extend(split_messages(&bytes));
+    let (messages, files_ok) = read_messages(files);
+    if messages.is_empty() {
+        return Ok(false);
     }
     let connector = match tls {
         Some(t) => Some(t.connector(to).map_err(ClientError::from)?),
@@ -92,7 +94,34 @@ pub async fn send_with(
     if run.late {
         run.late_acks(&mut client, LATE_ACK_WAIT.min(timeout)).await?;
     }
-    Ok(run.all_ok)
+    Ok(run.all_ok && files_ok)
+}
+
+/// The messages of every file, in order. A file that cannot be read or
+/// holds no message is reported on stderr and skipped (the others are still
+/// sent); the flag is false when any was.
+fn read_messages(files: &[PathBuf]) -> (Vec<Vec<u8>>, bool) {
+    let mut messages = Vec::new();
+    let mut ok = true;
+    let mut err = std::io::stderr().lock();
+    for path in files {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let found = split_messages(&bytes);
+                if found.is_empty() {
+                    let _ = writeln!(err, "recordhub: {} holds no HL7 message (empty file?); skipped", path.display());
+                    ok = false;
+                }
+                messages.extend(found);
+            }
+            Err(source) => {
+                let e = CliError::Read { path: path.clone(), source };
+                let _ = writeln!(err, "recordhub: {}; skipped", super::chain(&e));
+                ok = false;
+            }
+        }
+    }
+    (messages, ok)
 }
 
 /// The state of one `send` run.

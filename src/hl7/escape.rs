@@ -70,7 +70,7 @@ fn decode_one(body: &[u8], d: &Delimiters, out: &mut Vec<u8>) -> bool {
 }
 
 fn decode_hex(hex: &[u8], out: &mut Vec<u8>) -> bool {
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.iter().all(u8::is_ascii_hexdigit) {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.iter().all(u8::is_ascii_hexdigit) {
         return false;
     }
     let nibble = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;

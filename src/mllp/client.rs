@@ -190,7 +190,8 @@ pub struct AckSummary {
     /// MSA-2: the control ID of the message being acknowledged.
     pub control_id: String,
     /// MSA-3 when valued, else ERR-8, ERR-3.2, or the text inside ERR-1
-    /// (`SEG^seq^field^code&text&system`, before v2.5). Escapes not decoded.
+    /// (`SEG^seq^field^code&text&system`, before v2.5), escapes decoded
+    /// (`\F\` is `|`) when the ACK parses as HL7.
     pub text: String,
 }
 
@@ -199,6 +200,31 @@ pub struct AckSummary {
 /// `MSH`, component separator = the next one; segments end at CR or LF.
 /// Returns `None` without an MSH or MSA segment.
 pub fn summarize_ack(ack: &[u8]) -> Option<AckSummary> {
+    // The HL7 parser decodes escapes and MSH-18; the standalone reader is
+    // for replies it refuses.
+    let parsed = crate::hl7::Message::parse(ack).ok();
+    parsed.as_ref().and_then(summarize_parsed).or_else(|| summarize_raw(ack))
+}
+
+/// [`summarize_ack`] through the HL7 parser: texts with escapes decoded.
+fn summarize_parsed(msg: &crate::hl7::Message<'_>) -> Option<AckSummary> {
+    let msa = msg.first("MSA")?;
+    let mut text = msa.field(3).text().into_owned();
+    if let (true, Some(err)) = (text.is_empty(), msg.first("ERR")) {
+        text = err.field(8).text().into_owned();
+        if text.is_empty() {
+            text = err.field(3).component(2).text().into_owned();
+        }
+        if text.is_empty() {
+            let code = err.field(1).as_value().components().find(|c| c.subcomponent_count() > 1);
+            text = code.map(|c| c.subcomponent(2).text().into_owned()).unwrap_or_default();
+        }
+    }
+    Some(AckSummary { code: msa.field(1).text().into_owned(), control_id: msa.field(2).text().into_owned(), text })
+}
+
+/// [`summarize_ack`] without the HL7 parser: escapes left as sent.
+fn summarize_raw(ack: &[u8]) -> Option<AckSummary> {
     let mut segments = ack.split(|&b| b == b'\r' || b == b'\n').filter(|s| !s.is_empty());
     let msh = segments.clone().find(|s| s.starts_with(b"MSH") && s.len() >= 5)?;
     let seps = Separators {
@@ -391,6 +417,15 @@ mod tests {
         let ack = client.call(b"MSH|x\r", SECOND).await.unwrap();
         assert_eq!(&ack[..], b"MSA|AA|1");
         assert_eq!(server.await.unwrap(), b"\x0bMSH|x\r\x1c\r");
+    }
+
+    /// Issue 12: `send` printed `\F\` where the ERR text held a `|`.
+    #[test]
+    fn ack_text_is_printed_with_escapes_decoded() {
+        let ack = b"MSH|^~\\&|HUB|X|||20250101||ACK|A1|P|2.5\rMSA|AE|C7\rERR||PID^1^3|101^Required^HL70357|E||||PID-3 \\F\\ NHS\\T\\MRN missing\r";
+        let s = summarize_ack(ack).unwrap();
+        assert_eq!((s.code.as_str(), s.control_id.as_str()), ("AE", "C7"));
+        assert_eq!(s.text, "PID-3 | NHS&MRN missing");
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Pipeline {
         if let (Verdict::Accepted, Some((key, fp))) = (&s.verdict, s.dedup.take()) {
             match s.mapped.take() {
                 // An event the mappings ignore: journaled and answered AA, never filed.
-                Some(mapped) if mapped.ignored => self.note_ignored(&s),
+                Some(mapped) if mapped.ignored => self.note_ignored(&s, seq),
                 Some(mapped) => work.filings.push(Filing { seq, mapped }),
                 None => {}
             }

@@ -151,10 +151,11 @@ impl Pipeline {
 
     /// Logs and counts an accepted message whose event the mappings ignore
     /// (once it is committed, so the log never claims what a failed commit undid).
-    pub(super) fn note_ignored(&self, s: &Staged) {
+    pub(super) fn note_ignored(&self, s: &Staged, seq: u64) {
         let e = &s.envelope.inbound;
         let event = crate::events::MessageIgnored {
             control_id: &e.control_id,
+            seq,
             msg_type: &s.envelope.message_type,
             sending_app: &e.sending_app,
             sending_facility: &e.sending_facility,

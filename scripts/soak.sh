@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Soak test: the release engine under a steady load for SOAK_SECS with a
+# kill -9 and restart every KILL_EVERY seconds; then every acknowledged
+# control id must be in the journal exactly once, and RSS and open files
+# must have stayed flat (from /proc, sampled every second).
+#
+#   bash scripts/soak.sh        (SOAK_SECS=600 by default; an hour for a release)
+#
+# Environment: SOAK_SECS (600), KILL_EVERY (60), RATE total messages/s (200),
+# CONNS connections (4), RSS_GROWTH the largest allowed ratio of the last
+# engine life's peak RSS to the first's (1.5), FD_GROWTH the most extra open
+# files allowed likewise (32), RECORDHUB_BIN an already built binary,
+# SOAK_KEEP=1 keeps the data directory. Senders: scripts/soak_sender.py
+# (standard-library Python), which resends an unanswered message with the
+# same bytes after a kill, so retransmissions are exercised too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SOAK_SECS="${SOAK_SECS:-600}"
+KILL_EVERY="${KILL_EVERY:-60}"
+RATE="${RATE:-200}"
+CONNS="${CONNS:-4}"
+RSS_GROWTH="${RSS_GROWTH:-1.5}"
+FD_GROWTH="${FD_GROWTH:-32}"
+
+if [ -z "${RECORDHUB_BIN:-}" ]; then
+  cargo build --release --locked --quiet --bin recordhub
+  RECORDHUB_BIN=target/release/recordhub
+fi
+BIN="$RECORDHUB_BIN"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/recordhub-soak.XXXXXX")"
+DATA="$TMP/data"
+PID=""
+SENDER=""
+cleanup() {
+  [ -n "$SENDER" ] && kill "$SENDER" 2>/dev/null || true
+  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
+  if [ -n "${SOAK_KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r MLLP_PORT HTTP_PORT < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
+
+LIFE=0
+# start: a new engine life on the same ports and data; prints how long
+# start-up (journal recovery and replay) took until the port answered.
+start() {
+  LIFE=$((LIFE + 1))
+  local t0
+  t0=$(date +%s.%N)
+  RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$MLLP_PORT" --http "127.0.0.1:$HTTP_PORT" --data "$DATA" \
+    2>>"$TMP/server.log" &
+  PID=$!
+  for _ in $(seq 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$MLLP_PORT") 2>/dev/null; then
+      echo "life $LIFE: pid $PID listening after $(python3 -c "import time;print(round(time.time()-$t0,2))") s"
+      return 0
+    fi
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "the engine did not start; its log:" >&2
+  tail -20 "$TMP/server.log" >&2
+  exit 1
+}
+
+# sample: one line "life seconds rss_kb fds" from /proc.
+sample() {
+  local rss fds
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status" 2>/dev/null || echo "")
+  fds=$( (ls "/proc/$PID/fd" 2>/dev/null || true) | wc -l)
+  [ -n "$rss" ] && echo "$LIFE $(($(date +%s) - T0)) $rss $fds" >>"$TMP/samples"
+  return 0
+}
+
+echo "== soak: ${SOAK_SECS}s at ${RATE} msg/s over ${CONNS} connections, kill -9 every ${KILL_EVERY}s ($BIN)"
+T0=$(date +%s)
+END=$((T0 + SOAK_SECS))
+start
+python3 scripts/soak_sender.py 127.0.0.1 "$MLLP_PORT" "$CONNS" "$RATE" "$END" "$TMP" >"$TMP/sender.json" &
+SENDER=$!
+NEXT_KILL=$((T0 + KILL_EVERY))
+while [ "$(date +%s)" -lt "$END" ]; do
+  sleep 1
+  sample
+  if [ "$(date +%s)" -ge "$NEXT_KILL" ] && [ "$(date +%s)" -lt "$((END - 5))" ]; then
+    kill -9 "$PID"
+    wait "$PID" 2>/dev/null || true
+    echo "life $LIFE: killed -9 at $(($(date +%s) - T0)) s"
+    start
+    NEXT_KILL=$(($(date +%s) + KILL_EVERY))
+  fi
+done
+wait "$SENDER"
+SENDER=""
+kill "$PID"
+wait "$PID" 2>/dev/null || true
+PID=""
+echo "senders: $(cat "$TMP/sender.json")"
+
+"$BIN" journal --data "$DATA" >"$TMP/journal.jsonl"
+cat "$TMP"/acked-*.txt >"$TMP/acked.txt"
+python3 - "$TMP" "$RSS_GROWTH" "$FD_GROWTH" <<'PY'
+import collections, json, sys
+tmp, rss_growth, fd_growth = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+acked = [l.strip() for l in open(f"{tmp}/acked.txt") if l.strip()]
+counts = collections.Counter()
+for line in open(f"{tmp}/journal.jsonl"):
+    e = json.loads(line)
+    counts[e.get("control_id", "")] += 1
+missing = [c for c in acked if counts[c] == 0]
+twice = [c for c in set(acked) if counts[c] > 1]
+print(f"acknowledged: {len(acked)} ({len(set(acked))} distinct); journal entries: {sum(counts.values())}; "
+      f"missing: {len(missing)}; journaled more than once: {len(twice)}")
+lives = collections.defaultdict(list)
+for line in open(f"{tmp}/samples"):
+    life, t, rss, fds = map(int, line.split())
+    lives[life].append((t, rss, fds))
+print("life  samples  rss_kb first/last/max        fds first/last/max")
+for life, s in sorted(lives.items()):
+    r = [x[1] for x in s]; f = [x[2] for x in s]
+    print(f"{life:>4}  {len(s):>7}  {r[0]:>7} {r[-1]:>7} {max(r):>7}     {f[0]:>4} {f[-1]:>4} {max(f):>4}")
+every = [x for s in lives.values() for x in s]
+r = [x[1] for x in every]; f = [x[2] for x in every]
+print(f"all   {len(every):>7}  {r[0]:>7} {r[-1]:>7} {max(r):>7}     {f[0]:>4} {f[-1]:>4} {max(f):>4}")
+# A life cut short (the last few seconds) says little: compare full lives.
+full = [s for _, s in sorted(lives.items()) if len(s) >= 5] or list(lives.values())
+first_rss, last_rss = max(x[1] for x in full[0]), max(x[1] for x in full[-1])
+first_fd, last_fd = max(x[2] for x in full[0]), max(x[2] for x in full[-1])
+flat = last_rss <= first_rss * rss_growth and last_fd <= first_fd + fd_growth
+print(f"peak RSS first full life {first_rss} kB, last {last_rss} kB; peak fds {first_fd} -> {last_fd}: "
+      f"{'flat' if flat else 'GREW'}")
+ok = not missing and not twice and len(acked) > 0 and flat
+if missing: print("missing (first 10):", missing[:10])
+if twice: print("journaled twice (first 10):", twice[:10])
+print("soak:", "PASS" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+PY
