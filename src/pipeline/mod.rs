@@ -36,7 +36,7 @@ use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
 pub use mappings::Mappings;
 pub use premap::{Premapped, Premapper, PREMAP_BYTES};
-pub use replay::Replayer;
+pub use replay::{ItemChange, Replayer, ReprocessError, Reprocessed, Tally};
 pub use types::{
     elapsed_us, error_chain, index_dir, journal_dir, now_ms, Frame, Inbound, OpenError, Options, Outcome, Stage,
     Startup,
