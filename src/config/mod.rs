@@ -16,6 +16,7 @@
 
 mod env;
 mod listeners;
+mod ops;
 mod positions;
 mod raw;
 mod validate;
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use ops::{DedupConfig, RawDedup, RawRetention, RetentionConfig};
 pub use raw::{
     RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp, RawStore,
     RawTls,
@@ -46,6 +48,8 @@ pub struct Config {
     pub hl7: Hl7Config,
     pub mapping: MappingConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
+    pub dedup: DedupConfig,
 }
 
 /// Validated `[mllp]`.

@@ -29,6 +29,10 @@ pub struct RawConfig {
     pub mapping: RawMapping,
     /// `[log]`: log level, format and buffering.
     pub log: RawLog,
+    /// `[retention]`: how long journal segments are kept.
+    pub retention: super::ops::RawRetention,
+    /// `[dedup]`: how long and how many messages are remembered to answer retransmissions.
+    pub dedup: super::ops::RawDedup,
 }
 
 /// `[mllp]` as written.
