@@ -37,7 +37,9 @@ use crate::pipeline::{Mappings, Replayer};
 use crate::read::{read_audited, ReadCtx, ReadError, ReadRequest, View, Viewed, OBJECTED};
 use crate::store::Store;
 
+mod messages;
 mod objections;
+mod replay;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -90,6 +92,9 @@ where
         .route("/admin/objections/log", get(objections::log))
         .route("/admin/objections/import", post(objections::import))
         .route("/admin/objections/{nhs}", delete(objections::remove))
+        .route("/admin/messages", get(messages::search))
+        .route("/admin/replay", post(replay::replay))
+        .route("/admin/reindex", post(replay::reindex))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -42,7 +42,7 @@ pub struct Filters {
     /// Up to (inclusive; a date means the whole day): RFC 3339, a date or a seq.
     #[arg(long)]
     pub until: Option<String>,
-    /// Messages filed in (or parked for) this patient's record, through the index.
+    /// Messages that filed items in this patient's record (after merges), through the index.
     #[arg(long = "nhs", value_name = "NHS_NUMBER")]
     pub nhs: Option<String>,
     /// Messages for a local identifier (`ID`, or `ORG^ID`), through the index; parked ones too.
@@ -65,9 +65,24 @@ pub enum FilterError {
     /// `--nhs` is not a valid NHS number.
     #[error("'{0}' is not a valid NHS number (10 digits passing the Modulus 11 check)")]
     Nhs(String),
-    /// `--nhs` or `--local-id` was given where no index is at hand.
-    #[error("--nhs and --local-id need the index: give --server for a running engine, or --data with it stopped")]
-    NeedsIndex,
+    /// A query-string key that is not a filter.
+    #[error("'{0}' is not a filter: use control_id, sender, type, verdict, err, since, until, nhs, local_id, limit")]
+    Unknown(String),
+    /// `err` or `limit` is not a number.
+    #[error("{key} '{value}' is not a number")]
+    Number { key: &'static str, value: String },
+}
+
+/// Whose messages a search is about; the caller resolves it to seqs
+/// through the index (`Store::seqs_for_patient`, `Store::seqs_for_local_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patient {
+    Nhs(crate::hl7::nhs::NhsNumber),
+    /// `ID` or `ORG^ID`.
+    Local {
+        organisation: Option<String>,
+        id: String,
+    },
 }
 
 /// A time or seq bound of the range.
@@ -123,6 +138,80 @@ impl Filters {
     /// Whether a patient selector (`nhs`, `local_id`) is set: the index must resolve it.
     pub fn needs_index(&self) -> bool {
         self.nhs.is_some() || self.local_id.is_some()
+    }
+
+    /// The patient selectors, checked: at most one of each.
+    ///
+    /// # Errors
+    /// `nhs` is not a valid NHS number.
+    pub fn patients(&self) -> Result<Vec<Patient>, FilterError> {
+        let mut out = Vec::new();
+        if let Some(n) = self.nhs.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            let nhs = crate::hl7::nhs::NhsNumber::parse(n).map_err(|_| FilterError::Nhs(n.to_string()))?;
+            out.push(Patient::Nhs(nhs));
+        }
+        if let Some(l) = self.local_id.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+            out.push(match l.split_once('^') {
+                Some((org, id)) => Patient::Local { organisation: Some(org.to_string()), id: id.to_string() },
+                None => Patient::Local { organisation: None, id: l.to_string() },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The filters of a URL query string (`type=ADT&verdict=rejected`).
+    ///
+    /// # Errors
+    /// An unknown key, or a number that is not one.
+    pub fn from_query_string(q: &str) -> Result<Filters, FilterError> {
+        let mut f = Filters::default();
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let (k, v) = (decode(k), decode(v));
+            let number =
+                |key: &'static str| v.parse::<u64>().map_err(|_| FilterError::Number { key, value: v.clone() });
+            match k.as_str() {
+                "control_id" => f.control_id = Some(v),
+                "sender" => f.sender = Some(v),
+                "type" => f.message_type = Some(v),
+                "verdict" => f.verdict = Some(v),
+                "err" => {
+                    f.err = Some(number("err")?.try_into().map_err(|_| FilterError::Number { key: "err", value: v })?)
+                }
+                "since" => f.since = Some(v),
+                "until" => f.until = Some(v),
+                "nhs" => f.nhs = Some(v),
+                "local_id" => f.local_id = Some(v),
+                "limit" => f.limit = Some(usize::try_from(number("limit")?).unwrap_or(usize::MAX)),
+                _ => return Err(FilterError::Unknown(k)),
+            }
+        }
+        Ok(f)
+    }
+
+    /// As a URL query string, for a client of `GET /admin/messages`.
+    pub fn to_query_string(&self) -> String {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let (err, limit) = (self.err.map(|e| e.to_string()), self.limit.map(|l| l.to_string()));
+        let pairs = [
+            ("control_id", self.control_id.as_ref()),
+            ("sender", self.sender.as_ref()),
+            ("type", self.message_type.as_ref()),
+            ("verdict", self.verdict.as_ref()),
+            ("err", err.as_ref()),
+            ("since", self.since.as_ref()),
+            ("until", self.until.as_ref()),
+            ("nhs", self.nhs.as_ref()),
+            ("local_id", self.local_id.as_ref()),
+            ("limit", limit.as_ref()),
+        ];
+        let parts: Vec<String> = pairs
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC))))
+            .collect();
+        parts.join("&")
     }
 
     /// Checks everything but the patient selectors, which the caller resolves
@@ -384,6 +473,28 @@ mod tests {
         }
         let e = Filters { verdict: Some("ok".into()), ..Default::default() }.parse().unwrap_err();
         assert!(e.to_string().contains("AA, AE"), "{e}");
+    }
+
+    #[test]
+    fn a_query_string_round_trips_and_an_unknown_key_is_named() {
+        let f = Filters {
+            sender: Some("PAS^RJ1".into()),
+            message_type: Some("ADT^A01".into()),
+            err: Some(102),
+            since: Some("2026-11-21T08:30:00+01:00".into()),
+            local_id: Some("RJ1^RJ1-123 456".into()),
+            limit: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(Filters::from_query_string(&f.to_query_string()).unwrap(), f);
+        assert_eq!(Filters::from_query_string("").unwrap(), Filters::default());
+        let e = Filters::from_query_string("typ=ADT").unwrap_err().to_string();
+        assert!(e.contains("'typ'"), "{e}");
+        let e = Filters::from_query_string("limit=ten").unwrap_err().to_string();
+        assert!(e.contains("limit"), "{e}");
+        let p = Filters { nhs: Some("943 476 5919".into()), local_id: Some("X".into()), ..Default::default() };
+        assert_eq!(p.patients().unwrap().len(), 2);
+        assert!(Filters { nhs: Some("1234567890".into()), ..Default::default() }.patients().is_err());
     }
 
     #[test]
