@@ -16,6 +16,7 @@ mod logging;
 mod metrics;
 mod mllp_edges;
 mod objections;
+mod ops;
 mod outcomes;
 mod records;
 mod replay;
