@@ -83,7 +83,19 @@ fn copy_mappings(dir: &Path) {
 
 /// The encounter items of the patient's record, read from the index of a stopped engine.
 fn encounters(data: &Path) -> Vec<serde_json::Value> {
-    let store = recordhub::store::Store::open(&recordhub::pipeline::index_dir(data)).unwrap();
+    // sled's flusher thread may hold the file lock for a moment after the engine stopped.
+    let mut tries = 0;
+    let store = loop {
+        match recordhub::store::Store::open(&recordhub::pipeline::index_dir(data)) {
+            Ok(s) => break s,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                eprintln!("index not yet released: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the index stays locked after the engine stopped: {e:?}"),
+        }
+    };
     let nhs = recordhub::hl7::nhs::NhsNumber::parse(NHS).unwrap();
     let items = store.record(&nhs).unwrap();
     items
