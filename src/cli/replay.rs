@@ -40,6 +40,9 @@ pub enum OpsError {
     /// The server could not be reached or refused the request.
     #[error("{0}: {1}")]
     Http(String, String),
+    /// Nothing about a patient is shown unaudited.
+    #[error("the audit log could not be written, so nothing is shown")]
+    Audit(#[source] std::io::Error),
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
 }
@@ -65,6 +68,12 @@ pub fn search(filters: &Filters, target: Target) -> Result<u64, OpsError> {
             let query = if filters.needs_index() {
                 let (p, _) = open(&cfg)?;
                 let q = pipeline::select(p.store(), filters)?;
+                // Which messages a patient had is patient data: audited first.
+                let user = std::env::var("RECORDHUB_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
+                if let Some(event) = filters.audit_event(&user, "cli", "local") {
+                    let log = crate::audit::AuditLog::open(&cfg.store.data_dir);
+                    log.and_then(|l| l.append(&event)).map_err(OpsError::Audit)?;
+                }
                 opened = Some(p);
                 q
             } else {

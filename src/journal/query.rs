@@ -159,6 +159,34 @@ impl Filters {
         Ok(out)
     }
 
+    /// The audit event of a search by patient (`nhs`, `local_id`): which
+    /// messages a patient had is itself patient data. `None` for a search by
+    /// metadata only.
+    pub fn audit_event(&self, user: &str, via: &str, client: &str) -> Option<crate::audit::AuditEvent> {
+        let patients = self.patients().ok()?;
+        if patients.is_empty() {
+            return None;
+        }
+        let mut event = crate::audit::AuditEvent {
+            at_ms: crate::pipeline::now_ms(),
+            user: user.to_string(),
+            action: "message_search".into(),
+            client: client.to_string(),
+            via: via.to_string(),
+            outcome: "shown".into(),
+            ..Default::default()
+        };
+        for p in patients {
+            match p {
+                Patient::Nhs(n) => event.nhs_number = Some(n.as_str().to_string()),
+                Patient::Local { organisation, id } => {
+                    event.items.push(format!("identifier/{}/{id}", organisation.unwrap_or_default()));
+                }
+            }
+        }
+        Some(event)
+    }
+
     /// The filters of a URL query string (`type=ADT&verdict=rejected`).
     ///
     /// # Errors

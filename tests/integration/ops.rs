@@ -147,6 +147,12 @@ async fn journal_search_finds_by_metadata_and_by_patient_while_the_engine_runs()
     assert!(body["error"].as_str().unwrap().contains("verdict"), "{body}");
     let (status, body) = http("GET", format!("{server}/admin/messages?nhs=1234567890"), "").await;
     assert_eq!(status, 400, "{body}");
+    // Which messages a patient had is patient data: each search by patient is audited.
+    let audited = recordhub::audit::AuditLog::open(data.path()).unwrap().events().unwrap();
+    let searches: Vec<_> = audited.iter().filter(|ev| ev.action == "message_search").collect();
+    assert_eq!(searches.len(), 2, "{audited:?}");
+    assert_eq!(searches[0].nhs_number.as_deref(), Some(NHS));
+    assert_eq!(searches[1].items, ["identifier/RJ1/RJ1-123456"]);
     e.stop().await;
 
     // Engine stopped: by patient from the data directory.
