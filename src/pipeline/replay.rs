@@ -36,6 +36,17 @@ impl Replayer {
     /// The journal cannot be read, or the index cannot be written.
     pub fn replay(&self, store: &Store) -> Result<u64, OpenError> {
         let from = store.applied_seq().map_err(|e| replay_error(0, e))? + 1;
+        if from == 1 {
+            if let Some(r) = crate::journal::retention::retired(&self.journal_dir) {
+                // A rebuild (reindex, a new index format, changed rules) after retention.
+                tracing::warn!(
+                    up_to_seq = r.up_to_seq,
+                    segments = r.segments,
+                    "rebuilding the index from a journal whose oldest segments were retired: \
+                     records filed from them are not rebuilt"
+                );
+            }
+        }
         let reader = JournalReader::open(&self.journal_dir).map_err(|e| replay_error(from, e))?;
         let mut n = 0;
         let mut batch = IndexBatch::new();
