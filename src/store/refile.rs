@@ -140,7 +140,78 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::record::{Fields, Kind, Provenance, Version};
+    use crate::store::IndexBatch;
+
+    const NHS: &str = "9434765919";
+
+    /// Message `seq` for NHS, verified, with one encounter per `(visit, ward)`.
+    fn message(seq: u64, visits: &[(&str, &str)]) -> Mapped {
+        let provenance = Arc::new(Provenance {
+            sending_app: "PAS".into(),
+            sending_facility: "RAL".into(),
+            control_id: format!("C{seq}"),
+            message_type: "ADT^A08".into(),
+            event_time: None,
+            seq,
+        });
+        let items = visits
+            .iter()
+            .map(|(visit, ward)| Item {
+                kind: Kind::Encounter,
+                id: (*visit).into(),
+                fields: [("ward", serde_json::json!(ward))].into_iter().collect::<Fields>(),
+                provenance: provenance.clone(),
+                version: Version::default(),
+                scopes: Vec::new(),
+            })
+            .collect();
+        let identity = crate::record::Identity {
+            nhs_number: Some(NHS.into()),
+            nhs_status: Some("01".into()),
+            ..Default::default()
+        };
+        Mapped { identity, items, warnings: vec![], seq_refs: vec![], ignored: false, governed: Default::default() }
+    }
+
+    fn wards(store: &Store) -> Vec<String> {
+        let nhs = NhsNumber::parse(NHS).unwrap();
+        let record = store.record(&nhs).unwrap();
+        record.iter().filter_map(|i| i.fields.get("ward").map(|w| format!("{}={}", i.id, w.to_json()))).collect()
+    }
+
+    /// A mapping fix that drops an item and changes another: the dropped
+    /// version goes, the changed one is rewritten, other messages' stay; a
+    /// dry run reports the same and writes nothing.
+    #[test]
+    fn refiling_replaces_what_the_message_filed_and_a_dry_run_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = IndexBatch::new();
+        b.file(1, message(1, &[("V1", "W1"), ("V2", "W2")]));
+        b.file(2, message(2, &[("V3", "W3")]));
+        store.apply(b).unwrap();
+        let nhs = NhsNumber::parse(NHS).unwrap();
+        assert_eq!(store.seqs_for_patient(&nhs).unwrap().into_iter().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(wards(&store), [r#"V1="W1""#, r#"V2="W2""#, r#"V3="W3""#]);
+
+        let fixed = message(1, &[("V1", "W9")]);
+        let Refiled::Filed { before, after } = store.refile_entry(1, fixed.clone(), true).unwrap() else {
+            panic!("filed")
+        };
+        assert_eq!((before.len(), after.len()), (2, 1));
+        assert_eq!(wards(&store).len(), 3, "a dry run writes nothing");
+
+        store.refile_entry(1, fixed, false).unwrap();
+        assert_eq!(wards(&store), [r#"V1="W9""#, r#"V3="W3""#]);
+        assert!(matches!(
+            store.refile_entry(3, Mapped { ignored: true, ..message(3, &[]) }, false),
+            Ok(Refiled::NotFiled)
+        ));
+    }
 
     #[test]
     fn the_seq_is_read_back_from_a_version_key() {

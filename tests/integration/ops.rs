@@ -127,7 +127,10 @@ async fn journal_search_finds_by_metadata_and_by_patient_while_the_engine_runs()
     let o = recordhub(args(&["journal", "search", "--data", d, "--type", "ADT^A01", "--limit", "1"])).await;
     assert_eq!(seqs(&lines(&o)), [1]);
 
-    // By patient: through the running engine's index.
+    // By patient: through the running engine's index (its data directory is locked).
+    let o = recordhub(args(&["journal", "search", "--data", d, "--nhs", NHS])).await;
+    assert!(!o.status.success() && o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--server"), "{}", String::from_utf8_lossy(&o.stderr));
     let server = base(&e);
     let o = recordhub(args(&["journal", "search", "--server", &server, "--nhs", NHS])).await;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
