@@ -133,6 +133,8 @@ impl Store {
                 }
             }
             identity::write_for_restore(&t, &target, verified, mapped)?;
+            // Filed now: no longer one of the messages operators are told were not.
+            t.unindexed.remove(seq.to_be_bytes())?;
         }
         Ok(Refiled::Filed { before, after })
     }
