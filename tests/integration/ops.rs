@@ -81,13 +81,13 @@ fn copy_mappings(dir: &Path) {
     copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"), dir);
 }
 
-/// The encounter items of the patient's record, read from the index of a stopped engine.
-fn encounters(data: &Path) -> Vec<serde_json::Value> {
-    // sled's flusher thread may hold the file lock for a moment after the engine stopped.
+/// The index of a stopped engine. sled's flusher thread may hold the file
+/// lock for a moment after the engine stopped.
+fn open_index(data: &Path) -> recordhub::store::Store {
     let mut tries = 0;
-    let store = loop {
+    loop {
         match recordhub::store::Store::open(&recordhub::pipeline::index_dir(data)) {
-            Ok(s) => break s,
+            Ok(s) => return s,
             Err(e) if tries < 100 => {
                 tries += 1;
                 eprintln!("index not yet released: {e}");
@@ -95,7 +95,12 @@ fn encounters(data: &Path) -> Vec<serde_json::Value> {
             }
             Err(e) => panic!("the index stays locked after the engine stopped: {e:?}"),
         }
-    };
+    }
+}
+
+/// The encounter items of the patient's record, read from the index of a stopped engine.
+fn encounters(data: &Path) -> Vec<serde_json::Value> {
+    let store = open_index(data);
     let nhs = recordhub::hl7::nhs::NhsNumber::parse(NHS).unwrap();
     let items = store.record(&nhs).unwrap();
     items
@@ -334,4 +339,40 @@ async fn retired_segments_leave_an_engine_that_starts_serves_and_warns_on_reinde
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("WARNING") && err.contains("retired"), "{err}");
+}
+
+/// The dedup window is bounded in time: within it a resend gets the original
+/// ACK (a duplicate); once the retention check has forgotten it, the same
+/// resend is processed as a new message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_inside_the_dedup_window_is_a_duplicate_and_after_it_a_new_message() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(data.path());
+    let e = Engine::start(cfg.clone()).await;
+    let first = e.connect().await.call(&admit("D1", "V1")).await;
+    e.stop().await;
+    let e = Engine::start(cfg.clone()).await;
+    let again = e.connect().await.call(&admit("D1", "V1")).await;
+    assert_eq!(again, first, "inside the window: the original ACK");
+    e.stop().await;
+
+    // The check the engine runs at start-up and hourly, with a 1 ms window.
+    cfg.dedup.window = Some(Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(5));
+    let store = open_index(data.path());
+    let check = recordhub::pipeline::retain::Retention {
+        store: store.clone(),
+        journal_dir: recordhub::pipeline::journal_dir(data.path()),
+        retention: cfg.retention.clone(),
+        dedup: cfg.dedup.clone(),
+    };
+    let done = check.check(recordhub::pipeline::now_ms()).unwrap();
+    assert_eq!(done.dedup_forgotten, 1);
+    drop((check, store));
+
+    let e = Engine::start(config(data.path())).await;
+    let late = e.connect().await.call(&admit("D1", "V1")).await;
+    assert_eq!(code(&late), "AA");
+    assert_ne!(late, first, "outside the window: processed as new, with its own ACK");
+    e.stop().await;
 }
