@@ -218,6 +218,10 @@ fn bound(key: &'static str, value: Option<&str>, upper: bool) -> Result<Option<B
         let (clock, zone) = time.split_at(split);
         let zone = if zone.eq_ignore_ascii_case("z") { "+0000".to_string() } else { zone.replace(':', "") };
         let (hms, frac) = clock.split_once('.').map_or((clock, ""), |(a, b)| (a, b));
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        // ASCII digits only (checked above), so slicing by bytes is safe.
         let frac = if frac.is_empty() { String::new() } else { format!(".{}", &frac[..frac.len().min(3)]) };
         format!("{}{}{frac}{zone}", date.replace('-', ""), hms.replace(':', ""))
     };
@@ -414,7 +418,8 @@ mod tests {
         assert_eq!(day("1970-01-01T01:00:00.5Z"), Some(Bound::Ms(3_600_500)));
         let until = q(Filters { until: Some("1970-01-01".into()), ..Default::default() }).until;
         assert_eq!(until, Some(Bound::Ms(86_400_000)), "a date as an upper bound is the whole day");
-        for bad in ["yesterday", "2026-13-01", "2026-11-21T08:30", "-1"] {
+        for bad in ["yesterday", "2026-13-01", "2026-11-21T08:30", "-1", "2026-11-21T08:30:00.é5Z", "２０２６-11-21"]
+        {
             let e = Filters { since: Some(bad.into()), ..Default::default() }.parse().unwrap_err();
             assert!(e.to_string().contains("since"), "{e}");
         }
