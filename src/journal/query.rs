@@ -209,6 +209,7 @@ fn bound(key: &'static str, value: Option<&str>, upper: bool) -> Result<Option<B
     if v.bytes().all(|b| b.is_ascii_digit()) {
         return v.parse().map(|s| Some(Bound::Seq(s))).map_err(|_| bad());
     }
+    // Indexing is in bounds: `&&` checks the length first.
     let is_date = v.len() == 10 && v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-';
     let dtm = if is_date {
         v.replace('-', "")

@@ -77,6 +77,7 @@ pub fn retire(dir: &Path, policy: &Policy, applied_seq: u64, now_ms: u64) -> Res
     let mut done = Retired::default();
     let result = (|| {
         for pair in segments.windows(2) {
+            // `windows(2)` yields slices of exactly two.
             let ((first, path), (next_first, _)) = (&pair[0], &pair[1]);
             if next_first.saturating_sub(1) > applied_seq || !older_than(&reader, *first, *next_first, policy, now_ms)?
             {

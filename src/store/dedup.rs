@@ -101,7 +101,8 @@ impl super::Store {
             }
         }
         if max_entries > 0 && kept.len() > max_entries {
-            // The seq of the oldest record that stays.
+            // The seq of the oldest record that stays; `excess < kept.len()`
+            // because `max_entries > 0`, so the index is in bounds.
             let excess = kept.len() - max_entries;
             let (_, &mut cutoff, _) = kept.select_nth_unstable(excess);
             drop(kept);
