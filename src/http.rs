@@ -39,7 +39,9 @@ use crate::read::{read_audited, ReadCtx, ReadError, ReadRequest, View, Viewed, O
 use crate::store::Store;
 
 mod audit;
+mod messages;
 mod objections;
+mod replay;
 
 pub mod guard;
 
@@ -99,6 +101,9 @@ where
         .route("/admin/objections/import", post(objections::import))
         .route("/admin/objections/{nhs}", delete(objections::remove))
         .route("/admin/audit", get(audit::search))
+        .route("/admin/messages", get(messages::search))
+        .route("/admin/replay", post(replay::replay))
+        .route("/admin/reindex", post(replay::reindex))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

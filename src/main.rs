@@ -68,10 +68,17 @@ enum Command {
         #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
-    /// List what was received (JSON lines), or print one raw message. Safe while the server runs.
+    /// List what was received (JSON lines), print one raw message (audited),
+    /// or `journal search` by metadata or patient. Safe while the server runs.
+    #[command(args_conflicts_with_subcommands = true)]
     Journal {
+        #[command(subcommand)]
+        action: Option<JournalAction>,
         #[command(flatten)]
         common: Common,
+        /// Who is looking (required with --show): recorded in the audit log.
+        #[arg(long, env = "RECORDHUB_USER")]
+        user: Option<String>,
         /// Only entries with this sequence number or later.
         #[arg(long, default_value_t = 1)]
         since: u64,
@@ -127,10 +134,31 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Rebuild the index from the journal with the current mappings (server stopped).
+    /// Rebuild the index from the journal with the current mappings (server
+    /// stopped), or with --server re-map every entry in place while it runs.
+    /// After retention retired segments, only what the journal still holds is rebuilt.
     Reindex {
+        /// A running engine's HTTP API: re-map and re-file in place while it serves.
+        #[arg(long, conflicts_with = "data")]
+        server: Option<String>,
+        /// Bearer token for --server.
+        #[arg(long, env = "RECORDHUB_TOKEN", requires = "server")]
+        token: Option<String>,
         #[command(flatten)]
         common: Common,
+    },
+    /// Re-map and re-file the journal entries the filters select with the
+    /// mappings in force, reporting per entry the items added, changed and
+    /// removed. Never re-journals or re-acknowledges. Against a running engine
+    /// with --server, else the data directory (server stopped).
+    Replay {
+        #[command(flatten)]
+        query: recordhub::journal::query::Filters,
+        /// Say what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        at: Remote,
     },
     /// The objection register: patients who do not want their record shared.
     /// While an objection stands nothing of the record is shown (`record`
@@ -164,6 +192,42 @@ enum Command {
         #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// Find messages by control id, sender, type, verdict, ERR code, time or
+    /// seq, or patient (--nhs, --local-id: through the index). Prints
+    /// metadata and the rejection reason as JSON lines, never message content.
+    Search {
+        #[command(flatten)]
+        query: recordhub::journal::query::Filters,
+        #[command(flatten)]
+        at: Remote,
+    },
+}
+
+/// Where `journal search` and `replay` act: `--server` (a running engine's
+/// API), else the data directory.
+#[derive(clap::Args)]
+struct Remote {
+    /// A running engine's HTTP API, e.g. http://127.0.0.1:8080.
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "RECORDHUB_TOKEN", requires = "server")]
+    token: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl Remote {
+    fn target(self) -> anyhow::Result<cli::Target> {
+        Ok(match self.server {
+            Some(url) => cli::Target::Server { url, token: self.token },
+            None => cli::Target::Local(Box::new(self.common.load(None, None)?)),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -400,10 +464,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ok = rt.block_on(cli::send_with(&to, tls.as_ref(), std::time::Duration::from_secs(timeout), &files))?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Journal { common, since, show, verify } => {
+        Command::Journal { action: Some(JournalAction::Search { query, at }), .. } => {
+            cli::journal_search(&query, at.target()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Journal { action: None, common, user, since, show, verify } => {
             let cfg = common.load(None, None)?;
-            let clean = cli::journal(&cfg.store.data_dir, since, show, verify)?;
+            if let Some(seq) = show {
+                cli::journal_show(&cfg, seq, user.as_deref().unwrap_or(""))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let clean = cli::journal(&cfg.store.data_dir, since, verify)?;
             Ok(if clean || !verify { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Replay { query, dry_run, at } => {
+            cli::replay(&query, dry_run, at.target()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reindex { server: Some(url), token, .. } => {
+            let answer = cli::reindex_live(&url, token.as_deref())?;
+            if let Some(w) = answer["warning"].as_str() {
+                let _ = writeln!(std::io::stderr(), "recordhub: WARNING: {w}");
+            }
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&answer)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Parked(Admin { server, common }) => {
             let cfg = common.load(None, None)?;
@@ -445,8 +529,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             Ok(if cli::health(&base)? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Reindex { common } => {
+        Command::Reindex { server: None, common, .. } => {
             let cfg = common.load(None, None)?;
+            if let Some(r) =
+                recordhub::journal::retention::retired(&recordhub::pipeline::journal_dir(&cfg.store.data_dir))
+            {
+                let _ = writeln!(std::io::stderr(),
+                    "recordhub: WARNING: retention retired journal segments up to seq {}: their messages are not in the journal and will NOT be in the rebuilt index{}",
+                    r.up_to_seq, r.archive_dir.map(|d| format!(" (archived in {})", d.display())).unwrap_or_default());
+            }
             let n = cli::reindex(&cfg).map_err(|e| {
                 let hint = cli::hints::reindex(&e);
                 hinted(e, hint)

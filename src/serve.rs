@@ -251,6 +251,7 @@ pub async fn start_with_faults(
         access: std::sync::Arc::new(crate::access::Access::allow_all()),
     };
     let sighup_api = api.clone();
+    let retention_store = api.store.clone();
     let cancel = CancellationToken::new();
     let (handle, thread) = worker::spawn(
         pipeline,
@@ -273,6 +274,14 @@ pub async fn start_with_faults(
     // Awaited at shutdown: it holds the store (re-evaluation after a
     // reload), whose file lock must be released when shutdown returns.
     let sighup_task = tokio::spawn(reload_on_sighup(sighup_api, cancel.clone()));
+    // Also holds the store: awaited at shutdown like the SIGHUP task.
+    let retention = pipeline::retain::Retention {
+        store: retention_store,
+        journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
+        retention: cfg.retention.clone(),
+        dedup: cfg.dedup.clone(),
+    };
+    let retention_task = tokio::spawn(retention.run(cancel.clone()));
     tracing::info!(listen = %http_addr, "read API started");
     let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
@@ -297,6 +306,7 @@ pub async fn start_with_faults(
         health.set_listening(false);
         let _ = http_task.await;
         let _ = sighup_task.await;
+        let _ = retention_task.await;
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;

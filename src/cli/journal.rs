@@ -1,28 +1,20 @@
-//! `recordhub journal`: what was received, with verdict and reason.
+//! `recordhub journal`: what was received, with verdict and reason; and
+//! `journal --show`, one raw message, audited as a view of patient data.
 
 use std::io::Write;
 use std::path::Path;
 
 use super::CliError;
+use crate::audit::{AuditEvent, AuditLog};
 use crate::journal::JournalReader;
 
 /// Lists committed journal entries as JSON lines (verdict, whether an ACK was
 /// sent, and why a message was rejected), with a `{"damage": ...}` line for
-/// each damaged range skipped; or prints one raw message (segments on separate
-/// lines) with `show`; or, with `verify`, scans everything and prints only
-/// damage and a summary. Returns false when damage was found.
-pub fn journal(data_dir: &Path, since: u64, show: Option<u64>, verify: bool) -> Result<bool, CliError> {
+/// each damaged range skipped; or, with `verify`, scans everything and prints
+/// only damage and a summary. Returns false when damage was found.
+pub fn journal(data_dir: &Path, since: u64, verify: bool) -> Result<bool, CliError> {
     let reader = JournalReader::open(&crate::pipeline::journal_dir(data_dir))?;
     let mut out = std::io::stdout().lock();
-    if let Some(seq) = show {
-        let entry = reader.get(seq)?.ok_or(CliError::NoEntry(seq))?;
-        let text: Vec<u8> = entry.raw.iter().map(|&b| if b == b'\r' { b'\n' } else { b }).collect();
-        out.write_all(&text)?;
-        if !text.ends_with(b"\n") {
-            out.write_all(b"\n")?;
-        }
-        return Ok(true);
-    }
     let mut entries = reader.iter_from(if verify { 0 } else { since });
     let (mut shown, mut count) = (0, 0u64);
     while let Some(entry) = entries.next() {
@@ -63,24 +55,73 @@ fn print_damage(out: &mut impl Write, damage: &[crate::journal::Damage], shown: 
     Ok(damage.len().max(shown))
 }
 
-/// One listing line: metadata and verdict, never message content.
+/// One listing line: metadata and verdict, never message content (the
+/// same line `journal search` and `GET /admin/messages` print).
 fn entry_json(entry: &crate::journal::Entry) -> serde_json::Value {
-    serde_json::json!({
-        "seq": entry.seq,
-        "format_version": entry.format_version,
-        "received_at": crate::ack::hl7_timestamp(entry.received_at_ms),
-        "received_at_ms": entry.received_at_ms,
-        "peer": entry.peer,
-        "sending_app": entry.sending_app,
-        "sending_facility": entry.sending_facility,
-        "control_id": entry.control_id,
-        "message_type": entry.message_type,
-        "ack_code": entry.ack_code,
-        "accepted": entry.accepted(),
-        "ack_sent": entry.ack_sent,
-        "reason": entry.reason,
-        "bytes": entry.raw.len(),
-    })
+    crate::journal::query::metadata(entry)
+}
+
+/// Why `journal --show` printed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ShowError {
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("no journal entry with sequence {0}")]
+    NoEntry(u64),
+    /// Every view of a raw message names its user.
+    #[error("--show needs --user (or RECORDHUB_USER): who is looking is recorded in the audit log")]
+    NoUser,
+    /// Nothing is shown unaudited.
+    #[error("the audit log under {0} could not be written, so the message is not shown")]
+    Audit(String, #[source] std::io::Error),
+    #[error("cannot write output")]
+    Output(#[from] std::io::Error),
+}
+
+/// Prints the raw message of entry `seq` (segments on separate lines),
+/// after appending a `journal_show` event to the audit log: who, when, the
+/// seq, and the NHS number the message names under the mappings in force
+/// (when it names one). If the audit write fails nothing is printed.
+///
+/// # Errors
+/// No such entry, no user, the audit log or the journal failed.
+pub fn show(cfg: &crate::config::Config, seq: u64, user: &str) -> Result<(), ShowError> {
+    let user = user.trim();
+    if user.is_empty() {
+        return Err(ShowError::NoUser);
+    }
+    let data_dir = &cfg.store.data_dir;
+    let reader = JournalReader::open(&crate::pipeline::journal_dir(data_dir))?;
+    let entry = reader.get(seq)?.ok_or(ShowError::NoEntry(seq))?;
+    let event = AuditEvent {
+        at_ms: crate::pipeline::now_ms(),
+        user: user.to_string(),
+        nhs_number: nhs_number_of(cfg, &entry),
+        action: "journal_show".into(),
+        items: vec![format!("journal/{seq}")],
+        client: "local".into(),
+        via: "cli".into(),
+        outcome: "shown".into(),
+        ..AuditEvent::default()
+    };
+    let audit_dir = crate::audit::dir(data_dir).display().to_string();
+    AuditLog::open(data_dir).and_then(|log| log.append(&event)).map_err(|e| ShowError::Audit(audit_dir, e))?;
+    let text: Vec<u8> = entry.raw.iter().map(|&b| if b == b'\r' { b'\n' } else { b }).collect();
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text)?;
+    if !text.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The NHS number a journaled message names, read with the mappings in
+/// force; `None` when they cannot be loaded or the message names none.
+fn nhs_number_of(cfg: &crate::config::Config, entry: &crate::journal::Entry) -> Option<String> {
+    let mappings = crate::serve::load_mappings(cfg).ok()?;
+    let policy = crate::serve::pipeline_options(cfg, mappings.clone()).policy;
+    let replayer = crate::pipeline::Replayer { journal_dir: Default::default(), mappings, policy };
+    replayer.nhs_number_of(&entry.raw, entry.seq)
 }
 
 #[cfg(test)]
@@ -152,13 +193,13 @@ mod tests {
             j.commit().unwrap();
         }
         drop(j);
-        assert!(journal(data.path(), 0, None, true).unwrap(), "a clean journal verifies");
+        assert!(journal(data.path(), 0, true).unwrap(), "a clean journal verifies");
         let seg = dir.join("00000000000000000001.seg");
         let mut bytes = std::fs::read(&seg).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x10;
         std::fs::write(&seg, &bytes).unwrap();
-        assert!(!journal(data.path(), 0, None, true).unwrap(), "--verify fails on damage");
-        assert!(!journal(data.path(), 0, None, false).unwrap(), "the listing reports it too");
+        assert!(!journal(data.path(), 0, true).unwrap(), "--verify fails on damage");
+        assert!(!journal(data.path(), 0, false).unwrap(), "the listing reports it too");
     }
 }

@@ -9,6 +9,7 @@ pub mod hints;
 mod journal;
 mod objection;
 mod record;
+mod replay;
 mod send;
 
 use std::path::PathBuf;
@@ -18,10 +19,12 @@ pub use check::check;
 pub use governance::governance_test;
 pub use health::{health, local_url};
 pub use journal::journal;
+pub use journal::{journal, show as journal_show, ShowError};
 pub use objection::{
     objection, parse_import, remove_and_restore, Action as ObjectionAction, AddRequest, ObjectionError, RemoveRequest,
 };
 pub use record::{parked, record, reindex, RecordError, RecordSource};
+pub use replay::{reindex_live, replay, search as journal_search, OpsError, Target};
 pub use send::{send, send_with};
 
 /// Errors a user of the CLI sees.

@@ -17,6 +17,7 @@
 mod env;
 pub mod guard;
 mod listeners;
+mod ops;
 mod positions;
 mod raw;
 mod validate;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use ops::{DedupConfig, RawDedup, RawRetention, RetentionConfig};
 pub use raw::{
     RawAck, RawAllow, RawAudit, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp,
     RawStore, RawTls,
@@ -48,6 +50,8 @@ pub struct Config {
     pub mapping: MappingConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    pub retention: RetentionConfig,
+    pub dedup: DedupConfig,
 }
 
 /// Validated `[mllp]`.

@@ -31,6 +31,10 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `[audit]`: the hash-chained audit log under `<data_dir>/audit/`.
     pub audit: RawAudit,
+    /// `[retention]`: how long journal segments are kept.
+    pub retention: super::ops::RawRetention,
+    /// `[dedup]`: how long and how many messages are remembered to answer retransmissions.
+    pub dedup: super::ops::RawDedup,
 }
 
 /// `[mllp]` as written.

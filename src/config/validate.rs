@@ -183,6 +183,8 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
         mapping: MappingConfig { dir: v.dir("mapping.dir", raw.mapping.dir) },
         log: validate_log(raw.log, &mut v),
         audit: validate_audit(&raw.audit, &mut v),
+        retention: super::ops::validate_retention(raw.retention, &mut v),
+        dedup: super::ops::validate_dedup(raw.dedup, &mut v),
     };
     if v.problems.is_empty() {
         Ok(config)

@@ -31,9 +31,11 @@
 
 mod damage;
 mod entry;
+pub mod query;
 mod reader;
 mod record;
 mod recovery;
+pub mod retention;
 mod scan;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,8 @@ mod mappings;
 mod premap;
 mod recent;
 mod replay;
+mod reprocess;
+pub mod retain;
 mod settle;
 mod stage;
 mod types;
@@ -37,6 +39,7 @@ use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 pub use mappings::Mappings;
 pub use premap::{Premapped, Premapper, PREMAP_BYTES};
 pub use replay::Replayer;
+pub use reprocess::{select, ItemChange, ReprocessError, Reprocessed, SelectError, Tally};
 pub use types::{
     elapsed_us, error_chain, index_dir, journal_dir, now_ms, Frame, Inbound, OpenError, Options, Outcome, Stage,
     Startup,

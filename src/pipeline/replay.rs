@@ -1,6 +1,7 @@
 //! Re-applying journal entries to the index: at start-up (what sled lost or
 //! never had), after the index writer recovers from a failure, and for
 //! `recordhub reindex` (how a fixed mapping reaches old messages).
+//! Re-processing selected entries while the engine runs is `reprocess.rs`.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,17 @@ impl Replayer {
     /// The journal cannot be read, or the index cannot be written.
     pub fn replay(&self, store: &Store) -> Result<u64, OpenError> {
         let from = store.applied_seq().map_err(|e| replay_error(0, e))? + 1;
+        if from == 1 {
+            if let Some(r) = crate::journal::retention::retired(&self.journal_dir) {
+                // A rebuild (reindex, a new index format, changed rules) after retention.
+                tracing::warn!(
+                    up_to_seq = r.up_to_seq,
+                    segments = r.segments,
+                    "rebuilding the index from a journal whose oldest segments were retired: \
+                     records filed from them are not rebuilt"
+                );
+            }
+        }
         let reader = JournalReader::open(&self.journal_dir).map_err(|e| replay_error(from, e))?;
         let mut n = 0;
         let mut batch = IndexBatch::new();
@@ -137,7 +149,7 @@ impl Replayer {
     /// What a journaled message maps to under the mappings and rules now in
     /// force: parsed, mapped and governed as live ingest does, so exclusion
     /// holds on replay, reindex and re-evaluation alike.
-    fn remap(&self, raw: &[u8], seq: u64) -> Result<Mapped, Unmapped> {
+    pub(super) fn remap(&self, raw: &[u8], seq: u64) -> Result<Mapped, Unmapped> {
         let msg = Message::parse_with(raw, &self.policy.parse).map_err(|_| Unmapped::Parse)?;
         let prov = crate::mapping::check::provenance(&msg, seq);
         let (set, rules) = self.mappings.both();
@@ -167,7 +179,7 @@ impl Replayer {
 }
 
 /// Why a journaled message no longer maps.
-enum Unmapped {
+pub(super) enum Unmapped {
     Parse,
     Map(MapError),
 }
@@ -175,7 +187,7 @@ enum Unmapped {
 /// Whether a journaled message was accepted. An entry that records no ACK
 /// code (format 1, sent with MSH-15 NE or ER) is judged again by intake,
 /// which is what decided it the first time.
-fn accepted(e: &Entry, policy: &Policy) -> bool {
+pub(super) fn accepted(e: &Entry, policy: &Policy) -> bool {
     match e.accepted() {
         Some(accepted) => accepted,
         None => intake::inspect(&e.raw, policy).verdict == crate::ack::Verdict::Accepted,
@@ -186,7 +198,7 @@ fn replay_error(seq: u64, e: impl std::error::Error + Send + Sync + 'static) -> 
     OpenError::Replay { seq, source: Box::new(e) }
 }
 
-fn map_error_text(e: &MapError) -> String {
+pub(super) fn map_error_text(e: &MapError) -> String {
     match e {
         MapError::NoMapping { message_type } => format!("no mapping handles {message_type}"),
         MapError::Content(p) => p.text.clone(),

@@ -30,6 +30,7 @@ pub mod index;
 mod keys;
 mod objection;
 mod read;
+mod refile;
 mod sensitive;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use dedup::{DedupKey, DedupRecord};
 pub use identity::{Conflict, ParkedEntry};
 pub use objection::{Objection, ObjectionChange, Registered};
 pub use read::{HiddenBy, ItemHistory, VersionEntry};
+pub use refile::Refiled;
 
 use crate::fault::Faults;
 

@@ -41,7 +41,7 @@ async fn journal_show_prints_the_raw_message() {
     e.connect().await.call(&adt("SHOW1")).await;
     e.stop().await;
     let out = Command::new(env!("CARGO_BIN_EXE_recordhub"))
-        .args(["journal", "--show", "1", "--data"])
+        .args(["journal", "--show", "1", "--user", "ops.test", "--data"])
         .arg(dir.path())
         .output()
         .unwrap();

@@ -19,6 +19,7 @@ mod logging;
 mod metrics;
 mod mllp_edges;
 mod objections;
+mod ops;
 mod outcomes;
 mod packaging;
 mod records;

@@ -1,0 +1,225 @@
+//! Re-filing one journaled message in place, while the engine runs
+//! (`recordhub replay`, `POST /admin/replay`, the live `reindex`), and
+//! finding which journal seqs a patient's record was filed from
+//! (`journal search --nhs / --local-id`).
+//!
+//! A version's key carries the seq of the message that filed it
+//! (`keys.rs`), so "what message `seq` put into the record" is a prefix
+//! scan of the patient's versions, reading only keys. Re-filing deletes
+//! that message's versions the current mappings no longer produce and
+//! writes the others; identity state (`xref`, `alias`, `parked`) and the
+//! dedup table are left as they are: the message already linked its
+//! identifiers when it was first filed, and it is not received again.
+
+use std::collections::BTreeSet;
+
+use super::{identity, keys, objection, sensitive, Store, StoreError};
+use crate::hl7::nhs::NhsNumber;
+use crate::record::{Item, Mapped};
+
+/// What [`Store::refile_entry`] found and did.
+#[derive(Debug)]
+pub enum Refiled {
+    /// The message goes into no record with the identity state as it is
+    /// (parked, or unindexed): nothing was written.
+    NotFiled,
+    /// An objection stands for the record it goes into: nothing was written.
+    Objected,
+    /// The message's versions in the record, before and after.
+    Filed { before: Vec<(Vec<u8>, Item)>, after: Vec<(Vec<u8>, Item)> },
+}
+
+/// The seq in a version key (`keys.rs`: rank 1, time 8, class 1, seq 8, index 4).
+fn key_seq(key: &[u8]) -> Option<u64> {
+    let n = key.len().checked_sub(12)?;
+    key.get(n..n + 8)?.try_into().ok().map(u64::from_be_bytes)
+}
+
+impl Store {
+    /// The journal seqs whose messages filed a version into the record of
+    /// `nhs` (after merges). Identifier items, which come from the
+    /// cross-reference rather than one message, are left out.
+    ///
+    /// # Errors
+    /// sled could not be read.
+    pub fn seqs_for_patient(&self, nhs: &NhsNumber) -> Result<BTreeSet<u64>, StoreError> {
+        let t = self.t()?;
+        let target = identity::resolve_alias(&t, nhs.as_str())?;
+        let mut out = BTreeSet::new();
+        for k in t.items.scan_prefix(keys::patient_prefix(&target)).keys() {
+            if let Some(seq) = key_seq(&k?).filter(|&s| s > 0) {
+                out.insert(seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The journal seqs for a local identifier: those filed into the record
+    /// it is linked to, and the messages parked under it. `organisation`
+    /// `None` matches the id under any organisation (a scan of the
+    /// cross-reference).
+    ///
+    /// # Errors
+    /// sled could not be read.
+    pub fn seqs_for_local_id(&self, organisation: Option<&str>, id: &str) -> Result<BTreeSet<u64>, StoreError> {
+        let t = self.t()?;
+        let mut linked = BTreeSet::new();
+        let mut out = BTreeSet::new();
+        let wanted = |key: &[u8]| -> bool {
+            let mut parts = key.split(|&b| b == keys::SEP);
+            let (org, lid) = (parts.next().unwrap_or(b""), parts.next().unwrap_or(b""));
+            lid == id.as_bytes() && organisation.is_none_or(|o| org == o.as_bytes())
+        };
+        let prefix = organisation.map(|o| keys::local_key(o, id)).unwrap_or_default();
+        for kv in t.xref.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            if wanted(&k) {
+                linked.insert(String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+        let prefix = organisation.map(|o| keys::parked_prefix(o, id)).unwrap_or_default();
+        for k in t.parked.scan_prefix(&prefix).keys() {
+            let k = k?;
+            if let Some(seq) = k.len().checked_sub(8).and_then(|n| k[n..].try_into().ok()).map(u64::from_be_bytes) {
+                if wanted(&k) {
+                    out.insert(seq);
+                }
+            }
+        }
+        drop(t);
+        for nhs in linked {
+            if let Ok(nhs) = NhsNumber::parse(&nhs) {
+                out.extend(self.seqs_for_patient(&nhs)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Files journal entry `seq`, mapped again as `mapped`, into the record
+    /// it goes into now, replacing what it filed before: its versions the
+    /// mapping no longer produces are deleted. With `dry_run`, only says
+    /// what would change. Reads may see the message half re-filed for the
+    /// moment it takes, as with a reload's re-evaluation.
+    ///
+    /// # Errors
+    /// sled could not be read or written.
+    pub fn refile_entry(&self, seq: u64, mapped: Mapped, dry_run: bool) -> Result<Refiled, StoreError> {
+        let t = self.t()?;
+        let Some((target, verified)) = identity::target_now(&t, &mapped)? else { return Ok(Refiled::NotFiled) };
+        // As a restore does: no re-file into a record an objection has just emptied.
+        let _serial = t.objection_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if objection::stands(&t, &target)? {
+            return Ok(Refiled::Objected);
+        }
+        let mut before = Vec::new();
+        for kv in t.items.scan_prefix(keys::patient_prefix(&target)) {
+            let (k, v) = kv?;
+            if key_seq(&k) == Some(seq) {
+                before.push((k.to_vec(), super::index::decode_item(&v)?));
+            }
+        }
+        let excluded: Vec<usize> = mapped.governed.excluded.iter().map(|(i, _)| *i).collect();
+        let mut after = Vec::new();
+        for (i, item) in mapped.items.iter().enumerate() {
+            if excluded.contains(&i) || sensitive::sensitive(&t, &item.scopes)?.is_some() {
+                continue;
+            }
+            after.push((keys::version_key(&target, item, u32::try_from(i).unwrap_or(u32::MAX)), item.clone()));
+        }
+        if !dry_run {
+            for (k, _) in &before {
+                if !after.iter().any(|(a, _)| a == k) {
+                    t.items.remove(k)?;
+                }
+            }
+            identity::write_for_restore(&t, &target, verified, mapped)?;
+            // Filed now: no longer one of the messages operators are told were not.
+            t.unindexed.remove(seq.to_be_bytes())?;
+        }
+        Ok(Refiled::Filed { before, after })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::record::{Fields, Kind, Provenance, Version};
+    use crate::store::IndexBatch;
+
+    const NHS: &str = "9434765919";
+
+    /// Message `seq` for NHS, verified, with one encounter per `(visit, ward)`.
+    fn message(seq: u64, visits: &[(&str, &str)]) -> Mapped {
+        let provenance = Arc::new(Provenance {
+            sending_app: "PAS".into(),
+            sending_facility: "RAL".into(),
+            control_id: format!("C{seq}"),
+            message_type: "ADT^A08".into(),
+            event_time: None,
+            seq,
+        });
+        let items = visits
+            .iter()
+            .map(|(visit, ward)| Item {
+                kind: Kind::Encounter,
+                id: (*visit).into(),
+                fields: [("ward", serde_json::json!(ward))].into_iter().collect::<Fields>(),
+                provenance: provenance.clone(),
+                version: Version::default(),
+                scopes: Vec::new(),
+            })
+            .collect();
+        let identity = crate::record::Identity {
+            nhs_number: Some(NHS.into()),
+            nhs_status: Some("01".into()),
+            ..Default::default()
+        };
+        Mapped { identity, items, warnings: vec![], seq_refs: vec![], ignored: false, governed: Default::default() }
+    }
+
+    fn wards(store: &Store) -> Vec<String> {
+        let nhs = NhsNumber::parse(NHS).unwrap();
+        let record = store.record(&nhs).unwrap();
+        record.iter().filter_map(|i| i.fields.get("ward").map(|w| format!("{}={}", i.id, w.to_json()))).collect()
+    }
+
+    /// A mapping fix that drops an item and changes another: the dropped
+    /// version goes, the changed one is rewritten, other messages' stay; a
+    /// dry run reports the same and writes nothing.
+    #[test]
+    fn refiling_replaces_what_the_message_filed_and_a_dry_run_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = IndexBatch::new();
+        b.file(1, message(1, &[("V1", "W1"), ("V2", "W2")]));
+        b.file(2, message(2, &[("V3", "W3")]));
+        store.apply(b).unwrap();
+        let nhs = NhsNumber::parse(NHS).unwrap();
+        assert_eq!(store.seqs_for_patient(&nhs).unwrap().into_iter().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(wards(&store), [r#"V1="W1""#, r#"V2="W2""#, r#"V3="W3""#]);
+
+        let fixed = message(1, &[("V1", "W9")]);
+        let Refiled::Filed { before, after } = store.refile_entry(1, fixed.clone(), true).unwrap() else {
+            panic!("filed")
+        };
+        assert_eq!((before.len(), after.len()), (2, 1));
+        assert_eq!(wards(&store).len(), 3, "a dry run writes nothing");
+
+        store.refile_entry(1, fixed, false).unwrap();
+        assert_eq!(wards(&store), [r#"V1="W9""#, r#"V3="W3""#]);
+        assert!(matches!(
+            store.refile_entry(3, Mapped { ignored: true, ..message(3, &[]) }, false),
+            Ok(Refiled::NotFiled)
+        ));
+    }
+
+    #[test]
+    fn the_seq_is_read_back_from_a_version_key() {
+        let mut k = b"9434765919\0encounter\0RJ1\0V1\0".to_vec();
+        keys::push_suffix(&mut k, &crate::record::Version::default(), 4711, 3);
+        assert_eq!(key_seq(&k), Some(4711));
+        assert_eq!(key_seq(b"short"), None);
+    }
+}
