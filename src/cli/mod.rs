@@ -18,7 +18,6 @@ pub use audit::{audit, AuditArgs, AuditCliError};
 pub use check::check;
 pub use governance::governance_test;
 pub use health::{health, local_url};
-pub use journal::journal;
 pub use journal::{journal, show as journal_show, ShowError};
 pub use objection::{
     objection, parse_import, remove_and_restore, Action as ObjectionAction, AddRequest, ObjectionError, RemoveRequest,
