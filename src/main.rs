@@ -175,6 +175,11 @@ enum Command {
         #[command(subcommand)]
         action: GovernanceCommand,
     },
+    /// Bearer tokens for the read and admin APIs (signed with the data directory's key).
+    Token {
+        #[command(subcommand)]
+        action: cli::TokenCommand,
+    },
     /// Show the engine's verdict on messages without sending them: the ACK
     /// code and ERR text the sender would get, the items, unused fields,
     /// warnings on NHS numbers (Modulus 11, placeholders, 999 test range),
@@ -307,6 +312,9 @@ struct Admin {
     /// A running server's HTTP API, e.g. http://127.0.0.1:8080 (default: http://<[http] listen>).
     #[arg(long, conflicts_with = "data")]
     server: Option<String>,
+    /// Bearer token for the server (`recordhub token mint`); not used with --data.
+    #[arg(long, env = "RECORDHUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -316,7 +324,8 @@ struct Admin {
 struct PatientRead {
     /// The NHS number (spaces and dashes allowed).
     nhs_number: String,
-    /// Who is looking: recorded in the audit trail.
+    /// Who is looking: recorded in the audit trail (with --data; a server
+    /// records the user named in the token).
     #[arg(long)]
     user: String,
     #[command(flatten)]
@@ -370,11 +379,11 @@ impl Common {
 
 /// Where `record`, `history` and `parked` read: `--server`, else `--data`
 /// (the data directory itself), else the configured HTTP listener.
-fn record_source(server: Option<String>, data_given: bool, cfg: Config) -> cli::RecordSource {
+fn record_source(server: Option<String>, token: Option<String>, data_given: bool, cfg: Config) -> cli::RecordSource {
     match server {
-        Some(url) => cli::RecordSource::Server(url),
+        Some(url) => cli::RecordSource::Server { url, token },
         None if data_given => cli::RecordSource::Local(Box::new(cfg)),
-        None => cli::RecordSource::Server(format!("http://{}", cfg.http.listen)),
+        None => cli::RecordSource::Server { url: format!("http://{}", cfg.http.listen), token },
     }
 }
 
@@ -382,10 +391,10 @@ fn record_source(server: Option<String>, data_given: bool, cfg: Config) -> cli::
 const EXIT_OBJECTED: u8 = 3;
 
 fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
-    let PatientRead { nhs_number: nhs, user, at: Admin { server, common } } = read;
+    let PatientRead { nhs_number: nhs, user, at: Admin { server, token, common } } = read;
     let (nhs, user) = (nhs.as_str(), user.as_str());
     let cfg = common.load(None, None)?;
-    let source = record_source(server, common.data.is_some(), cfg);
+    let source = record_source(server, token, common.data.is_some(), cfg);
     let shown = match cli::record(nhs, user, source, view) {
         Err(e @ cli::RecordError::Objected(_)) => {
             let _ = writeln!(std::io::stderr(), "recordhub: {e}");
@@ -489,9 +498,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&answer)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Parked(Admin { server, common }) => {
+        Command::Parked(Admin { server, token, common }) => {
             let cfg = common.load(None, None)?;
-            let source = record_source(server, common.data.is_some(), cfg);
+            let source = record_source(server, token, common.data.is_some(), cfg);
             let listing = cli::parked(source).map_err(|e| {
                 let hint = cli::hints::no_server(&e);
                 hinted(e, hint)
@@ -562,7 +571,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let cfg = at.common.load(None, None)?;
-            let target = record_source(at.server, at.common.data.is_some(), cfg);
+            let target = record_source(at.server, at.token, at.common.data.is_some(), cfg);
             match cli::objection(action, target) {
                 Ok(v) => {
                     let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v)?);
@@ -581,6 +590,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit(args) => Ok(ExitCode::from(cli::audit(args)?)),
+        Command::Token { action } => {
+            cli::token(action)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Governance { action: GovernanceCommand::Test { rules, config, files } } => {
             let cfg = config::load(config.as_deref(), &Overrides::default())?;
             let dir = rules.unwrap_or_else(|| cfg.mapping.dir.join(recordhub::govern::DIR));

@@ -39,6 +39,12 @@ pub enum ServeError {
     Audit(#[source] std::io::Error),
     #[error(transparent)]
     Faults(#[from] crate::fault::SpecError),
+    /// The access file is missing or broken.
+    #[error(transparent)]
+    Access(crate::access::AccessError),
+    /// Tokens cannot be verified (local key, JWKS).
+    #[error(transparent)]
+    Auth(crate::auth::AuthSetupError),
 }
 
 /// The pipeline options a config describes.
@@ -225,6 +231,9 @@ pub async fn start_with_faults(
     }
     tracing::info!(entries = startup.recovery.entries, last_seq = startup.recovery.last_seq, replayed = startup.replayed,
         data_dir = %cfg.store.data_dir.display(), "journal opened");
+    // Before the listener: a broken access file or an unreachable IdP stops start-up.
+    let access = crate::access::Access::load(&cfg.access_file()).map_err(ServeError::Access)?;
+    let auth = crate::auth::Auth::open(cfg).map_err(ServeError::Auth)?;
     let http_listener =
         http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
@@ -248,7 +257,9 @@ pub async fn start_with_faults(
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
         replayer,
         audit: open_audit(cfg, audit_opts, pipeline.store())?,
-        access: std::sync::Arc::new(crate::access::Access::allow_all()),
+        access: std::sync::Arc::new(access),
+        auth: std::sync::Arc::new(auth),
+        access_file: cfg.access_file(),
     };
     let sighup_api = api.clone();
     let retention_store = api.store.clone();

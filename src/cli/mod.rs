@@ -11,6 +11,7 @@ mod objection;
 mod record;
 mod replay;
 mod send;
+mod token;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ pub use objection::{
 pub use record::{parked, record, reindex, RecordError, RecordSource};
 pub use replay::{reindex_live, replay, search as journal_search, OpsError, Target};
 pub use send::{send, send_with};
+pub use token::{token, TokenCommand, TokenError};
 
 /// Errors a user of the CLI sees.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@
 //! Deliberately not here: binding sockets, creating directories, reloading at runtime.
 //! An address that parses but cannot be bound is the listener's error.
 
+mod auth;
 mod env;
 pub mod guard;
 mod listeners;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use ops::{DedupConfig, RawDedup, RawRetention, RetentionConfig};
+pub use auth::{AuthConfig, JwksSource, RawAuth, DEFAULT_ALGORITHMS, KNOWN_ALGORITHMS};
 pub use raw::{
     RawAck, RawAllow, RawAudit, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp,
     RawStore, RawTls,
@@ -52,6 +54,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub retention: RetentionConfig,
     pub dedup: DedupConfig,
+    pub auth: AuthConfig,
 }
 
 /// Validated `[mllp]`.
@@ -173,6 +176,13 @@ pub enum LogFormat {
     Json,
     /// Multi-line, human-readable, for a terminal.
     Pretty,
+}
+
+impl Config {
+    /// The access file: `[auth] access_file`, else `access.toml` in the mapping directory.
+    pub fn access_file(&self) -> PathBuf {
+        self.auth.access_file.clone().unwrap_or_else(|| self.mapping.dir.join(crate::access::FILE))
+    }
 }
 
 impl Default for Config {

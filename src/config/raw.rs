@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub retention: super::ops::RawRetention,
     /// `[dedup]`: how long and how many messages are remembered to answer retransmissions.
     pub dedup: super::ops::RawDedup,
+    /// `[auth]`: bearer tokens, the claims that name the reader, the access file.
+    pub auth: super::auth::RawAuth,
 }
 
 /// `[mllp]` as written.

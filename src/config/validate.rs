@@ -185,6 +185,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
         audit: validate_audit(&raw.audit, &mut v),
         retention: super::ops::validate_retention(raw.retention, &mut v),
         dedup: super::ops::validate_dedup(raw.dedup, &mut v),
+        auth: super::auth::validate(raw.auth, &mut v),
     };
     if v.problems.is_empty() {
         Ok(config)

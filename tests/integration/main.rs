@@ -7,6 +7,7 @@ mod common;
 mod acks;
 mod adt_events;
 mod audit;
+mod auth;
 mod charset;
 mod cli;
 mod connections;
