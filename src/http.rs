@@ -107,7 +107,6 @@ where
         .route("/admin/objections/log", get(objections::log))
         .route("/admin/objections/import", post(objections::import))
         .route("/admin/objections/{nhs}", delete(objections::remove))
-        .route("/admin/audit", get(audit::search))
         .route("/admin/messages", get(messages::search))
         .route("/admin/replay", post(replay::replay))
         .route("/admin/reindex", post(replay::reindex))
@@ -116,6 +115,11 @@ where
         .route("/patients/{nhs}", get(patients::record))
         .route("/patients/{nhs}/history", get(patients::history))
         .merge(admin)
+        .route(
+            "/admin/audit",
+            get(audit::search)
+                .route_layer(axum::middleware::from_fn_with_state(api.clone(), admin::require_auditor)),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -19,15 +19,40 @@ use crate::pipeline::Mappings;
 pub(super) async fn require_admin(
     State(api): State<Api>,
     ConnectInfo(client): ConnectInfo<Client>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
+    require(api, client, req, next, Needs::Admin).await
+}
+
+/// `GET /admin/audit`: an information-governance officer (`audit = true`
+/// in the access file) or an admin.
+pub(super) async fn require_auditor(
+    State(api): State<Api>,
+    ConnectInfo(client): ConnectInfo<Client>,
+    req: Request,
+    next: Next,
+) -> Response {
+    require(api, client, req, next, Needs::Auditor).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Admin,
+    Auditor,
+}
+
+async fn require(api: Api, client: Client, mut req: Request, next: Next, needs: Needs) -> Response {
     let headers = req.headers().clone();
     let who = match super::authenticate(&api, &headers).await {
         Ok(who) => who,
         Err(e) => return refuse_unauthenticated(&api, &headers, e, "admin", None, &client).await,
     };
-    if !api.access.is_admin(&who.role) {
+    let allowed = match needs {
+        Needs::Admin => api.access.is_admin(&who.role),
+        Needs::Auditor => api.access.is_admin(&who.role) || api.access.may_audit(&who.role),
+    };
+    if !allowed {
         let event = crate::audit::AuditEvent {
             user: who.user.clone(),
             role: who.role.clone(),
@@ -37,7 +62,11 @@ pub(super) async fn require_admin(
             ..Default::default()
         };
         audit_refusal(&api, event, &client).await;
-        return error(StatusCode::FORBIDDEN, "the admin API needs a role with admin = true in the access file");
+        let text = match needs {
+            Needs::Admin => "the admin API needs a role with admin = true in the access file",
+            Needs::Auditor => "the audit needs a role with audit = true (or admin = true) in the access file",
+        };
+        return error(StatusCode::FORBIDDEN, text);
     }
     req.extensions_mut().insert(who);
     next.run(req).await

@@ -7,7 +7,7 @@
 //! extensions, else `X-User` (until bearer tokens guard `/admin/*`).
 
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
@@ -42,17 +42,9 @@ fn filter(raw: Option<&str>) -> Result<query::Filter, String> {
 /// `GET /admin/audit`.
 pub(super) async fn search(
     State(api): State<Api>,
-    principal: Option<Extension<Principal>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let who = match principal {
-        Some(Extension(p)) => p,
-        None => match headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::trim) {
-            Some(u) if !u.is_empty() => Principal { user: u.to_string(), role: String::new(), org: String::new() },
-            _ => return error(StatusCode::UNAUTHORIZED, "authentication required: reading the audit is audited"),
-        },
-    };
     let f = match filter(raw.as_deref()) {
         Ok(f) => f,
         Err(text) => return error(StatusCode::BAD_REQUEST, text),

@@ -3,12 +3,13 @@
 //! (`nhs`, `local_id`, through the index), as `recordhub journal search`
 //! prints it: metadata and the rejection reason, never message content.
 //! Answers `{"messages": [...], "summary": {scanned, matched, truncated, damage}}`.
-//! A search by patient is audited (`message_search`, with `X-User` until
-//! the admin API authenticates) before it is answered; if the audit log
+//! A search by patient is audited (`message_search`, with the admin's
+//! verified token) before it is answered; if the audit log
 //! cannot be written it answers 503 and nothing else.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -24,20 +25,25 @@ const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 100_000;
 
 /// `GET /admin/messages`.
-pub(super) async fn search(State(api): State<Api>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub(super) async fn search(
+    State(api): State<Api>,
+    Extension(who): Extension<crate::auth::Principal>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let mut filters = match Filters::from_query_string(q.as_deref().unwrap_or("")) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     filters.limit = Some(filters.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT));
-    let user = headers.get("x-user").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
     let done = tokio::task::spawn_blocking(move || {
         if filters.needs_index() {
             // What was acknowledged before the request is findable by patient.
             api.progress.wait_caught_up(READ_WAIT);
         }
         let query = select(&api.store, &filters)?;
-        if let Some(event) = filters.audit_event(&user, "http", "") {
+        if let Some(mut event) = filters.audit_event(&who.user, "http", "") {
+            event.role = who.role.clone();
+            event.org = who.org.clone();
             api.audit.append(&event).map_err(Failed::Audit)?;
         }
         let reader = JournalReader::open(&api.journal_dir).map_err(Failed::Journal)?;
