@@ -256,11 +256,12 @@ async fn admin_audit_over_http_lists_events_and_is_itself_audited() {
     assert!(recordhub(&["record", NHS, "--user", "dr.jones"], dir.path(), &[]).status.success());
     let e = Engine::start(config(dir.path())).await;
     let base = format!("http://{}", e.running.as_ref().unwrap().http_addr);
+    let auth = format!("Bearer {}", crate::common::token(dir.path(), "ig.officer", "ig_officer"));
     let (status, body) = tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut r = agent
             .get(format!("{base}/admin/audit?nhs={NHS}&since=2000-01-01"))
-            .header("X-User", "ig.officer")
+            .header("Authorization", &auth)
             .call()
             .unwrap();
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())

@@ -181,8 +181,12 @@ pub async fn http_as(method: &'static str, url: String, token: String) -> (u16, 
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let auth = format!("Bearer {token}");
         let mut r = match (method, token.is_empty()) {
-            ("POST", false) => agent.post(&url).header("Authorization", &auth).send_empty(),
-            ("POST", true) => agent.post(&url).send_empty(),
+            // JSON content type: the guard refuses a state-changing request a
+            // browser page could send cross-origin.
+            ("POST", false) => {
+                agent.post(&url).header("Authorization", &auth).header("Content-Type", "application/json").send_empty()
+            }
+            ("POST", true) => agent.post(&url).header("Content-Type", "application/json").send_empty(),
             (_, false) => agent.get(&url).header("Authorization", &auth).call(),
             (_, true) => agent.get(&url).call(),
         }

@@ -26,9 +26,20 @@ fn rejected(control_id: &str) -> String {
     admit(control_id, "V9").replace("|P|2.4", "|X|2.4")
 }
 
+/// Runs the binary; a `--server` command carries an admin's token for that engine.
 async fn recordhub(args: Vec<String>) -> Output {
+    let token = args
+        .iter()
+        .position(|a| a == "--server")
+        .and_then(|i| args.get(i + 1))
+        .map(|url| crate::common::bearer_for(url, "admin").trim_start_matches("Bearer ").to_string());
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_recordhub")).args(&args).env_remove("RECORDHUB_USER").output().unwrap()
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_recordhub"));
+        cmd.args(&args).env_remove("RECORDHUB_USER").env_remove("RECORDHUB_TOKEN");
+        if let Some(t) = token {
+            cmd.env("RECORDHUB_TOKEN", t);
+        }
+        cmd.output().unwrap()
     })
     .await
     .unwrap()
@@ -44,11 +55,17 @@ fn lines(o: &Output) -> Vec<serde_json::Value> {
 }
 
 async fn http(method: &'static str, url: String, body: &'static str) -> (u16, serde_json::Value) {
+    let auth = crate::common::bearer_for(&url, "admin");
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut r = match method {
-            "POST" => agent.post(&url).header("Content-Type", "application/json").send(body).expect("POST"),
-            _ => agent.get(&url).call().expect("GET"),
+            "POST" => agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(body)
+                .expect("POST"),
+            _ => agent.get(&url).header("Authorization", &auth).call().expect("GET"),
         };
         let text = r.body_mut().read_to_string().unwrap();
         (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
