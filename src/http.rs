@@ -93,6 +93,7 @@ where
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
         .with_state(api);
     axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
 }

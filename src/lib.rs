@@ -22,6 +22,7 @@
 //! - [`health`], [`supervise`]: what `/health` and `/ready` report; panics.
 //! - [`events`], [`metrics`]: each event's log line and counters; `/metrics`.
 //! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
+//! - [`read`], [`web`]: the one audited read path, and the professional's web pages on it.
 
 pub mod access;
 pub mod ack;
@@ -49,4 +50,5 @@ pub mod serve;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
+pub mod web;
 pub mod worker;
