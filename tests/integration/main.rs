@@ -21,3 +21,4 @@ mod records;
 mod replay;
 mod tls;
 mod versions;
+mod web;
