@@ -119,8 +119,14 @@ pub(super) async fn submit(
         },
         _ => return again(&who, StatusCode::BAD_REQUEST, "Choose how to search.", f),
     };
-    let found =
-        tokio::task::spawn_blocking(move || search_audited(&api, &who, &client, &query).map(|m| (who, m))).await;
+    let found = tokio::task::spawn_blocking(move || {
+        // As a record read does: what was acknowledged before is searchable.
+        if !api.progress.wait_caught_up(std::time::Duration::from_secs(2)) {
+            tracing::warn!("index writer behind; search served without the newest messages");
+        }
+        search_audited(&api, &who, &client, &query).map(|m| (who, m))
+    })
+    .await;
     match found {
         Ok(Ok((who, Found::Forbidden))) => message(
             StatusCode::FORBIDDEN,

@@ -209,7 +209,14 @@ pub fn build(items: Vec<Shown>, shows: impl Fn(Kind) -> bool) -> RecordView {
                 let title =
                     join(&[first_of(f, &["description", "code"]), paren(join(&[s(f, "coding_system"), s(f, "code")]))]);
                 let mut e = entry(item, title, s(f, "diagnosed"));
-                fact(&mut e.facts, "Type", s(f, "type"));
+                // HL7 table 0052 (DG1-6).
+                let kind = match s(f, "type").as_str() {
+                    "A" => "Admitting".to_string(),
+                    "W" => "Working".to_string(),
+                    "F" => "Final".to_string(),
+                    other => other.to_string(),
+                };
+                fact(&mut e.facts, "Type", kind);
                 e
             }
             Kind::Procedure => {
