@@ -40,7 +40,7 @@ mod search;
 mod session;
 pub mod view;
 
-pub use record::{record_page, RecordPage};
+pub use record::{record_page, RecordPage, Rendered};
 pub use session::COOKIE;
 
 /// The web view's routes, merged into the read API's router.
