@@ -58,6 +58,10 @@ pub struct Api {
     pub audit: AuditLog,
     /// Which roles may read, and which categories each sees.
     pub access: Arc<Access>,
+    /// Verifies the bearer token of every request.
+    pub auth: Arc<crate::auth::Auth>,
+    /// The access file, loaded again by `POST /admin/reload`.
+    pub access_file: PathBuf,
 }
 
 impl Api {

@@ -115,6 +115,11 @@ enum Command {
         #[command(subcommand)]
         action: GovernanceCommand,
     },
+    /// Bearer tokens for the read and admin APIs (signed with the data directory's key).
+    Token {
+        #[command(subcommand)]
+        action: cli::TokenCommand,
+    },
     /// Show what mappings make of messages: items, unused fields, errors,
     /// and which exclusion rule excludes what.
     Check {
@@ -407,6 +412,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Err(e.into()),
             }
+        }
+        Command::Token { action } => {
+            cli::token(action)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Governance { action: GovernanceCommand::Test { rules, config, files } } => {
             let cfg = config::load(config.as_deref(), &Overrides::default())?;

@@ -33,6 +33,12 @@ pub enum ServeError {
     Audit(#[source] std::io::Error),
     #[error(transparent)]
     Faults(#[from] crate::fault::SpecError),
+    /// The access file is missing or broken.
+    #[error(transparent)]
+    Access(crate::access::AccessError),
+    /// Tokens cannot be verified (local key, JWKS).
+    #[error(transparent)]
+    Auth(crate::auth::AuthSetupError),
 }
 
 /// The pipeline options a config describes.
@@ -202,6 +208,9 @@ pub async fn start_with_faults(
     }
     tracing::info!(entries = startup.recovery.entries, last_seq = startup.recovery.last_seq, replayed = startup.replayed,
         data_dir = %cfg.store.data_dir.display(), "journal opened");
+    // Before the listener: a broken access file or an unreachable IdP stops start-up.
+    let access = crate::access::Access::load(&cfg.access_file()).map_err(ServeError::Access)?;
+    let auth = crate::auth::Auth::open(cfg).map_err(ServeError::Auth)?;
     let http_listener =
         http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
@@ -224,7 +233,9 @@ pub async fn start_with_faults(
         journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
         replayer,
         audit: crate::audit::AuditLog::open(&cfg.store.data_dir).map_err(ServeError::Audit)?,
-        access: std::sync::Arc::new(crate::access::Access::allow_all()),
+        access: std::sync::Arc::new(access),
+        auth: std::sync::Arc::new(auth),
+        access_file: cfg.access_file(),
     };
     let sighup_api = api.clone();
     let cancel = CancellationToken::new();

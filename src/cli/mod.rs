@@ -7,6 +7,7 @@ mod journal;
 mod objection;
 mod record;
 mod send;
+mod token;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ pub use objection::{
 };
 pub use record::{parked, record, reindex, RecordError, RecordSource};
 pub use send::{send, send_with};
+pub use token::{token, TokenCommand, TokenError};
 
 /// Errors a user of the CLI sees.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ fn env_source() -> config::Environment {
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("ack.processing_ids")
+        .with_list_parse_key("auth.algorithms")
 }
 
 pub(super) fn merge(file: Option<&SourceFile>) -> Result<RawConfig, ConfigError> {

@@ -14,6 +14,7 @@
 //! Deliberately not here: binding sockets, creating directories, reloading at runtime.
 //! An address that parses but cannot be bound is the listener's error.
 
+mod auth;
 mod env;
 mod listeners;
 mod positions;
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth::{AuthConfig, JwksSource, RawAuth, DEFAULT_ALGORITHMS, KNOWN_ALGORITHMS};
 pub use raw::{
     RawAck, RawAllow, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp, RawStore,
     RawTls,
@@ -46,6 +48,7 @@ pub struct Config {
     pub hl7: Hl7Config,
     pub mapping: MappingConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
 }
 
 /// Validated `[mllp]`.
@@ -156,6 +159,13 @@ pub enum LogFormat {
     Json,
     /// Multi-line, human-readable, for a terminal.
     Pretty,
+}
+
+impl Config {
+    /// The access file: `[auth] access_file`, else `access.toml` in the mapping directory.
+    pub fn access_file(&self) -> PathBuf {
+        self.auth.access_file.clone().unwrap_or_else(|| self.mapping.dir.join(crate::access::FILE))
+    }
 }
 
 impl Default for Config {

@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub mapping: RawMapping,
     /// `[log]`: log level, format and buffering.
     pub log: RawLog,
+    /// `[auth]`: bearer tokens, the claims that name the reader, the access file.
+    pub auth: super::auth::RawAuth,
 }
 
 /// `[mllp]` as written.

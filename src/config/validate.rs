@@ -181,6 +181,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
         hl7: validate_hl7(&raw.hl7, &mut v),
         mapping: MappingConfig { dir: v.dir("mapping.dir", raw.mapping.dir) },
         log: validate_log(raw.log, &mut v),
+        auth: super::auth::validate(raw.auth, &mut v),
     };
     if v.problems.is_empty() {
         Ok(config)

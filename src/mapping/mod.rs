@@ -260,6 +260,8 @@ fn toml_files(dir: &FsPath, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        // The access file (roles and what each sees) lives beside the mappings.
+        .filter(|p| p.file_name().is_none_or(|n| n != crate::access::FILE))
         .collect();
     files.sort();
     files

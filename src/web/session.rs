@@ -15,8 +15,7 @@ use super::{page, see_other, Who};
 use crate::auth::Principal;
 use crate::http::Api;
 
-/// The cookie that holds the signed-in user's token.
-pub const COOKIE: &str = "recordhub_token";
+pub use crate::auth::COOKIE;
 
 /// A token longer than this is refused before it is looked at.
 const MAX_TOKEN: usize = 8 * 1024;
@@ -51,11 +50,7 @@ pub(super) async fn sign_in(State(api): State<Api>, Form(f): Form<TokenForm>) ->
             &SignIn { who: None, error: "That is not a token: paste the whole token, with no spaces." },
         );
     }
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-        headers.insert(header::AUTHORIZATION, v);
-    }
-    if let Err(why) = principal(&api, &headers) {
+    if let Err(why) = api.auth.verify(token) {
         let error = format!("The token was refused: {why}.");
         return page(StatusCode::UNAUTHORIZED, &SignIn { who: None, error: &error });
     }
@@ -76,39 +71,8 @@ pub(super) async fn sign_out() -> Response {
     r
 }
 
-/// The token in `Authorization: Bearer …`, else in the cookie.
-fn token(headers: &HeaderMap) -> Option<String> {
-    if let Some(b) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return b.strip_prefix("Bearer ").map(|t| t.trim().to_string());
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// Who the request's token names, or why it names nobody.
-///
-/// STUB (until engineer A's `crate::auth::Auth` lands): accepts
-/// `stub.USER.ROLE.ORG` and only when `RECORDHUB_WEB_STUB_AUTH=1` is set in
-/// the environment; otherwise every token is refused. Replaced by
-/// `api.auth.authenticate(headers)`.
-pub(super) fn principal(_api: &Api, headers: &HeaderMap) -> Result<Principal, String> {
-    let Some(t) = token(headers) else {
-        return Err("no token".into());
-    };
-    if std::env::var("RECORDHUB_WEB_STUB_AUTH").as_deref() != Ok("1") {
-        return Err("token verification is not configured".into());
-    }
-    match t.split('.').collect::<Vec<_>>().as_slice() {
-        ["stub", user, role, org] => {
-            Ok(Principal { user: user.to_string(), role: role.to_string(), org: org.to_string() })
-        }
-        _ => Err("not a valid token".into()),
-    }
+/// Who the request's token names (`Authorization: Bearer …`, else the
+/// [`COOKIE`]), or why it names nobody: [`crate::auth::Auth::authenticate`].
+pub(super) fn principal(api: &Api, headers: &HeaderMap) -> Result<Principal, String> {
+    api.auth.authenticate(headers).map_err(|e| e.to_string())
 }
