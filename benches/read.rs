@@ -26,7 +26,9 @@ use askama::Template;
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use recordhub::access::Access;
 use recordhub::audit::AuditLog;
-use recordhub::auth::{Principal, Purpose};
+use recordhub::auth::mint::{mint, MintRequest};
+use recordhub::auth::{Auth, Principal, Purpose};
+use recordhub::config::Config;
 use recordhub::hl7::nhs::NhsNumber;
 use recordhub::read::{read_audited, ReadCtx, ReadRequest, View, Viewed};
 use recordhub::record::{Fields, Identity, Item, Kind, Mapped, Provenance};
@@ -128,6 +130,28 @@ fn reads(c: &mut Criterion) {
     g.finish();
 }
 
+/// A verifier trusting a fresh local key, and a token it signed.
+fn jwt_fixture() -> (tempfile::TempDir, Auth, String) {
+    let dir = tempfile::Builder::new().prefix("bench-jwt").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let mut cfg = Config::default();
+    cfg.store.data_dir = dir.path().to_path_buf();
+    let req = MintRequest {
+        user: "bench".into(),
+        role: "clinician".into(),
+        org: "RJ1".into(),
+        lifetime: std::time::Duration::from_secs(3600),
+    };
+    let token = mint(&cfg, &req).expect("token minted");
+    let auth = Auth::open(&cfg).expect("verifier");
+    assert!(auth.verify(&token).is_ok(), "the token verifies");
+    (dir, auth, token)
+}
+
+fn jwt(c: &mut Criterion) {
+    let (_dir, auth, token) = jwt_fixture();
+    c.bench_function("read/jwt", |b| b.iter(|| black_box(auth.verify(black_box(&token)).is_ok())));
+}
+
 /// p50 and p99 of `f` over `runs` calls, in µs.
 fn percentiles(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
     let mut t: Vec<u128> = (0..runs)
@@ -155,9 +179,14 @@ fn report() {
         });
         println!("read items={n} runs={runs} json_p50_us={j50:.0} json_p99_us={j99:.0} page_p50_us={p50:.0} page_p99_us={p99:.0}");
     }
+    let (_dir, auth, token) = jwt_fixture();
+    let (v50, v99) = percentiles(2000, || {
+        black_box(auth.verify(&token).is_ok());
+    });
+    println!("jwt runs=2000 verify_p50_us={v50:.1} verify_p99_us={v99:.1}");
 }
 
-criterion_group!(benches, reads);
+criterion_group!(benches, reads, jwt);
 
 fn main() {
     benches();
