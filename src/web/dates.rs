@@ -53,9 +53,12 @@ pub fn uk(iso: &str) -> String {
         return iso.to_string();
     }
     let month = MONTHS[(m - 1) as usize];
-    match iso.get(10..) {
-        Some(rest) if rest.starts_with('T') && rest.len() >= 6 => {
-            let hm = &rest[1..6];
+    let clock = |hm: &str| {
+        let b = hm.as_bytes();
+        b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit())
+    };
+    match iso.get(10..).and_then(|rest| Some((rest, rest.strip_prefix('T')?.get(..5).filter(|hm| clock(hm))?))) {
+        Some((rest, hm)) => {
             let midnight_only = hm == "00:00" && rest.get(6..9).is_none_or(|s| s == ":00");
             if midnight_only && rest.len() <= 9 {
                 format!("{d} {month} {y}")
@@ -109,6 +112,8 @@ mod tests {
         assert_eq!(uk("1982-03-14"), "14 Mar 1982");
         assert_eq!(uk("2026-11-21T00:00:00"), "21 Nov 2026");
         assert_eq!(uk("not a date"), "not a date");
+        assert_eq!(uk("2026-11-21Té"), "21 Nov 2026", "text from a message never panics");
+        assert_eq!(uk("2026-11-21T0é:00"), "21 Nov 2026");
         assert_eq!(uk_ms(1_795_249_740_000), "21 Nov 2026 08:29 UTC");
     }
 }
