@@ -122,10 +122,16 @@ impl Access {
     /// # Errors
     /// As [`Access::load`].
     pub fn reload(&self, file: &Path) -> Result<usize, AccessError> {
-        let rules = parse(file)?;
+        Ok(self.replace(Access::load(file)?))
+    }
+
+    /// Puts `other`'s rules in force for every holder of `self`; returns
+    /// the number of roles.
+    pub fn replace(&self, other: Access) -> usize {
+        let rules = other.current();
         let n = rules.roles.len();
-        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
-        Ok(n)
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+        n
     }
 
     fn current(&self) -> Arc<Rules> {

@@ -207,6 +207,9 @@ struct Admin {
     /// A running server's HTTP API, e.g. http://127.0.0.1:8080 (default: http://<[http] listen>).
     #[arg(long, conflicts_with = "data")]
     server: Option<String>,
+    /// Bearer token for the server (`recordhub token mint`); not used with --data.
+    #[arg(long, env = "RECORDHUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -216,7 +219,8 @@ struct Admin {
 struct PatientRead {
     /// The NHS number (spaces and dashes allowed).
     nhs_number: String,
-    /// Who is looking: recorded in the audit trail.
+    /// Who is looking: recorded in the audit trail (with --data; a server
+    /// records the user named in the token).
     #[arg(long)]
     user: String,
     #[command(flatten)]
@@ -270,11 +274,11 @@ impl Common {
 
 /// Where `record`, `history` and `parked` read: `--server`, else `--data`
 /// (the data directory itself), else the configured HTTP listener.
-fn record_source(server: Option<String>, data_given: bool, cfg: Config) -> cli::RecordSource {
+fn record_source(server: Option<String>, token: Option<String>, data_given: bool, cfg: Config) -> cli::RecordSource {
     match server {
-        Some(url) => cli::RecordSource::Server(url),
+        Some(url) => cli::RecordSource::Server { url, token },
         None if data_given => cli::RecordSource::Local(Box::new(cfg)),
-        None => cli::RecordSource::Server(format!("http://{}", cfg.http.listen)),
+        None => cli::RecordSource::Server { url: format!("http://{}", cfg.http.listen), token },
     }
 }
 
@@ -282,10 +286,10 @@ fn record_source(server: Option<String>, data_given: bool, cfg: Config) -> cli::
 const EXIT_OBJECTED: u8 = 3;
 
 fn show_record(read: PatientRead, view: View) -> anyhow::Result<ExitCode> {
-    let PatientRead { nhs_number: nhs, user, at: Admin { server, common } } = read;
+    let PatientRead { nhs_number: nhs, user, at: Admin { server, token, common } } = read;
     let (nhs, user) = (nhs.as_str(), user.as_str());
     let cfg = common.load(None, None)?;
-    let source = record_source(server, common.data.is_some(), cfg);
+    let source = record_source(server, token, common.data.is_some(), cfg);
     let shown = match cli::record(nhs, user, source, view) {
         Err(e @ cli::RecordError::Objected(_)) => {
             let _ = writeln!(std::io::stderr(), "recordhub: {e}");
@@ -345,9 +349,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let clean = cli::journal(&cfg.store.data_dir, since, show, verify)?;
             Ok(if clean || !verify { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Parked(Admin { server, common }) => {
+        Command::Parked(Admin { server, token, common }) => {
             let cfg = common.load(None, None)?;
-            let source = record_source(server, common.data.is_some(), cfg);
+            let source = record_source(server, token, common.data.is_some(), cfg);
             let listing = cli::parked(source)?;
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&listing).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
@@ -395,7 +399,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let cfg = at.common.load(None, None)?;
-            let target = record_source(at.server, at.common.data.is_some(), cfg);
+            let target = record_source(at.server, at.token, at.common.data.is_some(), cfg);
             match cli::objection(action, target) {
                 Ok(v) => {
                     let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v)?);

@@ -690,11 +690,22 @@ async fn a12_story_through_the_real_server_acks_aa_and_reads_the_golden_record()
         assert_eq!(msa, format!("MSA|AA|{}|Message accepted", control_id(msg)), "ACK bytes: {text:?}");
     }
     let nhs = nhs_numbers(&story).remove(0);
+    // A token signed with the data directory's key, which a default engine trusts.
+    let req = recordhub::auth::mint::MintRequest {
+        user: "stories".into(),
+        role: "clinician".into(),
+        org: "RJ1".into(),
+        lifetime: std::time::Duration::from_secs(600),
+    };
+    let token = recordhub::auth::mint::mint(&cfg, &req).expect("token minted");
     // Record reads wait for the index writer, so the read follows the last ACK.
     let body = tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut resp =
-            agent.get(&format!("{http}/patients/{nhs}")).header("X-User", "stories").call().expect("GET the record");
+        let mut resp = agent
+            .get(&format!("{http}/patients/{nhs}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .expect("GET the record");
         assert_eq!(resp.status().as_u16(), 200);
         resp.body_mut().read_to_string().expect("body")
     })

@@ -145,7 +145,7 @@ pub use super::RecordSource as Target;
 pub fn objection(action: Action, target: Target) -> Result<serde_json::Value, ObjectionError> {
     match target {
         Target::Local(cfg) => local(action, &cfg),
-        Target::Server(base) => remote(action, base.trim_end_matches('/')),
+        Target::Server { url, token } => remote(action, url.trim_end_matches('/'), token.as_deref()),
     }
 }
 
@@ -192,7 +192,8 @@ fn read(file: &std::path::Path) -> Result<String, ObjectionError> {
     std::fs::read_to_string(file).map_err(|source| ObjectionError::Read { path: file.to_path_buf(), source })
 }
 
-fn remote(action: Action, base: &str) -> Result<serde_json::Value, ObjectionError> {
+fn remote(action: Action, base: &str, token: Option<&str>) -> Result<serde_json::Value, ObjectionError> {
+    use super::record::bearer;
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let removing = match &action {
         Action::Remove { nhs_number, .. } => Some(nhs_number.clone()),
@@ -201,24 +202,28 @@ fn remote(action: Action, base: &str) -> Result<serde_json::Value, ObjectionErro
     let (url, resp) = match &action {
         Action::Add(req) => {
             let url = format!("{base}/admin/objections");
-            let r = agent.post(&url).header("Content-Type", "application/json").send(json(req));
+            let r = bearer(agent.post(&url), token).header("Content-Type", "application/json").send(json(req));
             (url, r)
         }
         Action::Remove { nhs_number, req } => {
             let url = format!("{base}/admin/objections/{}", nhs_number.trim());
-            let r = agent.delete(&url).force_send_body().header("Content-Type", "application/json").send(json(req));
+            let r = bearer(agent.delete(&url), token)
+                .force_send_body()
+                .header("Content-Type", "application/json")
+                .send(json(req));
             (url, r)
         }
         Action::List | Action::Log => {
             let tail = if matches!(action, Action::Log) { "/log" } else { "" };
             let url = format!("{base}/admin/objections{tail}");
-            (url.clone(), agent.get(&url).call())
+            (url.clone(), bearer(agent.get(&url), token).call())
         }
         Action::Import { file, recorded_by } => {
             let url = format!("{base}/admin/objections/import");
             let body = read(file)?;
             let name = file.display().to_string();
-            let r = agent.post(&url).header("X-User", recorded_by).header("X-File-Name", &name).send(body);
+            let r =
+                bearer(agent.post(&url), token).header("X-User", recorded_by).header("X-File-Name", &name).send(body);
             (url, r)
         }
     };
@@ -236,6 +241,13 @@ fn remote(action: Action, base: &str) -> Result<serde_json::Value, ObjectionErro
             Err(ObjectionError::Import(errors.collect()))
         }
         400 => Err(ObjectionError::Invalid(message())),
+        401 | 403 => Err(ObjectionError::Http(
+            url,
+            format!(
+                "status {status}: {} (the admin API needs a token with an admin role: --token T or RECORDHUB_TOKEN)",
+                message()
+            ),
+        )),
         _ => Err(ObjectionError::Http(url, format!("status {status}: {}", message()))),
     }
 }

@@ -4,8 +4,9 @@ use std::io::Write;
 
 /// How `recordhub record` reaches the record.
 pub enum RecordSource {
-    /// A running server's read API, e.g. `http://127.0.0.1:8080`.
-    Server(String),
+    /// A running server's read API, e.g. `http://127.0.0.1:8080`, and the
+    /// bearer token to send (`--token` or `RECORDHUB_TOKEN`).
+    Server { url: String, token: Option<String> },
     /// The data directory itself, when no server holds it.
     Local(Box<crate::config::Config>),
 }
@@ -41,13 +42,12 @@ pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::read::Vi
                 crate::read::Viewed::Objected => return Err(RecordError::Objected(nhs.as_str().to_string())),
             }
         }
-        RecordSource::Server(base) => {
+        RecordSource::Server { url: base, token } => {
             let tail = if view == crate::read::View::History { "/history" } else { "" };
             let url = format!("{}/patients/{}{tail}", base.trim_end_matches('/'), nhs.as_str());
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-            let mut resp = agent
-                .get(&url)
-                .header("X-User", user)
+            let _ = user; // the server audits the token's user
+            let mut resp = bearer(agent.get(&url), token.as_deref())
                 .call()
                 .map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
             let status = resp.status().as_u16();
@@ -55,7 +55,10 @@ pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::read::Vi
             match status {
                 200 => Some(serde_json::from_str(&text).map_err(|e| RecordError::Http(url.clone(), e.to_string()))?),
                 404 => None,
-                403 => return Err(RecordError::Objected(nhs.as_str().to_string())),
+                403 if text.contains("\"objection\":true") => {
+                    return Err(RecordError::Objected(nhs.as_str().to_string()))
+                }
+                401 => return Err(RecordError::Unauthorized(url, text)),
                 _ => return Err(RecordError::Http(url, format!("status {status}: {text}"))),
             }
         }
@@ -67,6 +70,14 @@ pub fn record(nhs: &str, user: &str, source: RecordSource, view: crate::read::Vi
             Ok(true)
         }
         None => Ok(false),
+    }
+}
+
+/// Adds `Authorization: Bearer <token>` when a token is given.
+pub(crate) fn bearer<B>(req: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
+    match token.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => req.header("Authorization", format!("Bearer {t}")),
+        None => req,
     }
 }
 
@@ -89,6 +100,9 @@ pub enum RecordError {
     Open(String),
     #[error("request to {0} failed: {1}")]
     Http(String, String),
+    /// The server wants a (valid) bearer token.
+    #[error("{0}: the server refused the request (401 {1}): pass --token T or set RECORDHUB_TOKEN (`recordhub token mint` makes one)")]
+    Unauthorized(String, String),
     /// A standing objection: nothing of the record may be shown (exit code 3).
     #[error("NHS number {0}: {obj}; nothing is shown", obj = crate::read::OBJECTED)]
     Objected(String),
@@ -117,14 +131,22 @@ pub fn parked(source: RecordSource) -> Result<serde_json::Value, RecordError> {
             p.shutdown().map_err(|e| RecordError::Open(e.to_string()))?;
             Ok(serde_json::json!({ "parked": parked, "conflicts": conflicts }))
         }
-        RecordSource::Server(base) => {
+        RecordSource::Server { url: base, token } => {
             let mut out = serde_json::Map::new();
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
             for what in ["parked", "conflicts"] {
                 let url = format!("{}/admin/{what}", base.trim_end_matches('/'));
-                let text = ureq::get(&url)
+                let mut resp = bearer(agent.get(&url), token.as_deref())
                     .call()
-                    .and_then(|mut r| r.body_mut().read_to_string())
                     .map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
+                let status = resp.status().as_u16();
+                let text =
+                    resp.body_mut().read_to_string().map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
+                match status {
+                    200 => {}
+                    401 => return Err(RecordError::Unauthorized(url, text)),
+                    _ => return Err(RecordError::Http(url, format!("status {status}: {text}"))),
+                }
                 let v: serde_json::Value =
                     serde_json::from_str(&text).map_err(|e| RecordError::Http(url.clone(), e.to_string()))?;
                 out.insert(what.to_string(), v.get(what).cloned().unwrap_or_default());

@@ -3,16 +3,17 @@
 //! why), `POST /admin/objections` `{nhs_number, reason, recorded_by, source}`,
 //! `DELETE /admin/objections/{nhs}` `{recorded_by, reason}` (withdraws and
 //! restores the record from the journal before answering), and
-//! `POST /admin/objections/import` (a CSV body, all rows or none). Like the
-//! rest of this listener, for loopback or a trusted network only.
+//! `POST /admin/objections/import` (a CSV body, all rows or none). Behind the
+//! admin guard (`admin.rs`): a token with an admin role.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 
 use super::{error, Api};
+use crate::auth::Principal;
 use crate::hl7::nhs::NhsNumber;
 use crate::pipeline::now_ms;
 
@@ -90,16 +91,17 @@ pub(super) async fn remove(State(api): State<Api>, Path(nhs): Path<String>, body
 }
 
 /// `POST /admin/objections/import`: a CSV file as the body (`X-User`: who
-/// imports; `X-File-Name`: the name errors cite). All rows or none.
-pub(super) async fn import(State(api): State<Api>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+/// imports, default the token's user; `X-File-Name`: the name errors cite).
+/// All rows or none.
+pub(super) async fn import(
+    State(api): State<Api>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("").to_string();
     let (user, file) = (header("x-user"), header("x-file-name"));
-    if user.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the X-User header is required: every change to the register is audited",
-        );
-    }
+    let user = if user.is_empty() { who.user } else { user };
     let file = if file.is_empty() { "import.csv".to_string() } else { file };
     let rows = match crate::cli::parse_import(&file, &String::from_utf8_lossy(&body), &user, now_ms()) {
         Ok(rows) => rows,

@@ -28,7 +28,13 @@ impl Engine {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let running = serve::start(&cfg, listener).await.expect("engine starts");
+        register(running.http_addr, &cfg.store.data_dir);
         Engine { addr, running: Some(running), cfg }
+    }
+
+    /// A bearer token this engine accepts, for `role`.
+    pub fn token(&self, role: &str) -> String {
+        token(&self.cfg.store.data_dir, "dr.jones", role)
     }
 
     pub async fn stop(mut self) -> Config {
@@ -152,4 +158,65 @@ pub fn journal_lines(data: &Path) -> Vec<serde_json::Value> {
         .expect("recordhub journal runs");
     assert!(out.status.success(), "journal failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+/// A bearer token for `user` with `role`, signed with the data directory's
+/// own key (the one a default engine trusts), valid for an hour.
+pub fn token(data: &Path, user: &str, role: &str) -> String {
+    let mut cfg = Config::default();
+    cfg.store.data_dir = data.to_path_buf();
+    let req = recordhub::auth::mint::MintRequest {
+        user: user.into(),
+        role: role.into(),
+        org: "RJ1".into(),
+        lifetime: Duration::from_secs(3600),
+    };
+    recordhub::auth::mint::mint(&cfg, &req).expect("token minted")
+}
+
+/// `method` `url` with `Authorization: Bearer <token>` (none when empty):
+/// (status, body).
+pub async fn http_as(method: &'static str, url: String, token: String) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let auth = format!("Bearer {token}");
+        let mut r = match (method, token.is_empty()) {
+            ("POST", false) => agent.post(&url).header("Authorization", &auth).send_empty(),
+            ("POST", true) => agent.post(&url).send_empty(),
+            (_, false) => agent.get(&url).header("Authorization", &auth).call(),
+            (_, true) => agent.get(&url).call(),
+        }
+        .expect("HTTP answers");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+    })
+    .await
+    .expect("request task")
+}
+
+/// Which data directory (whose key signs tokens) serves which HTTP address,
+/// so a helper given only a URL can send a token that engine accepts.
+static SERVERS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+/// Records that the engine at `http` trusts `data`'s key.
+pub fn register(http: SocketAddr, data: &Path) {
+    let mut s = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    s.retain(|(a, _)| *a != http.to_string());
+    s.push((http.to_string(), data.to_path_buf()));
+}
+
+/// `Bearer <token>` for `role`, accepted by the engine serving `url`
+/// (started through [`Engine::start`] or [`register`]ed).
+pub fn bearer_for(url: &str, role: &str) -> String {
+    let s = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, data) = s.iter().rev().find(|(a, _)| url.contains(&format!("//{a}"))).expect("a registered engine");
+    format!("Bearer {}", token(data, "dr.jones", role))
+}
+
+/// The role a test reads `url` with: admin for `/admin/*`, else clinician.
+pub fn role_for(url: &str) -> &'static str {
+    if url.contains("/admin/") {
+        "admin"
+    } else {
+        "clinician"
+    }
 }

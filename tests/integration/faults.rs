@@ -17,12 +17,17 @@ async fn start_with_faults(cfg: recordhub::config::Config, spec: &str) -> Engine
     let addr = listener.local_addr().unwrap();
     let mappings = serve::load_mappings(&cfg).unwrap();
     let running = serve::start_with_faults(&cfg, listener, mappings, Faults::parse(spec).unwrap()).await.unwrap();
+    crate::common::register(running.http_addr, &cfg.store.data_dir);
     Engine { addr, running: Some(running), cfg }
 }
 
 fn get(url: &str) -> (u16, serde_json::Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut resp = agent.get(url).header("X-User", "fault-test").call().expect("HTTP answers");
+    let mut req = agent.get(url);
+    if url.contains("/patients/") {
+        req = req.header("Authorization", crate::common::bearer_for(url, "clinician"));
+    }
+    let mut resp = req.call().expect("HTTP answers");
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))

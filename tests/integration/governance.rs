@@ -26,11 +26,12 @@ fn ordinary_admission(control_id: &str, visit: &str) -> String {
 }
 
 async fn http(method: &'static str, url: String) -> (u16, String) {
+    let auth = crate::common::bearer_for(&url, crate::common::role_for(&url));
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut r = match method {
-            "POST" => agent.post(&url).header("X-User", "ig.lead").send_empty().expect("POST"),
-            _ => agent.get(&url).header("X-User", "dr.jones").call().expect("GET"),
+            "POST" => agent.post(&url).header("Authorization", auth).send_empty().expect("POST"),
+            _ => agent.get(&url).header("Authorization", auth).call().expect("GET"),
         };
         let status = r.status().as_u16();
         (status, r.body_mut().read_to_string().unwrap())
@@ -246,9 +247,15 @@ async fn exclusion_holds_for_parked_messages_and_for_a_record_restored_after_an_
     assert!(record.contains("J45.9"), "the parked message was filed once linked: {record}");
     assert!(!record.contains("F64.0") && !history.contains("F64.0"), "parked, then filed: still excluded");
 
+    let admin = e.token("admin");
     let run = |a: Vec<String>| {
+        let admin = admin.clone();
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_recordhub")).args(a).output().unwrap()
+            std::process::Command::new(env!("CARGO_BIN_EXE_recordhub"))
+                .args(a)
+                .env("RECORDHUB_TOKEN", &admin)
+                .output()
+                .unwrap()
         })
     };
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -6,6 +6,7 @@ mod common;
 
 mod acks;
 mod adt_events;
+mod auth;
 mod charset;
 mod connections;
 mod durability;

@@ -20,8 +20,16 @@ fn admit(control_id: &str, nhs: &str, visit: &str) -> String {
     )
 }
 
+/// Runs the CLI; against a server (`--server URL`) with a token that
+/// server accepts (clinician for `record`, admin for `objection`).
 fn recordhub(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recordhub")).args(args).output().expect("recordhub runs")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_recordhub"));
+    if let Some(i) = args.iter().position(|a| *a == "--server") {
+        let role = if args[0] == "record" { "clinician" } else { "admin" };
+        let bearer = crate::common::bearer_for(args[i + 1], role);
+        cmd.env("RECORDHUB_TOKEN", bearer.trim_start_matches("Bearer "));
+    }
+    cmd.args(args).output().expect("recordhub runs")
 }
 
 async fn recordhub_async(args: Vec<String>) -> Output {
@@ -42,9 +50,10 @@ fn stderr(o: &Output) -> String {
 }
 
 async fn get(url: String) -> (u16, serde_json::Value) {
+    let auth = crate::common::bearer_for(&url, crate::common::role_for(&url));
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent.get(&url).header("X-User", "dr.jones").call().expect("GET");
+        let mut r = agent.get(&url).header("Authorization", auth).call().expect("GET");
         let text = r.body_mut().read_to_string().unwrap();
         (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     })

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{code, config, Engine};
+use crate::common::{code, config, http_as, token, Engine};
 
 const NHS: &str = "9434765919";
 
@@ -52,6 +52,7 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     let e = Engine::start(cfg.clone()).await;
     let http = format!("http://{}", e.running.as_ref().unwrap().http_addr);
+    let tok = token(dir.path(), "dr.jones", "clinician");
     let mut c = e.connect().await;
     assert_eq!(code(&c.call(&pas_admit("PAS1")).await), "AA");
     assert_eq!(code(&c.call(&lab_result("LAB1")).await), "AA");
@@ -60,8 +61,8 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
     assert_eq!(code(&c.call(&mdm).await), "CA", "the fixture asks for enhanced-mode ACKs");
 
     let out = tokio::task::spawn_blocking({
-        let http = http.clone();
-        move || record_cmd(&[NHS, "--user", "dr.jones", "--server", &http])
+        let (http, tok) = (http.clone(), tok.clone());
+        move || record_cmd(&[NHS, "--user", "dr.jones", "--server", &http, "--token", &tok])
     })
     .await
     .unwrap();
@@ -81,19 +82,20 @@ async fn two_senders_one_record_retransmission_restart_and_reindex() {
     assert_eq!(code(&c.call(&lab_result("LAB2")).await), "AA");
     let again = items(
         &tokio::task::spawn_blocking({
-            let http = http.clone();
-            move || record_cmd(&[NHS, "--user", "dr.jones", "--server", &http])
+            let (http, tok) = (http.clone(), tok.clone());
+            move || record_cmd(&[NHS, "--user", "dr.jones", "--server", &http, "--token", &tok])
         })
         .await
         .unwrap(),
     );
     assert_eq!(again.len(), first.len(), "upserts by natural id: nothing added");
 
-    // Unknown patient: clear message, non-zero exit. No X-User: refused.
-    let unknown =
-        tokio::task::spawn_blocking(move || record_cmd(&["9449305552", "--user", "dr.jones", "--server", &http]))
-            .await
-            .unwrap();
+    // Unknown patient: clear message, non-zero exit.
+    let unknown = tokio::task::spawn_blocking(move || {
+        record_cmd(&["9449305552", "--user", "dr.jones", "--server", &http, "--token", &tok])
+    })
+    .await
+    .unwrap();
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no record for NHS number"));
     e.stop().await;
@@ -163,30 +165,20 @@ async fn mapping_reload_swaps_atomically_and_a_broken_set_keeps_the_old_one() {
     cfg.mapping.dir = maps.clone();
     let e = Engine::start(cfg).await;
     let url = format!("http://{}/admin/reload", e.running.as_ref().unwrap().http_addr);
+    let admin = token(&dir.path().join("data"), "ops", "admin");
     // Break a file: the reload is refused with file:line:col, old mappings stay.
     let adt = maps.join("adt.toml");
     let good = std::fs::read_to_string(&adt).unwrap();
     std::fs::write(&adt, format!("{good}\n[bogus\n")).unwrap();
-    let (status, body) = post(&url).await;
+    let (status, body) = http_as("POST", url.clone(), admin.clone()).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("adt.toml:"), "error names the file and position: {body}");
     let mut c = e.connect().await;
     assert_eq!(code(&c.call(&pas_admit("RL1")).await), "AA", "old mappings still in force");
     std::fs::write(&adt, good).unwrap();
-    let (status, body) = post(&url).await;
+    let (status, body) = http_as("POST", url.clone(), admin.clone()).await;
     assert_eq!(status, 200, "{body}");
     e.stop().await;
-}
-
-async fn post(url: &str) -> (u16, String) {
-    let url = url.to_string();
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent.post(&url).send_empty().expect("reload request");
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-    })
-    .await
-    .unwrap()
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -27,8 +27,15 @@ fn lab_result_local_only(id: &str) -> String {
     )
 }
 
+/// Runs the CLI against a server with a token it accepts (admin for `parked`).
 fn cli(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_recordhub")).args(args).output().expect("recordhub runs");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_recordhub"));
+    if let Some(i) = args.iter().position(|a| *a == "--server") {
+        let role = if args[0] == "parked" { "admin" } else { "clinician" };
+        let bearer = crate::common::bearer_for(args[i + 1], role);
+        cmd.env("RECORDHUB_TOKEN", bearer.trim_start_matches("Bearer "));
+    }
+    let out = cmd.args(args).output().expect("recordhub runs");
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("prints JSON")
 }
