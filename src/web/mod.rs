@@ -20,8 +20,6 @@
 //! role sees (`crate::access`), or run JavaScript: every page is plain HTML
 //! forms.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -73,7 +71,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string());
+        let addr = parts.extensions.get::<ConnectInfo<crate::http::Client>>().map(|c| c.0 .0.clone());
         Ok(ClientAddr(addr.unwrap_or_default()))
     }
 }

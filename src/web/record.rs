@@ -84,7 +84,7 @@ async fn respond(api: Api, nhs: String, client: String, headers: HeaderMap, purp
     let who = match principal(&api, &headers) {
         Ok(who) => who,
         Err(_) => {
-            refused(&api, &nhs, &client);
+            refused(&api, &headers, &nhs, client).await;
             return to_sign_in();
         }
     };
@@ -154,19 +154,22 @@ async fn respond(api: Api, nhs: String, client: String, headers: HeaderMap, purp
 }
 
 /// A record page attempt without a valid token: audited as refused (the NHS
-/// number as typed, when it is one), nothing read.
-fn refused(api: &Api, nhs: &str, client: &str) {
+/// number as typed, when it is one; the token's user claim marked
+/// `unverified:`), nothing read.
+async fn refused(api: &Api, headers: &HeaderMap, nhs: &str, client: String) {
     let event = AuditEvent {
         at_ms: crate::pipeline::now_ms(),
+        user: api.auth.unverified_user(headers),
         nhs_number: NhsNumber::parse(nhs.trim()).ok().map(|n| n.as_str().to_string()),
         action: "read".into(),
-        client: client.into(),
+        client,
         via: "web".into(),
         outcome: "unauthenticated".into(),
         ..AuditEvent::default()
     };
-    if let Err(e) = api.audit.append(&event) {
-        tracing::error!(error = %e, "audit write failed for a refused record page");
+    let audit = api.audit.clone();
+    if !matches!(tokio::task::spawn_blocking(move || audit.append(&event)).await, Ok(Ok(()))) {
+        tracing::error!("audit write failed: a refused record page is not recorded");
     }
 }
 

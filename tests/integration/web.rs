@@ -267,6 +267,7 @@ async fn a_signed_in_clinician_searches_three_ways_reads_and_breaks_glass_and_ea
     );
     assert!(!reads[0].break_glass && reads[0].purpose == "direct_care");
     assert!(reads[1].break_glass && reads[1].reason == "Collapsed in ED" && reads[1].outcome == "shown");
+    assert!(reads.iter().chain(&searches).all(|ev| ev.client.starts_with("127.0.0.1:")), "the client address");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
