@@ -117,7 +117,7 @@ fn page(ctx: &ReadCtx, dir: &std::path::Path, nhs: &NhsNumber) -> usize {
 fn reads(c: &mut Criterion) {
     let nhs = NhsNumber::parse(NHS).expect("a valid NHS number");
     let mut g = c.benchmark_group("read");
-    g.sample_size(20);
+    g.sample_size(10);
     for n in SIZES {
         let (dir, ctx) = fixture(n);
         let html = page(&ctx, &dir.path().join("journal"), &nhs);
@@ -177,7 +177,21 @@ fn report() {
         let (p50, p99) = percentiles(runs, || {
             black_box(page(&ctx, &dir.path().join("journal"), &nhs));
         });
-        println!("read items={n} runs={runs} json_p50_us={j50:.0} json_p99_us={j99:.0} page_p50_us={p50:.0} page_p99_us={p99:.0}");
+        // The parts: the index scan and fold alone, and one audit line alone.
+        let (s50, s99) = percentiles(runs, || {
+            black_box(ctx.store.record(&nhs).map(|r| r.len()).unwrap_or(0));
+        });
+        let event = recordhub::audit::AuditEvent {
+            items: (0..n).map(|i| format!("result/RJ1LAB/ACC{i:06}^UE")).collect(),
+            ..Default::default()
+        };
+        let (a50, a99) = percentiles(runs, || {
+            black_box(ctx.audit.append(&event).is_ok());
+        });
+        println!(
+            "read items={n} runs={runs} json_p50_us={j50:.0} json_p99_us={j99:.0} page_p50_us={p50:.0} page_p99_us={p99:.0} \
+             store_p50_us={s50:.0} store_p99_us={s99:.0} audit_p50_us={a50:.0} audit_p99_us={a99:.0}"
+        );
     }
     let (_dir, auth, token) = jwt_fixture();
     let (v50, v99) = percentiles(2000, || {
