@@ -123,6 +123,7 @@ where
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
         // Last: it wraps the routes above and the fallback; a route added below is unguarded.
         .layer(axum::middleware::from_fn_with_state(api.guard.clone(), guard::check))
         .with_state(api);

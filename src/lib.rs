@@ -23,6 +23,7 @@
 //! - [`events`], [`metrics`]: each event's log line and counters; `/metrics`.
 //! - [`read`], [`audit`]: the one read path, and its hash-chained audit log.
 //! - [`config`], [`telemetry`], [`serve`], [`cli`]: running it.
+//! - [`read`], [`web`]: the one audited read path, and the professional's web pages on it.
 
 pub mod access;
 pub mod ack;
@@ -50,4 +51,5 @@ pub mod serve;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
+pub mod web;
 pub mod worker;

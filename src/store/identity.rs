@@ -278,6 +278,7 @@ fn write_items(
             // finds its versions by them (`sensitive.rs`).
             t.items.insert(&key, encode_item(&item)?)?;
             super::sensitive::note(t, &item.scopes, nhs)?;
+            super::names::note(t, nhs, &item, u32::try_from(i).unwrap_or(u32::MAX))?;
         }
         drop(item);
         after_each();
@@ -289,7 +290,7 @@ fn write_items(
 pub(super) fn write_item(t: &Trees, nhs: &str, item: &Item, index: usize) -> Result<(), StoreError> {
     let index = u32::try_from(index).unwrap_or(u32::MAX);
     t.items.insert(keys::version_key(nhs, item, index), encode_item(item)?)?;
-    Ok(())
+    super::names::note(t, nhs, item, index)
 }
 
 /// The patient's local identifiers as record items (kind `identifier`),

@@ -99,6 +99,7 @@ impl Store {
             &t.alias,
             &t.sensitive,
             &t.scoped,
+            &t.names,
         ] {
             tree.clear()?;
         }

@@ -10,6 +10,7 @@
 //!   current record in `fold.rs`, and whose record a message goes into is
 //!   decided in `identity.rs`;
 //! - `sensitive`, `scoped`: exclusion by visit and order (`sensitive.rs`).
+//! - `names`: family name + date of birth → patient, for search (`names.rs`).
 //!
 //! - `objections`, `objection_log`: the objection register and its audited
 //!   changes (`objection.rs`); like `audit`, not derived from the journal.
@@ -28,6 +29,7 @@ mod fold;
 mod identity;
 pub mod index;
 mod keys;
+mod names;
 mod objection;
 mod read;
 mod refile;
@@ -40,6 +42,7 @@ use std::time::{Duration, Instant};
 pub use batch::IndexBatch;
 pub use dedup::{DedupKey, DedupRecord};
 pub use identity::{Conflict, ParkedEntry};
+pub use names::{fold_family, NameHit};
 pub use objection::{Objection, ObjectionChange, Registered};
 pub use read::{HiddenBy, ItemHistory, VersionEntry};
 pub use refile::Refiled;
@@ -77,6 +80,8 @@ pub(crate) struct Trees {
     pub(crate) parked: sled::Tree,
     pub(crate) conflicts: sled::Tree,
     pub(crate) alias: sled::Tree,
+    /// Family name + date of birth → patient (`names.rs`); derived.
+    pub(crate) names: sled::Tree,
     /// What the index writer already knows of `xref` and the identifier
     /// items, so that the common message costs no lookups (`identity.rs`).
     caches: std::sync::Mutex<Caches>,
@@ -167,6 +172,7 @@ impl Trees {
             parked: db.open_tree("parked")?,
             conflicts: db.open_tree("conflicts")?,
             alias: db.open_tree("alias")?,
+            names: db.open_tree("names")?,
             caches: std::sync::Mutex::new(Caches::default()),
             objections: db.open_tree("objections")?,
             objection_log: db.open_tree("objection_log")?,

@@ -27,3 +27,4 @@ mod records;
 mod replay;
 mod tls;
 mod versions;
+mod web;
