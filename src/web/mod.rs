@@ -124,7 +124,11 @@ pub fn page(status: StatusCode, t: &impl Template) -> Response {
 
 fn secure(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: the NHS number in a record URL never
+    // leaves for another site, and a form post still carries its Origin,
+    // which the guard requires (under `no-referrer` Chromium sends
+    // `Origin: null` and every sign-in and search is refused).
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
