@@ -117,8 +117,7 @@ where
         .merge(admin)
         .route(
             "/admin/audit",
-            get(audit::search)
-                .route_layer(axum::middleware::from_fn_with_state(api.clone(), admin::require_auditor)),
+            get(audit::search).route_layer(axum::middleware::from_fn_with_state(api.clone(), admin::require_auditor)),
         )
         .route("/health", get(health))
         .route("/ready", get(ready))

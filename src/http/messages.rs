@@ -9,8 +9,8 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::Extension;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::json;
 

@@ -8,18 +8,10 @@
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-fn days_in(year: u32, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// A real calendar date (year 1800..=9999).
+/// A real calendar date (year 1800..=9999); the calendar is the `time` crate's.
 fn valid(y: u32, m: u32, d: u32) -> bool {
-    (1800..=9999).contains(&y) && (1..=12).contains(&m) && d >= 1 && d <= days_in(y, m)
+    let (Ok(month), Ok(day)) = (time::Month::try_from(m as u8), u8::try_from(d)) else { return false };
+    (1800..=9999).contains(&y) && m <= 12 && time::Date::from_calendar_date(y as i32, month, day).is_ok()
 }
 
 fn num(s: &str) -> Option<u32> {
