@@ -182,6 +182,22 @@ impl Connected<axum::serve::IncomingStream<'_, crate::mllp::https::HttpsListener
     }
 }
 
+/// The request's principal. Verification is cheap and runs here, unless a
+/// JWKS URL may have to be fetched again (a key id not seen before): then
+/// on the blocking pool, so a slow IdP cannot stall the runtime.
+///
+/// # Errors
+/// No token, or one that fails a check.
+pub async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<crate::auth::Principal, AuthError> {
+    if !api.auth.may_fetch() {
+        return api.auth.authenticate(headers);
+    }
+    let (auth, headers) = (api.auth.clone(), headers.clone());
+    tokio::task::spawn_blocking(move || auth.authenticate(&headers))
+        .await
+        .unwrap_or_else(|_| Err(AuthError::Malformed("verification was interrupted".into())))
+}
+
 /// 401 for a request without an acceptable token, after auditing the
 /// refused attempt (`action`, the NHS number asked for, the client, and the
 /// token's user claim marked `unverified:`). The body names what was wrong

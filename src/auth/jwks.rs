@@ -165,6 +165,13 @@ impl Remote {
         Ok(Remote { url: url.into(), keys: RwLock::new(Arc::new(keys)), last_fetch: Mutex::new(Instant::now()) })
     }
 
+    /// Pretends the last fetch was `by` earlier (tests of the rate limit).
+    #[cfg(test)]
+    pub(crate) fn age(&self, by: Duration) {
+        let mut last = self.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+        *last = last.checked_sub(by).unwrap_or(*last);
+    }
+
     pub(crate) fn keys(&self) -> Arc<KeySet> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -198,6 +198,12 @@ impl Auth {
         Err(AuthError::UnknownKey)
     }
 
+    /// Whether [`Auth::authenticate`] may block on a JWKS fetch (a JWKS URL
+    /// is configured): async callers then run it on the blocking pool.
+    pub fn may_fetch(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// For the audit of a refused request: the token's user claim marked
     /// `unverified:`, or empty.
     pub fn unverified_user(&self, headers: &HeaderMap) -> String {

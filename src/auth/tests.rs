@@ -108,3 +108,87 @@ fn the_signing_key_is_readable_by_its_owner_only() {
     let parent = std::fs::metadata(dir.path().join("auth")).unwrap().permissions().mode();
     assert_eq!((file & 0o777, parent & 0o777), (0o600, 0o700));
 }
+
+/// A one-route HTTP server on loopback serving `body` (swappable) and
+/// counting requests; it stops after 20 connections.
+fn jwks_server(
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let served = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = body.lock().unwrap().clone();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).and_then(|()| s.write_all(body.as_bytes()));
+        }
+    });
+    (url, count)
+}
+
+/// A P-256 key pair: (PKCS#8 for signing, the JWKS entry).
+fn p256(kid: &str) -> (Vec<u8>, serde_json::Value) {
+    use base64::Engine;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap().as_ref().to_vec();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk =
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..])});
+    (pkcs8, jwk)
+}
+
+#[test]
+fn a_jwks_url_is_fetched_at_start_and_on_an_unknown_key_id_at_most_once_a_minute() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (old_key, old_jwk) = p256("2026-a");
+    let (new_key, new_jwk) = p256("2026-b");
+    let body = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": [old_jwk]}).to_string()));
+    let (url, fetches) = jwks_server(body.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.store.data_dir = dir.path().to_path_buf();
+    cfg.auth.jwks = Some(crate::config::JwksSource::Url(url));
+    cfg.auth.trust_local_key = false;
+    let auth = Auth::open(&cfg).unwrap();
+    assert_eq!(fetches.load(SeqCst), 1, "fetched at start-up");
+    let sign = |pkcs8: &[u8], kid: &str| {
+        let mut h = Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some(kid.into());
+        let claims = mint::claims(&cfg, &req("nurse"), mint::now_secs());
+        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ec_der(pkcs8)).unwrap()
+    };
+    assert!(auth.verify(&sign(&old_key, "2026-a")).is_ok());
+    // The IdP rotates its key. Within a minute of the last fetch, no refetch.
+    *body.lock().unwrap() = json!({"keys": [new_jwk]}).to_string();
+    let rotated = sign(&new_key, "2026-b");
+    assert_eq!(auth.verify(&rotated), Err(AuthError::UnknownKey));
+    assert_eq!(fetches.load(SeqCst), 1, "rate-limited");
+    // A minute on, the unknown key id fetches the keys again.
+    auth.remote.as_ref().unwrap().age(Duration::from_secs(61));
+    assert!(auth.verify(&rotated).is_ok());
+    assert_eq!(fetches.load(SeqCst), 2);
+    // Made-up key ids straight after: refused without asking the IdP again.
+    for i in 0..5 {
+        assert_eq!(auth.verify(&sign(&new_key, &format!("made-up-{i}"))), Err(AuthError::UnknownKey));
+    }
+    assert_eq!(fetches.load(SeqCst), 2, "a client cannot make us hammer the IdP");
+}

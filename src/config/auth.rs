@@ -159,3 +159,41 @@ pub(super) fn validate(raw: RawAuth, v: &mut Validator<'_>) -> AuthConfig {
         leeway: Duration::from_secs(raw.leeway_secs),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<crate::config::Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engine.toml");
+        std::fs::write(&file, text).unwrap();
+        crate::config::load(Some(&file), &Default::default()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hs256_and_none_are_refused_naming_the_line() {
+        let err = load("[auth]\nalgorithms = [\"RS256\", \"HS256\", \"none\"]\n").unwrap_err();
+        assert!(err.contains("engine.toml:2:1: auth.algorithms = \"HS256\": is never accepted"), "{err}");
+        assert!(err.contains("auth.algorithms = \"none\""), "{err}");
+    }
+
+    #[test]
+    fn a_jwks_file_turns_the_local_key_off_unless_asked_and_resolves_beside_the_config() {
+        let cfg = load("[auth]\njwks_file = \"idp.json\"\n").unwrap();
+        assert!(!cfg.auth.trust_local_key);
+        match cfg.auth.jwks {
+            Some(super::JwksSource::File(p)) => assert!(p.is_absolute() && p.ends_with(Path::new("idp.json"))),
+            other => panic!("{other:?}"),
+        }
+        assert!(load("[auth]\njwks_file = \"a.json\"\ntrust_local_key = true\n").unwrap().auth.trust_local_key);
+        let err = load("[auth]\ntrust_local_key = false\n").unwrap_err();
+        assert!(err.contains("engine.toml:2:1: auth.trust_local_key = false: no key would be trusted"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_auth_key_names_its_position() {
+        let err = load("[auth]\nissuer = \"x\"\naudiance = \"y\"\n").unwrap_err();
+        assert!(err.contains("engine.toml:3:1") && err.contains("audiance"), "{err}");
+    }
+}

@@ -23,7 +23,7 @@ pub(super) async fn require_admin(
     next: Next,
 ) -> Response {
     let headers = req.headers().clone();
-    let who = match api.auth.authenticate(&headers) {
+    let who = match super::authenticate(&api, &headers).await {
         Ok(who) => who,
         Err(e) => return refuse_unauthenticated(&api, &headers, e, "admin", None, &client).await,
     };

@@ -75,7 +75,7 @@ async fn view(api: Api, client: Client, nhs: String, q: PurposeQuery, headers: H
         View::History => "read_history",
     };
     let parsed = NhsNumber::parse(&nhs).ok();
-    let who = match api.auth.authenticate(&headers) {
+    let who = match super::authenticate(&api, &headers).await {
         Ok(who) => who,
         Err(e) => {
             let patient = parsed.map(|n| n.as_str().to_string());

@@ -85,6 +85,8 @@ type Shared = Arc<(Mutex<Log>, Condvar)>;
 /// A `recordhub serve` process. Dropping it kills the process, so a failing
 /// test leaves nothing running.
 pub struct Server {
+    /// Its data directory, whose key signs the tokens `record --server` sends.
+    data: std::path::PathBuf,
     child: Child,
     log: Shared,
     reader: Option<JoinHandle<()>>,
@@ -121,7 +123,7 @@ impl Server {
             m.lock().unwrap().closed = true;
             cv.notify_all();
         });
-        Server { child, log, reader: Some(reader) }
+        Server { data: data.to_path_buf(), child, log, reader: Some(reader) }
     }
 
     /// Starts the engine and waits until both listeners are up.
@@ -158,7 +160,9 @@ impl Server {
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.with_log(|l| l.http).expect("started"))
+        let url = format!("http://{}", self.with_log(|l| l.http).expect("started"));
+        SERVED.lock().unwrap().push((url.clone(), self.data.clone()));
+        url
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -218,6 +222,25 @@ fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     None
 }
 
+/// Which data directory serves which HTTP URL: its key signs the tokens
+/// `record --server` sends.
+static SERVED: Mutex<Vec<(String, std::path::PathBuf)>> = Mutex::new(Vec::new());
+
+/// A clinician's token the server at `url` accepts.
+fn token(url: &str) -> String {
+    let mut cfg = recordhub::config::Config::default();
+    let served = SERVED.lock().unwrap();
+    let (_, data) = served.iter().rev().find(|(u, _)| u == url).expect("a server at this URL");
+    cfg.store.data_dir = data.clone();
+    let req = recordhub::auth::mint::MintRequest {
+        user: "crash-test".into(),
+        role: "clinician".into(),
+        org: "RJ1".into(),
+        lifetime: Duration::from_secs(3600),
+    };
+    recordhub::auth::mint::mint(&cfg, &req).expect("token minted")
+}
+
 /// Runs `recordhub ARGS` to completion, reading its output as it comes (a
 /// journal listing is megabytes), killed after `limit`.
 pub fn run(args: &[&str], limit: Duration) -> Output {
@@ -265,6 +288,10 @@ pub fn journal(data: &Path) -> Vec<serde_json::Value> {
 pub fn record(nhs: &str, source: &[&str]) -> Option<serde_json::Value> {
     let mut args = vec!["record", nhs, "--user", "crash-test"];
     args.extend_from_slice(source);
+    let token = (source.first() == Some(&"--server")).then(|| token(source[1]));
+    if let Some(t) = &token {
+        args.extend_from_slice(&["--token", t]);
+    }
     let out = run(&args, Duration::from_secs(120));
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(1) && stderr.contains("no record") {
