@@ -42,4 +42,4 @@ TOKEN_SOCIAL="$(mint sw.amy.lee social_care LBS01)"
 mkdir -p target/artifacts
 RECORDHUB_URL="http://127.0.0.1:$HTTP_PORT" TOKEN_CLINICIAN="$TOKEN_CLINICIAN" TOKEN_SOCIAL="$TOKEN_SOCIAL" \
   ARTIFACTS="$PWD/target/artifacts" CHROMIUM="${CHROMIUM:-/usr/bin/chromium}" \
-  timeout 300 node --test --test-concurrency=1 tests/browser/record.test.mjs
+  timeout 300 node --test tests/browser/record.test.mjs

@@ -77,8 +77,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 }
 
 /// Who is signed in, or why nobody is.
-pub(crate) fn principal(api: &Api, headers: &HeaderMap) -> Result<Principal, String> {
-    session::principal(api, headers)
+pub(crate) async fn principal(api: &Api, headers: &HeaderMap) -> Result<Principal, String> {
+    session::principal(api, headers).await
 }
 
 /// Who is signed in, for the page header.
@@ -158,6 +158,14 @@ pub fn see_other(to: &str) -> Response {
     }
     secure(r.headers_mut());
     r
+}
+
+/// An NHS number as it is printed on letters and wristbands: `943 476 5919`.
+pub fn spaced(nhs: &str) -> String {
+    match (nhs.get(..3), nhs.get(3..6), nhs.get(6..)) {
+        (Some(a), Some(b), Some(c)) => format!("{a} {b} {c}"),
+        _ => nhs.to_string(),
+    }
 }
 
 /// Where a request without a valid token goes.

@@ -37,11 +37,7 @@ pub struct RecordPage {
 impl RecordPage {
     /// The NHS number as it is printed: `943 476 5919`.
     pub fn nhs_spaced(&self) -> String {
-        let n = &self.nhs;
-        match (n.get(..3), n.get(3..6), n.get(6..)) {
-            (Some(a), Some(b), Some(c)) => format!("{a} {b} {c}"),
-            _ => n.clone(),
-        }
+        super::spaced(&self.nhs)
     }
 }
 
@@ -69,7 +65,7 @@ pub(super) async fn break_glass(
 ) -> Response {
     let reason = g.reason.trim();
     if reason.is_empty() {
-        let who = principal(&api, &headers).ok();
+        let who = principal(&api, &headers).await.ok();
         return message(
             StatusCode::BAD_REQUEST,
             who.as_ref().map(Who::from),
@@ -81,7 +77,7 @@ pub(super) async fn break_glass(
 }
 
 async fn respond(api: Api, nhs: String, client: String, headers: HeaderMap, purpose: Purpose) -> Response {
-    let who = match principal(&api, &headers) {
+    let who = match principal(&api, &headers).await {
         Ok(who) => who,
         Err(_) => {
             refused(&api, &headers, &nhs, client).await;

@@ -39,6 +39,8 @@ struct SearchPage {
 /// One patient in a list of matches.
 pub struct Match {
     pub nhs: String,
+    /// As printed on letters: `943 476 5919`.
+    pub nhs_spaced: String,
     pub name: String,
     pub birth_date: String,
     pub organisations: String,
@@ -69,7 +71,7 @@ pub(super) struct SearchForm {
 }
 
 pub(super) async fn form(State(api): State<Api>, headers: HeaderMap) -> Response {
-    let Ok(who) = principal(&api, &headers) else { return to_sign_in() };
+    let Ok(who) = principal(&api, &headers).await else { return to_sign_in() };
     page(StatusCode::OK, &SearchPage { who: Some((&who).into()), error: String::new(), form: SearchForm::default() })
 }
 
@@ -83,7 +85,7 @@ pub(super) async fn submit(
     headers: HeaderMap,
     Form(f): Form<SearchForm>,
 ) -> Response {
-    let Ok(who) = principal(&api, &headers) else { return to_sign_in() };
+    let Ok(who) = principal(&api, &headers).await else { return to_sign_in() };
     let query = match f.by.as_str() {
         "nhs" => {
             return match NhsNumber::parse(f.nhs.trim()) {
@@ -210,8 +212,9 @@ pub fn search_audited(api: &Api, who: &Principal, client: &str, q: &Query) -> Re
     }
     let mut matches = Vec::new();
     for (nhs, hits) in by_nhs {
-        let objected = NhsNumber::parse(&nhs).map(|n| api.store.objection(&n)).unwrap_or(Ok(None))?.is_some();
-        if objected {
+        // Only valid NHS numbers are filed; anything else is not a patient to list.
+        let Ok(number) = NhsNumber::parse(&nhs) else { continue };
+        if api.store.objection(&number)?.is_some() {
             continue;
         }
         event.items.push(format!("patient/{nhs}"));
@@ -222,6 +225,7 @@ pub fn search_audited(api: &Api, who: &Principal, client: &str, q: &Query) -> Re
             name: first.map(|h| format!("{} {}", h.given_name, h.family_name).trim().to_string()).unwrap_or_default(),
             birth_date: first.map(|h| uk(&h.birth_date)).unwrap_or_default(),
             organisations: orgs.join(", "),
+            nhs_spaced: super::spaced(&nhs),
             nhs,
         });
     }

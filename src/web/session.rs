@@ -50,7 +50,11 @@ pub(super) async fn sign_in(State(api): State<Api>, Form(f): Form<TokenForm>) ->
             &SignIn { who: None, error: "That is not a token: paste the whole token, with no spaces." },
         );
     }
-    if let Err(why) = api.auth.verify(token) {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    if let Err(why) = principal(&api, &headers).await {
         let error = format!("The token was refused: {why}.");
         return page(StatusCode::UNAUTHORIZED, &SignIn { who: None, error: &error });
     }
@@ -73,6 +77,8 @@ pub(super) async fn sign_out() -> Response {
 
 /// Who the request's token names (`Authorization: Bearer …`, else the
 /// [`COOKIE`]), or why it names nobody: [`crate::auth::Auth::authenticate`].
-pub(super) fn principal(api: &Api, headers: &HeaderMap) -> Result<Principal, String> {
-    api.auth.authenticate(headers).map_err(|e| e.to_string())
+/// Off the async threads when verification may fetch a JWKS
+/// ([`crate::http::authenticate`]).
+pub(super) async fn principal(api: &Api, headers: &HeaderMap) -> Result<Principal, String> {
+    crate::http::authenticate(api, headers).await.map_err(|e| e.to_string())
 }
