@@ -10,8 +10,12 @@
 //! objection is never shown (403). `/admin/*` needs an admin role (403).
 //! `/health`, `/ready` and `/metrics` carry no patient data and need no token.
 //!
-//! `patients.rs` reads records, `admin.rs` guards and serves `/admin/*`,
-//! `objections.rs` the objection register.
+//! `guard.rs` runs first on every request (Host allow-list, header bounds,
+//! cross-origin refusals, read rate limits); `patients.rs` reads records,
+//! `admin.rs` guards and serves `/admin/*`, `objections.rs` the objection
+//! register, `audit.rs` the audit search (auditors and admins), `messages.rs`
+//! and `replay.rs` the journal search and re-processing; the professional's
+//! pages are `crate::web`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
