@@ -18,24 +18,9 @@ use crate::common::{code, config, http_as, token, Engine};
 const NHS: &str = "9434765919";
 const UNKNOWN: &str = "9449305552";
 
-fn admit(id: &str) -> String {
-    format!(
-        "MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|20261121083000||ADT^A01^ADT_A01|{id}|P|2.4\r\
-         EVN|A01|20261121083000\r\
-         PID|1||{NHS}^^^NHS^NH~RJ1-123456^^^RJ1^MR||SMITH^JOHN^^^MR||19700101|M|||1 HIGH ST^^LONDON^^SW1A 1AA||||||||||||||||||||NSTS01\r\
-         PV1|1|I|RJ1WARD1^BED1||||C123^JONES^ANN||||||||||||V0001|||||||||||||||||||||||||20261121083000\r\
-         AL1|1|DA|PENICILLIN^Penicillin|SV|Rash\r"
-    )
-}
-
-fn result(id: &str) -> String {
-    format!(
-        "MSH|^~\\&|WINPATH|RAL|RECORDHUB|LCR|20261121090000||ORU^R01^ORU_R01|{id}|P|2.4\r\
-         PID|1||{NHS}^^^NHS^NH~RAL-999^^^RAL^MR||SMITH^JOHN||19700101|M\r\
-         OBR|1|PL1|FL1^WINPATH|FBC^Full blood count^L|||20261121085000|||||||||||||||20261121090000|||F\r\
-         OBX|1|NM|HB^Haemoglobin^L||135|g/L|130-170|N|||F\r"
-    )
-}
+// The same patient's admission (with an allergy) and lab result as the
+// records tests.
+use crate::records::{lab_result as result, pas_admit as admit};
 
 /// An engine holding one patient with an allergy, a result and a document.
 async fn engine_with_record(data: &Path) -> (Engine, String) {

@@ -7,7 +7,7 @@ use crate::common::{code, config, http_as, token, Engine};
 
 const NHS: &str = "9434765919";
 
-fn pas_admit(id: &str) -> String {
+pub(crate) fn pas_admit(id: &str) -> String {
     format!(
         "MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|20261121083000||ADT^A01^ADT_A01|{id}|P|2.4\r\
          EVN|A01|20261121083000\r\
@@ -17,7 +17,7 @@ fn pas_admit(id: &str) -> String {
     )
 }
 
-fn lab_result(id: &str) -> String {
+pub(crate) fn lab_result(id: &str) -> String {
     format!(
         "MSH|^~\\&|WINPATH|RAL|RECORDHUB|LCR|20261121090000||ORU^R01^ORU_R01|{id}|P|2.4\r\
          PID|1||{NHS}^^^NHS^NH~RAL-999^^^RAL^MR||SMITH^JOHN||19700101|M\r\
