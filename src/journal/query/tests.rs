@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::journal::{EntryRef, Journal, JournalOptions, Reason};
 
