@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::mllp::admission::ConnectionCounts;
 use crate::telemetry::LogStats;
