@@ -8,15 +8,18 @@ use crate::config::Config;
 use crate::fault::Faults;
 use crate::health::Health;
 use crate::http::{self, Api};
-use crate::intake::Policy;
-use crate::mapping::MappingSet;
 use crate::mllp::server::{self, ServerConfig};
-use crate::pipeline::{self, Mappings, Options, Pipeline, Premapper};
+use crate::pipeline::{self, Mappings, Pipeline, Premapper};
 use crate::worker::{self, Ended, WorkerOptions};
 
 mod files;
+mod settings;
+mod signals;
 
 pub use files::{owner_only_umask, private_data_dir};
+pub use settings::{load_mappings, pipeline_options, server_config};
+
+use signals::{reload_on_sighup, shutdown_on_signal};
 
 /// Errors that stop the engine.
 #[derive(Debug, thiserror::Error)]
@@ -45,59 +48,6 @@ pub enum ServeError {
     /// Tokens cannot be verified (local key, JWKS).
     #[error(transparent)]
     Auth(crate::auth::AuthSetupError),
-}
-
-/// The pipeline options a config describes.
-/// Loads every mapping file, or says what is wrong with each (file:line:col).
-///
-/// # Errors
-/// Any mapping or table file is broken.
-pub fn load_mappings(cfg: &Config) -> Result<Mappings, ServeError> {
-    let set = MappingSet::load_dir(&cfg.mapping.dir)
-        .map_err(|e| ServeError::Mappings { dir: cfg.mapping.dir.clone(), errors: e.to_string() })?;
-    // The exclusion rules live beside the mappings and load with them.
-    let gdir = cfg.mapping.dir.join(crate::govern::DIR);
-    let rules =
-        crate::govern::Rules::load_dir(&gdir).map_err(|e| ServeError::Mappings { dir: gdir, errors: e.to_string() })?;
-    Ok(Mappings::with_rules(set, rules))
-}
-
-pub fn pipeline_options(cfg: &Config, mappings: Mappings) -> Options {
-    let mut parse = crate::hl7::ParseOptions::default();
-    if let Some(cs) = crate::hl7::Charset::from_config_name(&cfg.hl7.fallback_charset) {
-        parse.fallback_charset = cs;
-    }
-    Options {
-        data_dir: cfg.store.data_dir.clone(),
-        journal_segment_bytes: cfg.store.journal_segment_bytes,
-        journal_damage: match cfg.store.on_journal_damage {
-            crate::config::JournalDamage::Refuse => crate::journal::DamagePolicy::Refuse,
-            crate::config::JournalDamage::Quarantine => crate::journal::DamagePolicy::Quarantine,
-        },
-        application: cfg.ack.application.clone(),
-        facility: cfg.ack.facility.clone(),
-        policy: Policy {
-            processing_ids: cfg.ack.processing_ids.clone(),
-            parse,
-            unknown_charset: cfg.hl7.unknown_charset,
-        },
-        mappings,
-        health: Health::default(),
-        faults: Faults::none(),
-    }
-}
-
-pub fn server_config(cfg: &Config) -> ServerConfig {
-    ServerConfig {
-        max_frame_bytes: cfg.mllp.max_frame_bytes,
-        idle_timeout: cfg.mllp.idle_timeout,
-        frame_timeout: cfg.mllp.frame_timeout,
-        max_connections: cfg.mllp.max_connections,
-        max_connections_per_peer: cfg.mllp.max_connections_per_peer,
-        max_in_flight: cfg.mllp.max_in_flight,
-        stats: Default::default(),
-        security: Default::default(),
-    }
 }
 
 /// Binds every `[[mllp.listeners]]` entry and gives each its server settings
@@ -363,43 +313,4 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
 /// `path` as an absolute path for the log (the working directory prepended to a relative one).
 fn absolute(path: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-async fn shutdown_on_signal(cancel: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            let _ = tokio::signal::ctrl_c().await;
-            cancel.cancel();
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutdown requested: no new connections; finishing messages in hand");
-    cancel.cancel();
-}
-
-/// SIGHUP reloads the mappings atomically; a broken set keeps the old one.
-async fn reload_on_sighup(api: Api, cancel: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = hup.recv() => if r.is_none() { return },
-            }
-            let api = api.clone();
-            let _ = tokio::task::spawn_blocking(move || http::reload_and_regovern(&api)).await;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (api, cancel);
 }

@@ -1,0 +1,60 @@
+use super::*;
+use crate::mllp::admission::ConnectionCounts;
+use crate::telemetry::LogStats;
+
+fn msg<'a>(app: &'a str, t: &'a str) -> MessageLabels<'a> {
+    MessageLabels { msg_type: t, sending_app: app, sending_facility: "F", verdict: "accepted", duplicate: false }
+}
+
+fn scrape() -> Scrape {
+    Scrape {
+        journal: JournalSize::default(),
+        index_lag: 0,
+        unindexed: Some(0),
+        refused: 0,
+        connections: ConnectionCounts::default(),
+        log: LogStats::default(),
+        charset_fallbacks: 0,
+        health: vec![("journal", true)],
+        ready: vec![],
+    }
+}
+
+#[test]
+fn a_sender_flood_is_capped_at_max_senders_then_counted_as_other() {
+    let m = Metrics::new();
+    for i in 0..MAX_SENDERS + 50 {
+        m.message(&msg(&format!("APP{i}"), "ADT^A01"), None, Duration::ZERO);
+    }
+    let text = m.render(&scrape());
+    let series = text.lines().filter(|l| l.starts_with("recordhub_messages_total{")).count();
+    assert_eq!(series, MAX_SENDERS + 1, "{MAX_SENDERS} named senders and one `other`");
+    assert!(
+        text.contains(
+            "sending_app=\"other\",sending_facility=\"other\",verdict=\"accepted\",duplicate=\"false\"} 50\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn label_values_are_cut_and_escaped() {
+    let m = Metrics::new();
+    let long = "A\"B\\".repeat(40);
+    m.message(&msg(&long, ""), Some(207), Duration::ZERO);
+    let text = m.render(&scrape());
+    assert!(text.contains("msg_type=\"none\""), "{text}");
+    assert!(text.contains("sending_app=\"A\\\"B\\\\A\\\"B"), "{text}");
+    assert!(text.contains("recordhub_naks_total{code=\"207\"} 1\n"), "{text}");
+}
+
+#[test]
+fn when_disabled_nothing_is_recorded() {
+    let m = Metrics::new();
+    m.set_enabled(false);
+    m.message(&msg("A", "ADT^A01"), None, Duration::ZERO);
+    m.commit(3, Duration::ZERO);
+    let text = m.render(&scrape());
+    assert!(!text.contains("recordhub_messages_total{"), "{text}");
+    assert!(text.contains("recordhub_journal_commit_seconds_count 0\n"), "{text}");
+}
