@@ -34,6 +34,8 @@ mod objection;
 mod read;
 mod refile;
 mod sensitive;
+#[cfg(test)]
+mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

@@ -298,42 +298,16 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::record::{Fields, Item, Kind, Provenance, Version};
+    use crate::record::Kind;
     use crate::store::IndexBatch;
 
     const NHS: &str = "9434765919";
     const OTHER: &str = "9434765870";
 
     fn message(seq: u64, nhs: &str) -> Mapped {
-        let provenance = Arc::new(Provenance {
-            sending_app: "PAS".into(),
-            sending_facility: "RAL".into(),
-            control_id: format!("C{seq}"),
-            message_type: "ADT^A08".into(),
-            event_time: None,
-            seq,
-        });
-        let fields: Fields = [("ward", serde_json::json!("W1"))].into_iter().collect();
-        let item = Item {
-            kind: Kind::Encounter,
-            id: format!("V{seq}"),
-            fields,
-            provenance,
-            version: Version::default(),
-            scopes: Vec::new(),
-        };
         let identity = crate::record::Identity { nhs_number: Some(nhs.into()), ..Default::default() };
-        Mapped {
-            identity,
-            items: vec![item],
-            warnings: vec![],
-            seq_refs: vec![],
-            ignored: false,
-            governed: Default::default(),
-        }
+        crate::store::testing::encounters(seq, identity, &[(&format!("V{seq}"), "W1")])
     }
 
     fn file(store: &Store, m: Mapped) {

@@ -142,41 +142,19 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::record::{Fields, Kind, Provenance, Version};
     use crate::store::IndexBatch;
 
     const NHS: &str = "9434765919";
 
     /// Message `seq` for NHS, verified, with one encounter per `(visit, ward)`.
     fn message(seq: u64, visits: &[(&str, &str)]) -> Mapped {
-        let provenance = Arc::new(Provenance {
-            sending_app: "PAS".into(),
-            sending_facility: "RAL".into(),
-            control_id: format!("C{seq}"),
-            message_type: "ADT^A08".into(),
-            event_time: None,
-            seq,
-        });
-        let items = visits
-            .iter()
-            .map(|(visit, ward)| Item {
-                kind: Kind::Encounter,
-                id: (*visit).into(),
-                fields: [("ward", serde_json::json!(ward))].into_iter().collect::<Fields>(),
-                provenance: provenance.clone(),
-                version: Version::default(),
-                scopes: Vec::new(),
-            })
-            .collect();
         let identity = crate::record::Identity {
             nhs_number: Some(NHS.into()),
             nhs_status: Some("01".into()),
             ..Default::default()
         };
-        Mapped { identity, items, warnings: vec![], seq_refs: vec![], ignored: false, governed: Default::default() }
+        crate::store::testing::encounters(seq, identity, visits)
     }
 
     fn wards(store: &Store) -> Vec<String> {

@@ -1,30 +1,11 @@
-use std::sync::Arc;
-
 use super::*;
-use crate::record::{Fields, Kind, Version};
+use crate::record::Kind;
 use crate::store::{IndexBatch, Store};
 
 const NHS_A: &str = "9434765919";
 const NHS_B: &str = "9434765870";
 
 fn message(seq: u64, nhs: Option<&str>, status: Option<&str>, local: &[(&str, &str)]) -> Mapped {
-    let provenance = Arc::new(Provenance {
-        sending_app: "PAS".into(),
-        sending_facility: "RAL".into(),
-        control_id: format!("C{seq}"),
-        message_type: "ADT^A08".into(),
-        event_time: None,
-        seq,
-    });
-    let fields: Fields = [("ward", serde_json::json!(format!("W{seq}")))].into_iter().collect();
-    let item = Item {
-        kind: Kind::Encounter,
-        id: format!("V{seq}"),
-        fields,
-        provenance,
-        version: Version::default(),
-        scopes: Vec::new(),
-    };
     let mut identity = crate::record::Identity {
         nhs_number: nhs.map(str::to_string),
         nhs_status: status.map(str::to_string),
@@ -32,14 +13,7 @@ fn message(seq: u64, nhs: Option<&str>, status: Option<&str>, local: &[(&str, &s
     };
     identity.local_ids =
         local.iter().map(|(o, i)| LocalId { organisation: o.to_string(), id: i.to_string() }).collect();
-    Mapped {
-        identity,
-        items: vec![item],
-        warnings: vec![],
-        seq_refs: vec![],
-        ignored: false,
-        governed: Default::default(),
-    }
+    crate::store::testing::encounters(seq, identity, &[(&format!("V{seq}"), &format!("W{seq}"))])
 }
 
 fn file_all(store: &Store, messages: Vec<Mapped>) {
