@@ -101,6 +101,7 @@ pub struct StoreConfig {
     /// Resolved: relative to the config file's directory when the file set it.
     pub data_dir: PathBuf,
     pub journal_segment_bytes: u64,
+    pub index_cache_bytes: u64,
     pub max_batch: usize,
     pub on_journal_damage: JournalDamage,
 }

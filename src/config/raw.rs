@@ -173,6 +173,8 @@ pub struct RawStore {
     pub data_dir: PathBuf,
     /// Size at which a journal segment is closed and a new one started, in bytes.
     pub journal_segment_bytes: u64,
+    /// Bound of the index's page cache (sled), in bytes: most of the engine's memory.
+    pub index_cache_bytes: u64,
     /// Most messages sharing one fdatasync (group commit).
     pub max_batch: u64,
     /// What start-up does when the journal is damaged before its end (not a torn
@@ -284,6 +286,7 @@ impl Default for RawStore {
         Self {
             data_dir: "./data".into(),
             journal_segment_bytes: 64 * 1024 * 1024,
+            index_cache_bytes: 256 * 1024 * 1024,
             max_batch: 512,
             on_journal_damage: "refuse".into(),
         }

@@ -222,6 +222,7 @@ fn validate_store(raw: RawStore, v: &mut Validator<'_>) -> StoreConfig {
     StoreConfig {
         data_dir: v.dir("store.data_dir", raw.data_dir),
         journal_segment_bytes: v.positive("store.journal_segment_bytes", raw.journal_segment_bytes),
+        index_cache_bytes: v.positive("store.index_cache_bytes", raw.index_cache_bytes),
         max_batch: v.count("store.max_batch", raw.max_batch),
         on_journal_damage: v.choice("store.on_journal_damage", &raw.on_journal_damage, &damage),
     }

@@ -99,7 +99,7 @@ impl Pipeline {
         // The index first: sled's file lock is what keeps a second engine
         // from recovering (truncating) a journal that a live one is writing.
         let idir = index_dir(&opts.data_dir);
-        let store = Store::open_with(&idir, opts.faults.clone())
+        let store = Store::open_sized(&idir, opts.faults.clone(), opts.index_cache_bytes)
             .map_err(|source| OpenError::Store { dir: idir.clone(), source })?;
         let jdir = journal_dir(&opts.data_dir);
         let jopts = JournalOptions {

@@ -212,6 +212,7 @@ PID|1||9434765919^^^NHS^NH\rOBR|1\r";
         let opts = Options {
             data_dir: dir.to_path_buf(),
             journal_segment_bytes: 1 << 20,
+            index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             journal_damage: Default::default(),
             application: "RECORDHUB".into(),
             facility: "LCR".into(),

@@ -93,6 +93,8 @@ impl Outcome {
 pub struct Options {
     pub data_dir: PathBuf,
     pub journal_segment_bytes: u64,
+    /// sled's page cache bound for the index.
+    pub index_cache_bytes: u64,
     /// What start-up does with a journal damaged before its end.
     pub journal_damage: DamagePolicy,
     pub application: String,

@@ -35,6 +35,7 @@ pub fn pipeline_options(cfg: &Config, mappings: Mappings) -> Options {
     Options {
         data_dir: cfg.store.data_dir.clone(),
         journal_segment_bytes: cfg.store.journal_segment_bytes,
+        index_cache_bytes: cfg.store.index_cache_bytes,
         journal_damage: match cfg.store.on_journal_damage {
             crate::config::JournalDamage::Refuse => crate::journal::DamagePolicy::Refuse,
             crate::config::JournalDamage::Quarantine => crate::journal::DamagePolicy::Quarantine,

@@ -159,11 +159,11 @@ impl Trees {
         })
     }
 
-    fn open(dir: &Path) -> Result<Trees, StoreError> {
-        // A large cache keeps record reads off the disk; sled's own flushing
-        // is left to its background thread because the journal carries
-        // durability.
-        let db = sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(1000)).open()?;
+    fn open(dir: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
+        // The cache keeps record reads off the disk, and is most of the
+        // engine's resident memory; sled's own flushing is left to its
+        // background thread because the journal carries durability.
+        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).flush_every_ms(Some(1000)).open()?;
         let trees = Trees {
             dedup: db.open_tree("dedup")?,
             meta: db.open_tree("meta")?,
@@ -201,7 +201,12 @@ pub struct Store {
     dir: PathBuf,
     trees: Arc<RwLock<Option<Arc<Trees>>>>,
     faults: Faults,
+    /// sled's page cache bound, kept for [`Store::reopen`].
+    cache_bytes: u64,
 }
+
+/// sled's page cache when the config does not say (`store.index_cache_bytes`).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
 const ITEM_FORMAT: &[u8] = b"item_format";
@@ -221,8 +226,17 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(dir: &Path, faults: Faults) -> Result<Store, StoreError> {
-        let trees = Trees::open(dir)?;
-        Ok(Store { dir: dir.to_path_buf(), trees: Arc::new(RwLock::new(Some(Arc::new(trees)))), faults })
+        Store::open_sized(dir, faults, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open_with`] with sled's page cache bounded to `cache_bytes`.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_sized(dir: &Path, faults: Faults, cache_bytes: u64) -> Result<Store, StoreError> {
+        let trees = Trees::open(dir, cache_bytes)?;
+        let trees = Arc::new(RwLock::new(Some(Arc::new(trees))));
+        Ok(Store { dir: dir.to_path_buf(), trees, faults, cache_bytes })
     }
 
     /// The open trees, for one operation. Never kept beyond it, so that
@@ -270,7 +284,7 @@ impl Store {
         // sled's flusher thread may hold the file lock for a moment after the drop.
         let mut last = None;
         for _ in 0..50 {
-            match Trees::open(&self.dir) {
+            match Trees::open(&self.dir, self.cache_bytes) {
                 Ok(trees) => {
                     *guard = Some(Arc::new(trees));
                     return Ok(());
