@@ -30,6 +30,7 @@ fn open(dir: &std::path::Path, rules: bool) -> Pipeline {
     let opts = Options {
         data_dir: dir.to_path_buf(),
         journal_segment_bytes: 1 << 30,
+        index_cache_bytes: recordhub::store::DEFAULT_CACHE_BYTES,
         journal_damage: Default::default(),
         application: "RECORDHUB".into(),
         facility: "RECORDHUB".into(),

@@ -30,6 +30,7 @@ pub mod ack;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod fault;

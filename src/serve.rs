@@ -12,6 +12,7 @@ use crate::mllp::server::{self, ServerConfig};
 use crate::pipeline::{self, Mappings, Pipeline, Premapper};
 use crate::worker::{self, Ended, WorkerOptions};
 
+mod cluster;
 mod files;
 mod settings;
 mod signals;
@@ -48,6 +49,9 @@ pub enum ServeError {
     /// Tokens cannot be verified (local key, JWKS).
     #[error(transparent)]
     Auth(crate::auth::AuthSetupError),
+    /// The NATS cluster (`[cluster]`).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Binds every `[[mllp.listeners]]` entry and gives each its server settings
@@ -300,6 +304,11 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     // Mappings before the listener: a sender must not be able to connect to
     // an engine that is about to exit over a broken mapping file.
     let mappings = load_mappings(&cfg)?;
+    if cfg.cluster.is_some() {
+        // A cluster node binds its MLLP listeners only once it holds the lease.
+        crate::supervise::install_panic_hook();
+        return cluster::serve(cfg, mappings, Faults::from_env()?).await;
+    }
     let listener = TcpListener::bind(cfg.mllp.listen)
         .await
         .map_err(|source| ServeError::Bind { addr: cfg.mllp.listen, source })?;

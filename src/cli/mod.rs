@@ -3,6 +3,7 @@
 
 mod audit;
 mod check;
+mod cluster;
 mod governance;
 mod health;
 pub mod hints;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 pub use audit::{audit, AuditArgs, AuditCliError};
 pub use check::check;
+pub use cluster::cluster_status;
 pub use governance::governance_test;
 pub use health::{health, local_url};
 pub use journal::{journal, show as journal_show, ShowError};

@@ -15,6 +15,7 @@
 //! An address that parses but cannot be bound is the listener's error.
 
 mod auth;
+mod cluster;
 mod env;
 pub mod guard;
 mod listeners;
@@ -28,6 +29,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use cluster::{AckAfter, ClusterConfig, RawCluster, Role};
 pub use auth::{AuthConfig, JwksSource, RawAuth, DEFAULT_ALGORITHMS, KNOWN_ALGORITHMS};
 pub use ops::{DedupConfig, RawDedup, RawRetention, RetentionConfig};
 pub use raw::{
@@ -55,6 +57,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub dedup: DedupConfig,
     pub auth: AuthConfig,
+    /// `None`: a single embedded node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Validated `[mllp]`.

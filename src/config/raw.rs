@@ -37,6 +37,9 @@ pub struct RawConfig {
     pub dedup: super::ops::RawDedup,
     /// `[auth]`: bearer tokens, the claims that name the reader, the access file.
     pub auth: super::auth::RawAuth,
+    /// `[cluster]`: the journal replicated through NATS JetStream; absent: one node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 /// `[mllp]` as written.

@@ -157,7 +157,7 @@ impl Validator<'_> {
     }
 
     /// One of a fixed set of words; `choices[0]` stands in on failure.
-    fn choice<T: Copy>(&mut self, key: &str, value: &str, choices: &[(&str, T)]) -> T {
+    pub(super) fn choice<T: Copy>(&mut self, key: &str, value: &str, choices: &[(&str, T)]) -> T {
         if let Some(&(_, t)) = choices.iter().find(|(name, _)| *name == value) {
             return t;
         }
@@ -186,6 +186,7 @@ pub(super) fn validate(raw: RawConfig, origins: &Origins) -> Result<Config, Conf
         retention: super::ops::validate_retention(raw.retention, &mut v),
         dedup: super::ops::validate_dedup(raw.dedup, &mut v),
         auth: super::auth::validate(raw.auth, &mut v),
+        cluster: super::cluster::validate(raw.cluster, &mut v),
     };
     if v.problems.is_empty() {
         Ok(config)

@@ -38,6 +38,9 @@ pub(crate) enum Command {
         /// HTTP read API address, overriding [http] listen.
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// With [cluster]: active, standby or reader, overriding [cluster] role.
+        #[arg(long, value_parser = ["active", "standby", "reader"])]
+        role: Option<String>,
     },
     /// Send every message in FILES over MLLP, in order on one connection,
     /// and print one line per ACK: `<control id> <code> <text>` (text with
@@ -166,6 +169,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: GovernanceCommand,
     },
+    /// The NATS JetStream cluster ([cluster]): `status` shows nodes, roles,
+    /// the lease holder and each node's applied position.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCommand,
+    },
     /// Bearer tokens for the read and admin APIs (signed with the data directory's key).
     Token {
         #[command(subcommand)]
@@ -187,6 +196,18 @@ pub(crate) enum Command {
         /// frames (as captured). Several messages per file; several files.
         #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Nodes, their roles, the lease holder and each node's applied position.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 

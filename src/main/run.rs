@@ -10,11 +10,15 @@ use recordhub::cli;
 use recordhub::config::{self, Config, Overrides};
 use recordhub::read::View;
 
-use crate::args::{Admin, Cli, Command, Common, GovernanceCommand, JournalAction, ObjectionCommand, PatientRead};
+use crate::args::{Admin, Cli, ClusterCommand, Command, Common, GovernanceCommand, JournalAction, ObjectionCommand, PatientRead};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { common, listen, http } => serve(&common, listen, http),
+        Command::Serve { common, listen, http, role } => serve(&common, listen, http, role.as_deref()),
+        Command::Cluster { action: ClusterCommand::Status { common, json } } => {
+            let cfg = common.load(None, None)?;
+            cli::cluster_status(&cfg, json)
+        }
         Command::Send { to, timeout, tls, files } => {
             let rt =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
@@ -93,8 +97,15 @@ fn serve(
     common: &Common,
     listen: Option<std::net::SocketAddr>,
     http: Option<std::net::SocketAddr>,
+    role: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let cfg = common.load(listen, http)?;
+    let mut cfg = common.load(listen, http)?;
+    if let Some(role) = role {
+        let Some(cluster) = cfg.cluster.as_mut() else {
+            anyhow::bail!("--role needs a [cluster] section in the config (NATS servers to follow)");
+        };
+        cluster.role = recordhub::config::Role::parse(role).context("--role: active, standby or reader")?;
+    }
     // Held until `run` returns: dropping it flushes the log queue (bounded wait).
     let _log = recordhub::telemetry::init(&cfg.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
