@@ -8,7 +8,7 @@
 use crate::health::Health;
 use crate::pipeline::Pipeline;
 
-use super::{Cluster, ClusterError};
+use super::{Cluster, ClusterError, ClusterState};
 
 /// A running follower: a durable consumer feeding the pipeline thread.
 pub struct Following {
@@ -50,6 +50,11 @@ impl Following {
 ///
 /// # Errors
 /// The consumer cannot be created, or the local journal diverges.
-pub async fn spawn(_cluster: Cluster, _pipeline: Pipeline, _health: Health) -> Result<Following, ClusterError> {
+pub async fn spawn(
+    _cluster: Cluster,
+    _pipeline: Pipeline,
+    _health: Health,
+    _state: ClusterState,
+) -> Result<Following, ClusterError> {
     Err(ClusterError::Stopped)
 }

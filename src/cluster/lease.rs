@@ -8,7 +8,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, ClusterError};
+use super::{Cluster, ClusterError, ClusterState};
 
 /// A held lease, renewed in the background until dropped or lost.
 pub struct Lease {
@@ -32,6 +32,10 @@ impl Lease {
 ///
 /// # Errors
 /// The bucket cannot be read.
-pub async fn acquire(_cluster: &Cluster, _stop: CancellationToken) -> Result<Option<Lease>, ClusterError> {
+pub async fn acquire(
+    _cluster: &Cluster,
+    _state: &ClusterState,
+    _stop: CancellationToken,
+) -> Result<Option<Lease>, ClusterError> {
     Err(ClusterError::Stopped)
 }

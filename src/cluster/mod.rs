@@ -19,11 +19,15 @@ pub mod follow;
 pub mod govern;
 pub mod lease;
 pub mod publish;
+pub mod state;
 pub mod status;
+#[cfg(test)]
+pub mod testing;
 
 use std::time::Duration;
 
 pub use crate::config::{AckAfter, ClusterConfig, Role};
+pub use state::{ClusterState, Part};
 
 /// Header: the entry's journal seq (decimal).
 pub const HDR_SEQ: &str = "Recordhub-Seq";
@@ -168,7 +172,7 @@ impl Cluster {
 
     /// Creates the streams and buckets this engine uses, where missing.
     async fn ensure_streams(&self) -> Result<(), ClusterError> {
-        use async_nats::jetstream::{kv, stream};
+        use async_nats::jetstream::stream;
         let n = &self.names;
         let replicas = self.cfg.replicas;
         let setup = |what: &str| {
@@ -187,9 +191,10 @@ impl Cluster {
         };
         let fail = setup(&format!("stream {}", n.stream));
         self.js.get_or_create_stream(journal).await.map_err(|e| fail(&e))?;
-        for (name, subjects) in
-            [(&n.gov_stream, vec![n.gov_subject.clone()]), (&n.audit_stream, vec![format!("{}.>", n.audit_subject_prefix)])]
-        {
+        for (name, subjects) in [
+            (&n.gov_stream, vec![n.gov_subject.clone()]),
+            (&n.audit_stream, vec![format!("{}.>", n.audit_subject_prefix)]),
+        ] {
             let cfg = stream::Config {
                 name: name.clone(),
                 subjects,
@@ -200,20 +205,28 @@ impl Cluster {
             let fail = setup(&format!("stream {name}"));
             self.js.get_or_create_stream(cfg).await.map_err(|e| fail(&e))?;
         }
-        for (bucket, max_age) in [(&n.lease_bucket, self.cfg.lease_ttl), (&n.nodes_bucket, Duration::from_secs(0))] {
-            if self.js.get_key_value(bucket.as_str()).await.is_ok() {
-                continue;
-            }
-            let cfg = kv::Config {
-                bucket: bucket.clone(),
-                history: 1,
+        // Key-value buckets are made as their backing streams directly:
+        // async-nats's create_key_value first reads the account info, whose
+        // reply from a 2.9 server (Debian's) it cannot parse. The settings are
+        // those a KV bucket has (one value per key, rollups, direct gets).
+        for (bucket, max_age) in [(&n.lease_bucket, self.cfg.lease_ttl), (&n.nodes_bucket, Duration::ZERO)] {
+            let cfg = stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
                 max_age,
+                // Within max_age (the server refuses a longer window).
+                duplicate_window: if max_age.is_zero() { Duration::from_secs(120) } else { max_age },
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
                 num_replicas: replicas,
                 storage: stream::StorageType::File,
                 ..Default::default()
             };
             let fail = setup(&format!("key-value bucket {bucket}"));
-            self.js.create_key_value(cfg).await.map_err(|e| fail(&e))?;
+            self.js.get_or_create_stream(cfg).await.map_err(|e| fail(&e))?;
         }
         Ok(())
     }

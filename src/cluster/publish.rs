@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{AckAfter, Cluster, ClusterError};
+use super::{AckAfter, Cluster, ClusterError, ClusterState};
 
 /// Why a batch's AA could not wait for the quorum.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,6 +60,7 @@ pub async fn spawn(
     _cluster: Cluster,
     _journal_dir: PathBuf,
     _committed: u64,
+    _state: ClusterState,
     _fenced: CancellationToken,
 ) -> Result<Replication, ClusterError> {
     Err(ClusterError::Nats("publishing is not built yet".into()))

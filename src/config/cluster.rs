@@ -153,14 +153,20 @@ pub(super) fn validate(raw: Option<RawCluster>, v: &mut Validator<'_>) -> Option
     }
     let node = if raw.node.is_empty() { host_name() } else { raw.node.clone() };
     if node.is_empty() || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        v.report("cluster.node", format!("{node:?}"), "letters, digits, _ and - only (it names the node in the stream)");
+        v.report(
+            "cluster.node",
+            format!("{node:?}"),
+            "letters, digits, _ and - only (it names the node in the stream)",
+        );
     }
     let role = v.choice("cluster.role", &raw.role, &ROLES);
-    let ack_after =
-        v.choice("cluster.ack_after", &raw.ack_after, &[("replicated", AckAfter::Replicated), ("local", AckAfter::Local)]);
-    let path = |v: &mut Validator<'_>, key: &str, p: Option<PathBuf>| {
-        p.map(|p| resolve_path(&p, v.origins.base_for(key)))
-    };
+    let ack_after = v.choice(
+        "cluster.ack_after",
+        &raw.ack_after,
+        &[("replicated", AckAfter::Replicated), ("local", AckAfter::Local)],
+    );
+    let path =
+        |v: &mut Validator<'_>, key: &str, p: Option<PathBuf>| p.map(|p| resolve_path(&p, v.origins.base_for(key)));
     if raw.tls_cert.is_some() != raw.tls_key.is_some() {
         v.report("cluster.tls_cert", "".into(), "tls_cert and tls_key go together");
     }
@@ -217,7 +223,8 @@ mod tests {
 
     #[test]
     fn bad_cluster_keys_name_their_line() {
-        let e = load_text("[cluster]\nservers = [\"nats://x:4222\"]\nreplicas = 2\nack_after = \"soon\"\n").unwrap_err();
+        let e =
+            load_text("[cluster]\nservers = [\"nats://x:4222\"]\nreplicas = 2\nack_after = \"soon\"\n").unwrap_err();
         assert!(e.contains("engine.toml:3:") && e.contains("cluster.replicas"), "{e}");
         assert!(e.contains("engine.toml:4:") && e.contains("\"replicated\""), "{e}");
         let e = load_text("[cluster]\nnode = \"a\"\n").unwrap_err();

@@ -29,8 +29,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use cluster::{AckAfter, ClusterConfig, RawCluster, Role};
 pub use auth::{AuthConfig, JwksSource, RawAuth, DEFAULT_ALGORITHMS, KNOWN_ALGORITHMS};
+pub use cluster::{AckAfter, ClusterConfig, RawCluster, Role};
 pub use ops::{DedupConfig, RawDedup, RawRetention, RetentionConfig};
 pub use raw::{
     RawAck, RawAllow, RawAudit, RawConfig, RawHl7, RawHttp, RawHttpTls, RawListener, RawLog, RawMapping, RawMllp,

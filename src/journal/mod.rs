@@ -40,6 +40,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 mod v1;
+pub mod wire;
 mod writer;
 
 use std::io;

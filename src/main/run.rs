@@ -10,7 +10,9 @@ use recordhub::cli;
 use recordhub::config::{self, Config, Overrides};
 use recordhub::read::View;
 
-use crate::args::{Admin, Cli, ClusterCommand, Command, Common, GovernanceCommand, JournalAction, ObjectionCommand, PatientRead};
+use crate::args::{
+    Admin, Cli, ClusterCommand, Command, Common, GovernanceCommand, JournalAction, ObjectionCommand, PatientRead,
+};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

@@ -15,7 +15,7 @@ fn options(dir: &Path, faults: Faults) -> Options {
     Options {
         data_dir: dir.to_path_buf(),
         journal_segment_bytes: 1 << 20,
-            index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+        index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
         journal_damage: Default::default(),
         application: "RECORDHUB".into(),
         facility: "LCR".into(),
