@@ -80,6 +80,8 @@ pub struct Api {
     pub auth: Arc<crate::auth::Auth>,
     /// The access file, loaded again by `POST /admin/reload`.
     pub access_file: PathBuf,
+    /// In a cluster: where objection changes are published for every node.
+    pub cluster_gov: Option<crate::cluster::govern::GovHandle>,
 }
 
 impl Api {

@@ -214,6 +214,7 @@ pub async fn start_with_faults(
         access: std::sync::Arc::new(access),
         auth: std::sync::Arc::new(auth),
         access_file: cfg.access_file(),
+        cluster_gov: None,
     };
     let sighup_api = api.clone();
     let retention_store = api.store.clone();

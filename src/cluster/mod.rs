@@ -37,6 +37,10 @@ pub const HDR_NODE: &str = "Recordhub-Node";
 pub const HDR_FORMAT: &str = "Recordhub-Format";
 /// Header: the mapping set's fingerprint when the entry was written.
 pub const HDR_MAPPINGS: &str = "Recordhub-Mappings";
+/// Header present (value "1") on a filler message standing for a journal seq
+/// that was burned (a failed commit leaves a gap in the journal): it keeps
+/// stream sequence == journal seq. Followers skip it.
+pub const HDR_GAP: &str = "Recordhub-Gap";
 /// Header: the partition key (the sender, `MSH-3^MSH-4`), for consumers that
 /// want one sender's entries; the journal subject itself is not partitioned
 /// because the stream sequence must equal the journal seq.
