@@ -168,6 +168,16 @@ impl Journal {
         self.next_seq = self.next_seq.max(seq + 1);
     }
 
+    /// After a failed commit, lets a follower append the same entries again
+    /// at the same seqs: they are the stream's, not this node's to burn.
+    /// Nothing is pending then (the failed commit forgot it), and `next_seq`
+    /// never goes back to or below a committed seq.
+    pub fn rewind_after_failed_commit(&mut self, next_seq: u64) {
+        if self.pending_first.is_none() {
+            self.next_seq = next_seq.max(self.committed_seq + 1);
+        }
+    }
+
     /// Makes every entry appended since the last commit durable: one write and
     /// one `fdatasync`, after rotating to a new segment if the current one
     /// would grow past [`JournalOptions::segment_bytes`]; then writes the
