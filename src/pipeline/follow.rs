@@ -117,6 +117,11 @@ impl Pipeline {
         self.journal.next_seq() - 1
     }
 
+    /// The data directory (journal and index beneath it).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.opts.data_dir
+    }
+
     /// The highest seq made durable in the local journal.
     pub fn committed_seq(&self) -> u64 {
         self.journal.committed_seq()
