@@ -19,6 +19,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::publish::Replication;
+use crate::cluster::AckAfter;
 use crate::events::MessageOutcome;
 use crate::health::{Health, Part};
 use crate::pipeline::{self, Frame, Inbound, Outcome, Pipeline, Premapped, Premapper};
@@ -101,6 +103,10 @@ pub struct WorkerOptions {
     pub on_panic: CancellationToken,
     /// Maps large frames ahead; `None` maps everything on the pipeline thread.
     pub premapper: Option<Premapper>,
+    /// The cluster publisher (an active cluster node): told of each commit,
+    /// and with `ack_after = "replicated"` the batch's AAs wait for the
+    /// stream's quorum ack (see `pipeline/replicated.rs`). `None`: one node.
+    pub replication: Option<Replication>,
 }
 
 /// How the worker thread ended.
@@ -115,7 +121,7 @@ pub enum Ended {
 /// pipeline back (for a clean shutdown flush). If it panics, `health` says so
 /// and `on_panic` is cancelled.
 pub fn spawn(mut pipeline: Pipeline, opts: WorkerOptions) -> std::io::Result<(Handle, JoinHandle<Ended>)> {
-    let WorkerOptions { max_batch, health, on_panic, premapper } = opts;
+    let WorkerOptions { max_batch, health, on_panic, premapper, replication } = opts;
     let (tx, mut rx) = mpsc::channel::<Queued>(max_batch.max(1) * 4);
     let max_batch = max_batch.max(1);
     let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || {
@@ -129,7 +135,7 @@ pub fn spawn(mut pipeline: Pipeline, opts: WorkerOptions) -> std::io::Result<(Ha
                         Err(_) => break,
                     }
                 }
-                run_batch(&mut pipeline, &mut jobs);
+                run_batch(&mut pipeline, &mut jobs, replication.as_ref());
             }
         }));
         match run {
@@ -150,7 +156,7 @@ pub fn spawn(mut pipeline: Pipeline, opts: WorkerOptions) -> std::io::Result<(Ha
     Ok((Handle { tx, premapper: premapper.map(Arc::new) }, thread))
 }
 
-fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
+fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>, replication: Option<&Replication>) {
     let inbound: Vec<Inbound<'_>> = jobs
         .iter()
         .map(|q| Inbound {
@@ -164,13 +170,41 @@ fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
             sender: q.job.sender.as_deref(),
         })
         .collect();
-    let outcomes = pipeline.process(&inbound);
+    let mut outcomes = pipeline.process(&inbound);
     drop(inbound);
+    if let Some(r) = replication {
+        replicate(pipeline, r, jobs, &mut outcomes);
+    }
     for (Queued { job, .. }, outcome) in jobs.drain(..).zip(outcomes) {
         log_outcome(pipeline, &job, &outcome);
         // The connection may be gone (peer closed); its ACK has nowhere to go
         // but the message is durable and journaled either way.
         let _ = job.reply.send(outcome);
+    }
+}
+
+/// Tells the publisher of the commit; under `ack_after = "replicated"`
+/// waits for the stream to hold the batch's accepted entries, else turns
+/// their AA/CA into AR/CR 207. Duplicates count with their original's seq:
+/// a resend of an entry not yet replicated must not get AA either.
+fn replicate(pipeline: &Pipeline, r: &Replication, jobs: &[Queued], outcomes: &mut [Outcome]) {
+    r.note_committed(pipeline.committed_seq());
+    if r.ack_after() != AckAfter::Replicated {
+        return;
+    }
+    let Some(top) = outcomes.iter().filter(|o| o.code.is_accept()).filter_map(|o| o.seq).max() else {
+        return;
+    };
+    let timeout = r.publish_timeout();
+    let Err(e) = r.wait_published(top, timeout) else {
+        return;
+    };
+    for (q, o) in jobs.iter().zip(outcomes.iter_mut()) {
+        let raw = match &q.job.frame {
+            FrameBuf::Message(b) => &b[..],
+            FrameBuf::Oversize { head, .. } => &head[..],
+        };
+        pipeline.not_replicated(o, raw, &e.0, timeout);
     }
 }
 

@@ -19,6 +19,7 @@ mod mappings;
 mod premap;
 mod recent;
 mod replay;
+mod replicated;
 mod reprocess;
 pub mod retain;
 mod settle;
