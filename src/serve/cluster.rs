@@ -189,8 +189,7 @@ impl Node {
                 health: self.health.clone(),
                 on_panic: mllp_cancel.clone(),
                 premapper: Some(premapper),
-                // PUBLISH (engineer publish): `replication: Some(replication.clone())`
-                // once WorkerOptions has the field.
+                replication: Some(replication.clone()),
             },
         )
         .map_err(ServeError::Thread)?;
