@@ -122,11 +122,6 @@ impl Pipeline {
         &self.opts.data_dir
     }
 
-    /// The highest seq made durable in the local journal.
-    pub fn committed_seq(&self) -> u64 {
-        self.journal.committed_seq()
-    }
-
     /// The committed journal entry at `seq`, if the journal holds one.
     ///
     /// # Errors

@@ -17,8 +17,10 @@ use super::*;
 use crate::ack::Problem;
 
 impl Pipeline {
-    // `committed_seq` (what the publisher may send) is defined in
-    // `pipeline/follow.rs`: both branches added it; one copy kept at the merge.
+    /// The highest journal seq durably committed (what the publisher may send).
+    pub fn committed_seq(&self) -> u64 {
+        self.journal.committed_seq()
+    }
 
     /// Turns an accepted `o` (whose frame was `raw`) into AR/CR 207 because
     /// the cluster's quorum did not acknowledge it: `why` goes to the log, the
