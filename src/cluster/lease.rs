@@ -4,16 +4,35 @@
 //! it has expired. A renewal refused at our revision means another node holds
 //! it: [`Lease::lost`] is cancelled and the node stands down.
 //!
+//! The lease alone does not make two actives impossible (a paused holder
+//! learns of its loss only when it next renews); the stream's
+//! `Nats-Expected-Last-Sequence` does: a stale holder's next publish is
+//! refused once the new holder has appended (see `publish.rs`). The lease
+//! decides who *should* ingest; the stream decides whose entries count.
+//!
 //! OWNER: helper "lease" (issue 13). Interface fixed by the skeleton.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, ClusterError, ClusterState};
+use super::{Cluster, ClusterError, ClusterState, Part, LEASE_KEY};
 
 /// A held lease, renewed in the background until dropped or lost.
 pub struct Lease {
     lost: CancellationToken,
     revision: u64,
+    /// The revision of our latest renewal (what [`Lease::release`] deletes at).
+    current: Arc<AtomicU64>,
+    /// Cancelled on drop: stops the renewal task.
+    stop: CancellationToken,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+    kv: kv::Store,
+    node: String,
 }
 
 impl Lease {
@@ -26,6 +45,34 @@ impl Lease {
     pub fn revision(&self) -> u64 {
         self.revision
     }
+
+    /// Stops renewing and deletes the key if it is still ours (a delete
+    /// conditional on our last revision), so a standby takes over at once
+    /// rather than after the TTL: for a planned stop, once this node takes
+    /// no more messages and has published what it committed.
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.renewer.take() {
+            // Joined so no renewal races the delete.
+            let _ = task.await;
+        }
+        if self.lost.is_cancelled() {
+            return;
+        }
+        let rev = self.current.load(Ordering::Acquire);
+        match self.kv.delete_expect_revision(LEASE_KEY, Some(rev)).await {
+            Ok(()) => tracing::info!(node = %self.node, revision = rev, "released the lease"),
+            // Someone else holds it by now, or NATS is away: the key expires by itself.
+            Err(e) => tracing::warn!(node = %self.node, revision = rev, error = %e,
+                "could not release the lease; a standby takes over when it expires"),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// Waits until this node holds the lease (or `stop` is cancelled: `Ok(None)`).
@@ -33,9 +80,228 @@ impl Lease {
 /// # Errors
 /// The bucket cannot be read.
 pub async fn acquire(
-    _cluster: &Cluster,
-    _state: &ClusterState,
-    _stop: CancellationToken,
+    cluster: &Cluster,
+    state: &ClusterState,
+    stop: CancellationToken,
 ) -> Result<Option<Lease>, ClusterError> {
-    Err(ClusterError::Stopped)
+    let bucket = cluster.names.lease_bucket.as_str();
+    let kv = cluster
+        .js
+        .get_key_value(bucket)
+        .await
+        .map_err(|e| ClusterError::Setup { what: format!("key-value bucket {bucket}"), why: e.to_string() })?;
+    let node = cluster.cfg.node.clone();
+    let ttl = cluster.cfg.lease_ttl;
+    let poll = (ttl / 4).max(Duration::from_millis(50));
+    let mut told_holder: Option<String> = None;
+    loop {
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        let sent = Instant::now();
+        match kv.create(LEASE_KEY, node.clone().into()).await {
+            Ok(rev) => {
+                tracing::info!(node = %node, revision = rev, "took the lease");
+                state.set_lease_revision(rev);
+                return Ok(Some(hold(kv, node, rev, sent, ttl, state.clone())));
+            }
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                let holder = holder_of(&kv).await;
+                if told_holder.as_deref() != Some(holder.as_str()) {
+                    tracing::info!(node = %node, holder = %holder, "waiting for the lease held by {holder}");
+                    told_holder = Some(holder);
+                }
+            }
+            // NATS away or slow: keep trying; nobody can take it meanwhile either.
+            Err(e) => tracing::debug!(node = %node, error = %e, "could not try the lease; retrying"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(None),
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Who holds the lease now (`None`: nobody, or the bucket cannot be read).
+pub async fn holder(cluster: &Cluster) -> Option<String> {
+    let kv = cluster.js.get_key_value(cluster.names.lease_bucket.as_str()).await.ok()?;
+    let entry = kv.entry(LEASE_KEY).await.ok()??;
+    Some(String::from_utf8_lossy(&entry.value).into_owned())
+}
+
+/// Who holds the lease, for the log.
+async fn holder_of(kv: &kv::Store) -> String {
+    match kv.entry(LEASE_KEY).await {
+        Ok(Some(e)) => String::from_utf8_lossy(&e.value).into_owned(),
+        Ok(None) => "(expired)".into(),
+        Err(_) => "(unknown)".into(),
+    }
+}
+
+/// Starts renewing a lease taken at `rev` (the create was sent at `sent`).
+fn hold(kv: kv::Store, node: String, rev: u64, sent: Instant, ttl: Duration, state: ClusterState) -> Lease {
+    let lost = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let current = Arc::new(AtomicU64::new(rev));
+    let renewer = tokio::spawn(renew(Renewal {
+        kv: kv.clone(),
+        node: node.clone(),
+        ttl,
+        last_ok: sent,
+        current: current.clone(),
+        lost: lost.clone(),
+        stop: stop.clone(),
+        state,
+    }));
+    Lease { lost, revision: rev, current, stop, renewer: Some(renewer), kv, node }
+}
+
+struct Renewal {
+    kv: kv::Store,
+    node: String,
+    ttl: Duration,
+    /// When the last successful write was *sent*: the key expires no
+    /// earlier than `ttl` after it, so counting from the send is safe.
+    last_ok: Instant,
+    current: Arc<AtomicU64>,
+    lost: CancellationToken,
+    stop: CancellationToken,
+    state: ClusterState,
+}
+
+/// Renews every `ttl / 3` until stopped or lost.
+async fn renew(mut r: Renewal) {
+    let every = r.ttl / 3;
+    loop {
+        tokio::select! {
+            () = r.stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let rev = r.current.load(Ordering::Acquire);
+        let sent = Instant::now();
+        // Bounded so a hung request cannot outlive the lease unnoticed.
+        let left = (r.last_ok + r.ttl).saturating_duration_since(sent);
+        let outcome = tokio::time::timeout(left, r.kv.update(LEASE_KEY, r.node.clone().into(), rev)).await;
+        let why = match outcome {
+            Ok(Ok(new)) => {
+                r.current.store(new, Ordering::Release);
+                r.state.set_lease_revision(new);
+                r.last_ok = sent;
+                tracing::debug!(node = %r.node, revision = new, "renewed the lease");
+                continue;
+            }
+            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                Some(format!("the lease is no longer at revision {rev}: another node holds it or it expired"))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node = %r.node, revision = rev, error = %e, "could not renew the lease; retrying");
+                None
+            }
+            Err(_) => None,
+        };
+        let why = why.or_else(|| {
+            (r.last_ok.elapsed() >= r.ttl)
+                .then(|| format!("not renewed for {:?} (the lease TTL): another node may hold it", r.ttl))
+        });
+        if let Some(why) = why {
+            if r.stop.is_cancelled() {
+                return;
+            }
+            tracing::error!(node = %r.node, revision = rev, reason = %why, "lost the lease: standing down");
+            r.state.set_part(Part::StoodDown);
+            r.state.set_lease_revision(0);
+            r.lost.cancel();
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::testing::NatsServer;
+
+    async fn node(nats: &NatsServer, name: &str) -> (Cluster, ClusterState) {
+        (Cluster::connect(&nats.config(name)).await.unwrap(), ClusterState::default())
+    }
+
+    /// Tries to take the lease for `within`; `None` if it is still held elsewhere.
+    async fn try_for(c: &Cluster, s: &ClusterState, within: Duration) -> Option<Lease> {
+        let stop = CancellationToken::new();
+        let guard = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(within).await;
+            guard.cancel();
+        });
+        acquire(c, s, stop).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_standby_waits_while_the_holder_renews_and_takes_over_once_it_stops() {
+        let Some(nats) = NatsServer::start() else { return };
+        let (a, sa) = node(&nats, "a").await;
+        let (b, sb) = node(&nats, "b").await;
+        let held = acquire(&a, &sa, CancellationToken::new()).await.unwrap().expect("a takes the free lease");
+        assert_eq!(sa.lease_revision(), held.revision());
+        // Three TTLs (2 s each): the renewals keep it.
+        assert!(try_for(&b, &sb, Duration::from_secs(6)).await.is_none(), "b took a lease a renews");
+        assert!(!held.lost().is_cancelled());
+        assert!(sa.lease_revision() > held.revision(), "renewals move the revision");
+        assert_eq!(holder(&a).await.as_deref(), Some("a"));
+        // a crashes (stops renewing): b has it within the TTL plus the poll.
+        drop(held);
+        let started = std::time::Instant::now();
+        let taken = try_for(&b, &sb, Duration::from_secs(5)).await.expect("b takes the lapsed lease");
+        // TTL (2 s) + one poll (0.5 s) + the server's expiry timer.
+        assert!(started.elapsed() <= Duration::from_millis(3500), "took {:?}", started.elapsed());
+        assert_eq!(sb.lease_revision(), taken.revision());
+    }
+
+    #[tokio::test]
+    async fn a_holder_whose_key_was_taken_over_loses_the_lease() {
+        let Some(nats) = NatsServer::start() else { return };
+        let (a, sa) = node(&nats, "a").await;
+        sa.set_part(Part::Active);
+        let held = acquire(&a, &sa, CancellationToken::new()).await.unwrap().unwrap();
+        // Another writer moves the key (as a node that took it after a pause would).
+        let kv = a.js.get_key_value(&a.names.lease_bucket).await.unwrap();
+        kv.put(LEASE_KEY, "b".into()).await.unwrap();
+        let lost = held.lost();
+        tokio::time::timeout(Duration::from_secs(3), lost.cancelled()).await.expect("loss noticed at the next renewal");
+        assert_eq!(sa.part(), Part::StoodDown);
+        assert_eq!(sa.lease_revision(), 0);
+        // Releasing a lost lease leaves the new holder's key alone.
+        held.release().await;
+        assert_eq!(holder(&a).await.as_deref(), Some("b"));
+    }
+
+    #[tokio::test]
+    async fn release_lets_a_waiting_standby_in_at_once() {
+        let Some(nats) = NatsServer::start() else { return };
+        let (a, sa) = node(&nats, "a").await;
+        let (b, sb) = node(&nats, "b").await;
+        let held = acquire(&a, &sa, CancellationToken::new()).await.unwrap().unwrap();
+        let waiter = tokio::spawn(async move {
+            let got = acquire(&b, &sb, CancellationToken::new()).await.unwrap();
+            (got, std::time::Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished(), "b must wait while a holds it");
+        let released = std::time::Instant::now();
+        held.release().await;
+        let (got, at) = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        assert!(got.is_some());
+        // Well under the 2 s TTL: one poll (TTL / 4) after the delete.
+        assert!(at.duration_since(released) < Duration::from_millis(1500), "took {:?}", at.duration_since(released));
+    }
+
+    #[tokio::test]
+    async fn acquire_returns_none_when_stopped_while_waiting() {
+        let Some(nats) = NatsServer::start() else { return };
+        let (a, sa) = node(&nats, "a").await;
+        let (b, sb) = node(&nats, "b").await;
+        let _held = acquire(&a, &sa, CancellationToken::new()).await.unwrap().unwrap();
+        assert!(try_for(&b, &sb, Duration::from_millis(500)).await.is_none());
+        assert_eq!(sb.lease_revision(), 0);
+    }
 }

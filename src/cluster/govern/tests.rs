@@ -1,0 +1,1 @@
+//! Tests of the governance consumer and the audit forwarder.

@@ -1,0 +1,1 @@
+//! Tests of the status report and table.
