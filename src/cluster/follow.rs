@@ -229,6 +229,7 @@ impl Ctx {
             };
             let ended = match c {
                 Ok(c) => self.follow_with(c, &mut outage).await,
+                Err(e @ ClusterError::Diverged { .. }) => Ended::Fatal(e.to_string()),
                 Err(e) => Ended::Retry(e.to_string()),
             };
             match ended {
@@ -266,6 +267,11 @@ impl Ctx {
             let first = tokio::select! {
                 _ = self.cancel.cancelled() => return Ended::Cancelled,
                 m = messages.next() => m,
+                // Idle: keep the reported connection state true to the client's.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    self.state.set_nats_connected(self.connected());
+                    continue;
+                }
             };
             let mut batch = match first {
                 Some(Ok(m)) => vec![m],
@@ -422,7 +428,16 @@ async fn stream_last(cluster: &Cluster) -> Result<u64, ClusterError> {
 async fn consumer_from(cluster: &Cluster, start: u64) -> Result<PullConsumer, ClusterError> {
     let name = format!("follow-{}", cluster.cfg.node);
     let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(format!("consumer {name}: {e}"));
-    let stream = cluster.js.get_stream(&cluster.names.stream).await.map_err(|e| nats(&e))?;
+    let mut stream = cluster.js.get_stream(&cluster.names.stream).await.map_err(|e| nats(&e))?;
+    let first = stream.info().await.map_err(|e| nats(&e))?.state.first_sequence;
+    if first > start {
+        let why = format!(
+            "the stream no longer holds seqs {start} to {} that this node lacks (removed by stream limits or a \
+             purge); copy the data directory of a node that holds them, then start again",
+            first - 1
+        );
+        return Err(ClusterError::Diverged { seq: start, why });
+    }
     // Absent at a node's first start: nothing to delete then.
     let _ = stream.delete_consumer(&name).await;
     let config = pull::Config {
@@ -468,7 +483,7 @@ async fn check_prefix(cluster: &Cluster, pipeline: &Pipeline) -> Result<(), Clus
     if msg.headers.get(HDR_GAP).is_some() {
         return Err(diverged(format!("the stream holds no entry at seq {c} (a burned seq)")));
     }
-    let theirs = decode_at(c, &msg.payload).map_err(|why| diverged(why))?;
+    let theirs = decode_at(c, &msg.payload).map_err(diverged)?;
     match differs(&local, &theirs) {
         Some(field) => Err(diverged(format!("the stream's entry at seq {c} is another message ({field} differs)"))),
         None => Ok(()),
