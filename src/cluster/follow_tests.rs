@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::cluster::testing::NatsServer;
-use crate::cluster::{msg_id, HDR_FORMAT, HDR_NODE, HDR_SEQ};
+use crate::cluster::{msg_id, HDR_FORMAT, HDR_GAP, HDR_NODE, HDR_SEQ};
 use crate::hl7::NhsNumber;
+use crate::journal::wire;
 use crate::journal::JournalReader;
 use crate::pipeline::testing::{adt, open};
 use crate::pipeline::{journal_dir, Inbound, Outcome};
