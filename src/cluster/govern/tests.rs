@@ -12,18 +12,18 @@ use crate::mapping::MappingSet;
 use crate::pipeline::{journal_dir, Inbound, Mappings, Options, Pipeline};
 
 const ADT: &[u8] = include_bytes!("../../../fixtures/adt-a01.hl7");
-const NHS: &str = "9434765919";
+pub(crate) const NHS: &str = "9434765919";
 
 /// One node's engine: a pipeline over its own data directory that has
 /// journaled and filed the ADT fixture (patient [`NHS`]).
-struct Node {
-    pipeline: Pipeline,
-    replayer: Replayer,
+pub(crate) struct Node {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) replayer: Replayer,
     _dir: tempfile::TempDir,
 }
 
 impl Node {
-    fn with_record() -> Node {
+    pub(crate) fn with_record() -> Node {
         let dir = tempfile::tempdir().unwrap();
         let set = MappingSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
         let opts = Options {
@@ -51,15 +51,15 @@ impl Node {
         node
     }
 
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         self.pipeline.store()
     }
 
-    fn nhs() -> NhsNumber {
+    pub(crate) fn nhs() -> NhsNumber {
         NhsNumber::parse(NHS).unwrap()
     }
 
-    fn record_shown(&self) -> Vec<crate::record::Item> {
+    pub(crate) fn record_shown(&self) -> Vec<crate::record::Item> {
         self.store().record(&Node::nhs()).unwrap()
     }
 
