@@ -224,7 +224,13 @@ async fn audit_lines_reach_the_stream_in_order_exactly_once_across_forwarder_res
     stop.cancel();
     fwd.await.unwrap();
 
-    // Restart having lost the position file: the stream says where it ends.
+    // Restart having lost the position file, after longer than the stream's
+    // duplicate window (shrunk here): the stream's last line says where to go on.
+    let mut stream = ca.js.get_stream(ca.names.audit_stream.as_str()).await.unwrap();
+    let mut cfg = stream.info().await.unwrap().config.clone();
+    cfg.duplicate_window = Duration::from_millis(100);
+    ca.js.update_stream(cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_file(crate::audit::dir(dir_a.path()).join("published")).unwrap();
     log_a.append(&audit_event("u5")).unwrap();
     let _fwd = audit::forwarder(ca.clone(), dir_a.path(), CancellationToken::new());
