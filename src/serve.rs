@@ -170,6 +170,7 @@ pub async fn start_with_faults(
             health: health.clone(),
             on_panic: cancel.clone(),
             premapper: Some(premapper),
+            replication: None,
         },
     )
     .map_err(ServeError::Thread)?;

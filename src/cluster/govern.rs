@@ -237,9 +237,9 @@ pub fn withdrawal_retry(
 /// # Errors
 /// The register could not be read.
 pub fn already_recorded(store: &Store, nhs: &NhsNumber, wanted: &Objection) -> Result<bool, StoreError> {
-    Ok(store.objection(nhs)?.is_some_and(|o| {
-        o.reason == wanted.reason && o.recorded_by == wanted.recorded_by && o.source == wanted.source
-    }))
+    Ok(store
+        .objection(nhs)?
+        .is_some_and(|o| o.reason == wanted.reason && o.recorded_by == wanted.recorded_by && o.source == wanted.source))
 }
 
 /// How long applying an objection waits for the index writer to catch up
@@ -309,9 +309,11 @@ pub fn apply(
 /// this node's own) describes.
 fn own_change_logged(store: &Store, ev: &ObjectionEvent) -> Result<bool, StoreError> {
     let action = if ev.objected { "add" } else { "remove" };
-    Ok(store.objection_log()?.iter().rev().any(|c| {
-        c.at_ms == ev.at_ms && c.action == action && c.recorded_by == ev.recorded_by && c.reason == ev.reason
-    }))
+    Ok(store
+        .objection_log()?
+        .iter()
+        .rev()
+        .any(|c| c.at_ms == ev.at_ms && c.action == action && c.recorded_by == ev.recorded_by && c.reason == ev.reason))
 }
 
 /// What the governance consumer needs.
@@ -453,4 +455,4 @@ impl Applier {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

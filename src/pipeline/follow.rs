@@ -117,9 +117,9 @@ impl Pipeline {
         self.journal.next_seq() - 1
     }
 
-    /// The highest seq made durable in the local journal.
-    pub fn committed_seq(&self) -> u64 {
-        self.journal.committed_seq()
+    /// The data directory (journal and index beneath it).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.opts.data_dir
     }
 
     /// The committed journal entry at `seq`, if the journal holds one.

@@ -20,6 +20,7 @@ mod mappings;
 mod premap;
 mod recent;
 mod replay;
+mod replicated;
 mod reprocess;
 pub mod retain;
 mod settle;

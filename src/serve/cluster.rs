@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::status::{self, NodeStatus};
-use crate::cluster::{follow, lease, publish, Cluster, ClusterConfig, ClusterError, ClusterState, Part, Role};
+use crate::cluster::{follow, govern, lease, publish, Cluster, ClusterConfig, ClusterError, ClusterState, Part, Role};
 use crate::config::Config;
 use crate::fault::Faults;
 use crate::health::Health;
@@ -54,12 +54,19 @@ pub async fn serve(cfg: Config, mappings: Mappings, faults: Faults) -> Result<()
     opened.health.set_cluster(state.clone(), ccfg.ready_max_lag);
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    // GOVERN (engineer govern): `govern::spawn(cluster, store, replayer,
-    // progress, state)` gives the handle for the API and the applier task;
-    // `govern::audit::forwarder(cluster, data_dir, stop)` forwards audit.
-    let cluster_gov = None;
+    // Objections recorded on any node apply here; this node's audit chain
+    // goes to the cluster's audit stream.
+    let (gov, gov_task) = govern::spawn(
+        cluster.clone(),
+        opened.pipeline.store().clone(),
+        opened.replayer.clone(),
+        opened.pipeline.progress(),
+        state.clone(),
+    )
+    .await?;
+    let audit_task = govern::audit::forwarder(cluster.clone(), &cfg.store.data_dir, shutdown.clone());
     let server_cfg = server_config(&cfg);
-    let api = parts::prepare_api(&cfg, &opened, server_cfg.stats.clone(), cluster_gov).await?;
+    let api = parts::prepare_api(&cfg, &opened, server_cfg.stats.clone(), Some(gov)).await?;
     let node = Node {
         cfg: cfg.clone(),
         ccfg,
@@ -77,6 +84,10 @@ pub async fn serve(cfg: Config, mappings: Mappings, faults: Faults) -> Result<()
     // Whatever ended the node, the read API stops too: the process exits.
     node.shutdown.cancel();
     heartbeat.abort();
+    gov_task.abort();
+    // Both hold the store: ended before the index is flushed.
+    let _ = gov_task.await;
+    let _ = audit_task.await;
     api_tasks.join().await;
     let pipeline = result?;
     parts::flush(pipeline).await;
@@ -118,10 +129,17 @@ impl Node {
         tracing::info!(node = %self.ccfg.node, role = self.ccfg.role.as_str(), position = following.position(),
             "following the stream");
         if self.ccfg.role == Role::Reader {
-            self.shutdown.cancelled().await;
+            tokio::select! {
+                () = self.shutdown.cancelled() => {}
+                why = failed(&following) => return Err(self.follow_failed(following, why).await),
+            }
             return Ok(following.stop().await?);
         }
-        let Some(held) = lease::acquire(&self.cluster, &self.state, self.shutdown.clone()).await? else {
+        let acquired = tokio::select! {
+            acquired = lease::acquire(&self.cluster, &self.state, self.shutdown.clone()) => acquired?,
+            why = failed(&following) => return Err(self.follow_failed(following, why).await),
+        };
+        let Some(held) = acquired else {
             return Ok(following.stop().await?);
         };
         let pipeline = match following.catch_up_and_stop().await {
@@ -134,10 +152,21 @@ impl Node {
         self.lead(pipeline, premapper, held).await
     }
 
+    /// Following stopped by itself (a refused entry, a bad message): the
+    /// node exits so an operator (or the service manager's restart and the
+    /// divergence check) sees it, rather than serving ever staler reads.
+    async fn follow_failed(&self, following: follow::Following, why: String) -> ServeError {
+        tracing::error!(node = %self.ccfg.node, reason = %why, "following the stream stopped; exiting");
+        if let Ok(p) = following.stop().await {
+            parts::flush(p).await;
+        }
+        ClusterError::Journal(why).into()
+    }
+
     /// Holds the lease: publishes, ingests over MLLP, until shut down or
     /// stood down.
     async fn lead(&self, pipeline: Pipeline, premapper: Premapper, held: lease::Lease) -> Result<Pipeline, ServeError> {
-        let from = committed_seq(&pipeline);
+        let from = pipeline.committed_seq();
         self.state.set_committed(from);
         self.state.set_part(Part::Active);
         let fenced = CancellationToken::new();
@@ -160,8 +189,7 @@ impl Node {
                 health: self.health.clone(),
                 on_panic: mllp_cancel.clone(),
                 premapper: Some(premapper),
-                // PUBLISH (engineer publish): `replication: Some(replication.clone())`
-                // once WorkerOptions has the field.
+                replication: Some(replication.clone()),
             },
         )
         .map_err(ServeError::Thread)?;
@@ -199,7 +227,7 @@ impl Node {
         match why {
             Why::Shutdown => {
                 if let Ok(p) = &pipeline {
-                    self.wait_published(&replication, committed_seq(p)).await;
+                    self.wait_published(&replication, p.committed_seq()).await;
                 }
                 held.release().await;
                 pipeline
@@ -305,10 +333,12 @@ impl Node {
     }
 }
 
-/// The highest seq committed in the local journal. Nothing appends while
-/// this is read (the follower has stopped, the worker not yet started or
-/// joined), so the index's marks are settled: committed = applied + lag.
-fn committed_seq(p: &Pipeline) -> u64 {
-    let progress = p.progress();
-    progress.applied() + progress.lag()
+/// Resolves when following has stopped by itself, with why.
+async fn failed(following: &follow::Following) -> String {
+    loop {
+        if let Some(why) = following.failure() {
+            return why;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -271,9 +271,10 @@ pub async fn lines(cluster: &Cluster) -> Result<Vec<ClusterAuditLine>, ClusterEr
 
 /// The lines as aligned columns, a header first.
 pub fn table(lines: &[ClusterAuditLine]) -> String {
-    let mut rows = vec![["STREAM", "NODE", "CHAIN SEQ", "CHECK", "TIME (UTC)", "USER", "ACTION", "OUTCOME", "CHAIN HASH"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows =
+        vec![["STREAM", "NODE", "CHAIN SEQ", "CHECK", "TIME (UTC)", "USER", "ACTION", "OUTCOME", "CHAIN HASH"]
+            .map(String::from)
+            .to_vec()];
     for l in lines {
         let field = |k: &str| l.event.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
         let mut time = crate::audit::fhir::instant(l.event.get("at_ms").and_then(|v| v.as_u64()).unwrap_or(0));
