@@ -30,10 +30,11 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, Part as HealthPart};
-use crate::journal::{wire, Entry};
+use crate::journal::Entry;
 use crate::pipeline::{error_chain, FollowError, Pipeline};
 
-use super::{Cluster, ClusterError, ClusterState, HDR_GAP};
+use super::{Cluster, ClusterError, ClusterState};
+use stream::{check_prefix, decode_batch, stream_last, Decoded, Undecodable};
 
 /// Entries handed to the pipeline thread at most at once (one fdatasync).
 const MAX_BATCH: usize = 512;
@@ -229,6 +230,7 @@ impl Ctx {
             };
             let ended = match c {
                 Ok(c) => self.follow_with(c, &mut outage).await,
+                Err(e @ ClusterError::Diverged { .. }) => Ended::Fatal(e.to_string()),
                 Err(e) => Ended::Retry(e.to_string()),
             };
             match ended {
@@ -237,7 +239,9 @@ impl Ctx {
                 Ended::Retry(why) => {
                     self.state.set_nats_connected(self.connected());
                     if !outage {
+                        // A new outage (batches were applied since the last one).
                         outage = true;
+                        backoff = BACKOFF_MIN;
                         tracing::warn!(error = %why, "following the stream paused; retrying (reads are still served)");
                     }
                     if self.pause(backoff).await {
@@ -266,6 +270,11 @@ impl Ctx {
             let first = tokio::select! {
                 _ = self.cancel.cancelled() => return Ended::Cancelled,
                 m = messages.next() => m,
+                // Idle: keep the reported connection state true to the client's.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    self.state.set_nats_connected(self.connected());
+                    continue;
+                }
             };
             let mut batch = match first {
                 Some(Ok(m)) => vec![m],
@@ -362,67 +371,21 @@ impl Ctx {
     }
 }
 
-/// A delivered batch, decoded: entries to append in order, the last seq it
-/// covers (gap fillers included) and the stream's last sequence as seen.
-struct Decoded {
-    entries: Vec<Entry>,
-    through: u64,
-    stream_last: u64,
-}
-
-enum Undecodable {
-    /// A message that is not a journal entry: never skipped silently.
-    Fatal(String),
-    /// A seq missing from the delivery: make the consumer again from the position.
-    OutOfOrder(String),
-}
-
-fn decode_batch(batch: &[Message], held: u64) -> Result<Decoded, Undecodable> {
-    let mut d = Decoded { entries: Vec::with_capacity(batch.len()), through: held, stream_last: 0 };
-    for m in batch {
-        let info = m.info().map_err(|e| Undecodable::OutOfOrder(format!("message info: {e}")))?;
-        let seq = info.stream_sequence;
-        d.stream_last = d.stream_last.max(seq + info.pending);
-        if seq <= d.through {
-            continue; // a redelivery of an entry already held
-        }
-        if seq != d.through + 1 {
-            return Err(Undecodable::OutOfOrder(format!("stream seq {seq} delivered after {}", d.through)));
-        }
-        d.through = seq;
-        if m.headers.as_ref().is_some_and(|h| h.get(HDR_GAP).is_some()) {
-            continue; // stands for a seq burned on the active node
-        }
-        let entry = decode_at(seq, &m.payload).map_err(Undecodable::Fatal)?;
-        d.entries.push(entry);
-    }
-    Ok(d)
-}
-
-/// The journal entry a stream message at `seq` carries.
-fn decode_at(seq: u64, payload: &[u8]) -> Result<Entry, String> {
-    let entry = wire::decode(payload).map_err(|why| {
-        format!("stream message {seq} is not a journal entry ({why}); was it published by another program?")
-    })?;
-    if entry.seq != seq {
-        return Err(format!("stream message {seq} carries journal seq {}; the stream is not this journal", entry.seq));
-    }
-    Ok(entry)
-}
-
-/// The stream's last sequence.
-async fn stream_last(cluster: &Cluster) -> Result<u64, ClusterError> {
-    let stream = cluster.js.get_stream(&cluster.names.stream).await.map_err(|e| ClusterError::Nats(e.to_string()))?;
-    let info = stream.get_info().await.map_err(|e| ClusterError::Nats(e.to_string()))?;
-    Ok(info.state.last_sequence)
-}
-
 /// The durable consumer `follow-<node>`, made again to start at `start`
 /// (the local journal, not the consumer, knows where this node is).
 async fn consumer_from(cluster: &Cluster, start: u64) -> Result<PullConsumer, ClusterError> {
     let name = format!("follow-{}", cluster.cfg.node);
     let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(format!("consumer {name}: {e}"));
-    let stream = cluster.js.get_stream(&cluster.names.stream).await.map_err(|e| nats(&e))?;
+    let mut stream = cluster.js.get_stream(&cluster.names.stream).await.map_err(|e| nats(&e))?;
+    let first = stream.info().await.map_err(|e| nats(&e))?.state.first_sequence;
+    if first > start {
+        let why = format!(
+            "the stream no longer holds seqs {start} to {} that this node lacks (removed by stream limits or a \
+             purge); copy the data directory of a node that holds them, then start again",
+            first - 1
+        );
+        return Err(ClusterError::Diverged { seq: start, why });
+    }
     // Absent at a node's first start: nothing to delete then.
     let _ = stream.delete_consumer(&name).await;
     let config = pull::Config {
@@ -435,61 +398,8 @@ async fn consumer_from(cluster: &Cluster, start: u64) -> Result<PullConsumer, Cl
     stream.create_consumer(config).await.map_err(|e| nats(&e))
 }
 
-/// The local journal must be a prefix of the stream: the stream holds the
-/// local committed seq C with the same message.
-async fn check_prefix(cluster: &Cluster, pipeline: &Pipeline) -> Result<(), ClusterError> {
-    let c = pipeline.committed_seq();
-    if c == 0 {
-        return Ok(());
-    }
-    let advice = format!(
-        "this node's journal holds entries the stream does not (acknowledged locally but never replicated, or \
-         written after another node took over); move {dir}/journal and {dir}/index aside and start again to \
-         re-sync from the stream",
-        dir = pipeline.data_dir().display()
-    );
-    let diverged = |why: String| ClusterError::Diverged { seq: c, why: format!("{why}; {advice}") };
-    let local = pipeline.journal_entry(c).map_err(|e| ClusterError::Journal(error_chain(&e)))?;
-    let Some(local) = local else {
-        // Retention retired it: nothing left to compare; the stream decides from here.
-        tracing::warn!(
-            seq = c,
-            "the local journal no longer holds its last committed entry; not checked against the stream"
-        );
-        return Ok(());
-    };
-    let last = stream_last(cluster).await?;
-    if last < c {
-        return Err(diverged(format!("the stream ends at seq {last}, before the local journal's seq {c}")));
-    }
-    let stream = cluster.js.get_stream(&cluster.names.stream).await.map_err(|e| ClusterError::Nats(e.to_string()))?;
-    let msg =
-        stream.get_raw_message(c).await.map_err(|e| diverged(format!("the stream does not hold seq {c} ({e})")))?;
-    if msg.headers.get(HDR_GAP).is_some() {
-        return Err(diverged(format!("the stream holds no entry at seq {c} (a burned seq)")));
-    }
-    let theirs = decode_at(c, &msg.payload).map_err(|why| diverged(why))?;
-    match differs(&local, &theirs) {
-        Some(field) => Err(diverged(format!("the stream's entry at seq {c} is another message ({field} differs)"))),
-        None => Ok(()),
-    }
-}
-
-/// The first field that tells two journal entries apart, if any.
-fn differs(a: &Entry, b: &Entry) -> Option<&'static str> {
-    if a.control_id != b.control_id {
-        Some("control id")
-    } else if (&a.sending_app, &a.sending_facility) != (&b.sending_app, &b.sending_facility) {
-        Some("sender")
-    } else if a.received_at_ms != b.received_at_ms {
-        Some("received at")
-    } else if a.raw != b.raw {
-        Some("message bytes")
-    } else {
-        None
-    }
-}
-
+#[path = "follow_stream.rs"]
+mod stream;
 #[cfg(test)]
 #[path = "follow_tests.rs"]
 mod tests;

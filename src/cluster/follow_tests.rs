@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::cluster::testing::NatsServer;
-use crate::cluster::{msg_id, HDR_FORMAT, HDR_NODE, HDR_SEQ};
+use crate::cluster::{msg_id, HDR_FORMAT, HDR_GAP, HDR_NODE, HDR_SEQ};
 use crate::hl7::NhsNumber;
+use crate::journal::wire;
 use crate::journal::JournalReader;
 use crate::pipeline::testing::{adt, open};
 use crate::pipeline::{journal_dir, Inbound, Outcome};
@@ -91,13 +92,18 @@ async fn a_follower_serves_the_active_nodes_record_and_resumes_after_a_restart()
     assert!(!want.is_empty());
     assert_eq!(format!("{:?}", store.record(&nhs()).unwrap()), format!("{want:?}"), "the same items");
 
+    // Live: what the active node publishes while the follower runs.
+    assert!(one(&mut src, &adt("A2", "V2")).code.is_accept());
+    publish(&cluster, &journal(src_dir.path())[2..]).await;
+    assert_eq!(caught_up(&f).await, 3);
+
     let mut dst = f.stop().await.unwrap();
     dst.shutdown().unwrap();
     drop((dst, store));
-    assert!(one(&mut src, &adt("A2", "V2")).code.is_accept());
-    publish(&cluster, &journal(src_dir.path())[2..]).await;
+    assert!(one(&mut src, &adt("A3", "V3")).code.is_accept());
+    publish(&cluster, &journal(src_dir.path())[3..]).await;
     let f = follow(&cluster, open(dst_dir.path())).await.unwrap();
-    assert_eq!(caught_up(&f).await, 3);
+    assert_eq!(caught_up(&f).await, 4);
     let mut dst = f.stop().await.unwrap();
     dst.shutdown().unwrap();
     assert_eq!(journal(dst_dir.path()), journal(src_dir.path()), "every entry once, at its seq");
@@ -202,4 +208,21 @@ async fn a_message_that_is_not_a_journal_entry_stops_following_with_an_error() {
     let mut dst = f.stop().await.unwrap();
     assert_eq!(dst.position(), 0);
     dst.shutdown().unwrap();
+}
+
+/// A stream that no longer holds entries this node lacks (limits or a
+/// purge) cannot be followed: the node would silently miss them.
+#[tokio::test]
+async fn a_stream_that_no_longer_holds_what_the_follower_lacks_is_refused() {
+    let Some(nats) = NatsServer::start() else { return };
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut src = open(src_dir.path());
+    one(&mut src, &adt("P1", "V1"));
+    one(&mut src, &adt("P2", "V2"));
+    let cluster = connect(&nats, "b").await;
+    publish(&cluster, &journal(src_dir.path())).await;
+    cluster.js.get_stream(&cluster.names.stream).await.unwrap().purge().await.unwrap();
+    let Err(err) = follow(&cluster, open(dst_dir.path())).await else { panic!("followed a purged stream") };
+    assert!(err.to_string().contains("no longer holds seqs 1 to 2"), "{err}");
+    src.shutdown().unwrap();
 }

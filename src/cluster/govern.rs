@@ -455,4 +455,4 @@ impl Applier {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
@@ -34,7 +34,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{msg_id, AckAfter, Cluster, ClusterError, ClusterState, Part};
+use super::{msg_id, Cluster, ClusterError, ClusterState, Part};
 use super::{HDR_FORMAT, HDR_GAP, HDR_NODE, HDR_PARTITION, HDR_SEQ};
 use crate::journal::{wire, JournalReader};
 
@@ -46,131 +46,10 @@ const CHUNK_BYTES: usize = 8 << 20;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Why a batch's AA could not wait for the quorum.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("not replicated: {0}")]
-pub struct NotReplicated(pub String);
-
-/// What the publisher task reports to waiting pipeline threads.
-#[derive(Debug, Default)]
-struct Progress {
-    published: u64,
-    /// Publishing fails since then (the oldest unacknowledged publish was
-    /// sent then), for this reason.
-    down: Option<(Instant, String)>,
-    /// Why publishing stopped for good.
-    stopped: Option<String>,
-}
-
-struct Shared {
-    progress: Mutex<Progress>,
-    changed: Condvar,
-    wake: Notify,
-    ack_after: AckAfter,
-    publish_timeout: Duration,
-    state: ClusterState,
-}
-
-impl Shared {
-    /// The lock, even if a holder panicked (the data is plain counters).
-    fn lock(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn set_published(&self, seq: u64) {
-        let mut p = self.lock();
-        p.published = p.published.max(seq);
-        p.down = None;
-        drop(p);
-        self.state.set_published(seq);
-        self.state.set_nats_connected(true);
-        self.changed.notify_all();
-    }
-
-    fn set_down(&self, since: Instant, why: String) {
-        let mut p = self.lock();
-        let since = p.down.as_ref().map_or(since, |(s, _)| (*s).min(since));
-        p.down = Some((since, why));
-        drop(p);
-        self.changed.notify_all();
-    }
-
-    fn stop(&self, why: String) {
-        self.lock().stopped = Some(why);
-        self.changed.notify_all();
-    }
-}
-
-/// The pipeline thread's handle on the publisher. Cheap to clone.
-#[derive(Clone)]
-pub struct Replication {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for Replication {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replication").field("published", &self.published()).finish()
-    }
-}
-
-impl Replication {
-    /// When AAs are released.
-    pub fn ack_after(&self) -> AckAfter {
-        self.shared.ack_after
-    }
-
-    /// How long a batch waits for the quorum (`cluster.publish_timeout`).
-    pub fn publish_timeout(&self) -> Duration {
-        self.shared.publish_timeout
-    }
-
-    /// The pipeline committed the journal up to `seq`: publish up to there.
-    /// Callable from any thread; never blocks.
-    pub fn note_committed(&self, seq: u64) {
-        self.shared.state.set_committed(seq);
-        self.shared.wake.notify_one();
-    }
-
-    /// Blocks (the pipeline thread) until the stream holds every entry up to
-    /// `seq` with its quorum ack, or `timeout` passes, or the publisher knows
-    /// it cannot (no quorum, disconnected, fenced): then `Err` at once.
-    ///
-    /// # Errors
-    /// [`NotReplicated`] with the reason for the ERR segment and the log.
-    pub fn wait_published(&self, seq: u64, timeout: Duration) -> Result<(), NotReplicated> {
-        let deadline = Instant::now() + timeout;
-        let mut p = self.shared.lock();
-        loop {
-            if p.published >= seq {
-                return Ok(());
-            }
-            if let Some(why) = &p.stopped {
-                return Err(NotReplicated(why.clone()));
-            }
-            // Down for a whole timeout already: waiting again would only
-            // stall every batch for the full timeout during an outage.
-            if let Some((since, why)) = &p.down {
-                if since.elapsed() >= self.shared.publish_timeout {
-                    return Err(NotReplicated(why.clone()));
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let why = p.down.as_ref().map_or_else(|| "no quorum ack in time".to_string(), |(_, w)| w.clone());
-                return Err(NotReplicated(why));
-            }
-            p = match self.shared.changed.wait_timeout(p, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-    }
-
-    /// The highest journal seq the stream acknowledged.
-    pub fn published(&self) -> u64 {
-        self.shared.lock().published
-    }
-}
+#[path = "publish_handle.rs"]
+mod handle;
+pub use handle::{NotReplicated, Replication};
+use handle::{Progress, Shared};
 
 /// Starts publishing the journal in `journal_dir` from the stream's last
 /// sequence + 1 (the stream sequence is the journal seq). `committed` is the
@@ -211,8 +90,12 @@ pub async fn spawn(
         _ => stream
             .get_raw_message(last)
             .await
-            .ok()
-            .and_then(|m| m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_string())),
+            .map_err(|e| {
+                ClusterError::Nats(format!("cannot read entry {last} of stream {}: {e}", cluster.names.stream))
+            })?
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.as_str().to_string()),
     };
     JournalReader::open(&journal_dir).map_err(|e| ClusterError::Journal(e.to_string()))?;
     state.set_committed(committed);
@@ -279,8 +162,13 @@ impl Publisher {
                     }
                     Err(Stop::Fenced { seq, by }) => return self.stand_down(seq, &by),
                     Err(Stop::Failed { since, why }) => {
-                        tracing::warn!(node = %self.cluster.cfg.node, from = published + 1, error = %why,
-                            "cannot publish to the stream; retrying (entries stay in the local journal)");
+                        // WARN once per outage; the retries at DEBUG.
+                        if self.shared.lock().down.is_none() {
+                            tracing::warn!(node = %self.cluster.cfg.node, from = published + 1, error = %why,
+                                "cannot publish to the stream; retrying (entries stay in the local journal, AAs wait)");
+                        } else {
+                            tracing::debug!(from = published + 1, error = %why, "publish retry failed");
+                        }
                         let connected =
                             matches!(self.cluster.client.connection_state(), async_nats::connection::State::Connected);
                         self.shared.state.set_nats_connected(connected);

@@ -231,3 +231,69 @@ async fn an_outage_is_reported_and_the_backlog_is_published_when_the_server_retu
     let ids: Vec<String> = stream_messages(&a.cluster).await.into_iter().map(|m| m.1).collect();
     assert_eq!(ids, ["a:1", "a:2", "a:3"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_landed_without_its_ack_reaching_us_is_not_published_twice() {
+    let Some(nats) = NatsServer::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = journal(dir.path(), Faults::none());
+    add(&mut j, 1).unwrap();
+    let a = node(&nats, "a").await;
+    let r = start(&a, dir.path(), 1).await.unwrap();
+    wait(&r, 1, Duration::from_secs(10)).await.unwrap();
+    // Entry 2 reached the stream, but its ack never came back (as after a
+    // disconnect): the stream holds a:2 while the publisher has only 1.
+    add(&mut j, 2).unwrap();
+    add(&mut j, 3).unwrap();
+    let body = wire::encode(&JournalReader::open(dir.path()).unwrap().get(2).unwrap().unwrap()).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", "a:2");
+    h.insert("Nats-Expected-Last-Sequence", "1");
+    let subject = a.cluster.names.journal_subject.clone();
+    a.cluster.js.publish_with_headers(subject, h, body.into()).await.unwrap().await.unwrap();
+    assert_eq!(r.published(), 1);
+
+    r.note_committed(3);
+    wait(&r, 3, Duration::from_secs(10)).await.unwrap();
+    let ids: Vec<String> = stream_messages(&a.cluster).await.into_iter().map(|m| m.1).collect();
+    assert_eq!(ids, ["a:1", "a:2", "a:3"], "the retry was a duplicate, not a second copy");
+    assert!(!a.fenced.is_cancelled(), "our own entry does not fence us");
+}
+
+/// Not a test: how long a pass's journal read takes at the end of a full
+/// 64 MiB segment (`JournalReader::iter_from` scans the segment from its
+/// start). `cargo test --lib -- --ignored measure_tail_read --nocapture`
+#[test]
+#[ignore]
+fn measure_tail_read_after_a_full_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = journal(dir.path(), Faults::none());
+    let pad = "X".repeat(1800);
+    for n in 0..30_000u32 {
+        let raw = format!("MSH|^~\\&|PAS|RJ1|||20260101||ADT^A01|c{n}|P|2.5\rNTE|{pad}\r");
+        let control_id = format!("c{n}");
+        let e = EntryRef {
+            received_at_ms: 1,
+            peer: "t",
+            sending_app: "PAS",
+            sending_facility: "RJ1",
+            control_id: &control_id,
+            message_type: "ADT^A01",
+            ack_code: "AA",
+            ack_sent: true,
+            reason: Reason::default(),
+            ack: b"MSA|AA|c\r",
+            raw: raw.as_bytes(),
+        };
+        j.append(&e).unwrap();
+        if n % 50 == 0 {
+            j.commit().unwrap();
+        }
+    }
+    j.commit().unwrap();
+    let reader = JournalReader::open(dir.path()).unwrap();
+    let t = Instant::now();
+    let n = reader.iter_from(29_991).count();
+    assert_eq!(n, 10);
+    eprintln!("read the last {n} entries of a ~60 MB segment in {:?}", t.elapsed());
+}

@@ -207,3 +207,93 @@ fn admin_answer(done: Result<Result<serde_json::Value, crate::store::StoreError>
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request was interrupted"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cluster::govern::tests::{Node, NHS};
+    use crate::cluster::testing::NatsServer;
+    use crate::cluster::Cluster;
+
+    fn api(node: &Node, gov: GovHandle, dir: &std::path::Path) -> Api {
+        let mut cfg = crate::config::Config::default();
+        cfg.store.data_dir = dir.to_path_buf();
+        let health = crate::health::Health::default();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Api {
+            store: node.store().clone(),
+            progress: node.pipeline.progress(),
+            mappings: node.replayer.mappings.clone(),
+            mapping_dir: Default::default(),
+            guard: Arc::new(super::super::guard::Guard::new(&cfg.http.guard, addr, health.metrics().clone())),
+            health,
+            mllp_stats: Default::default(),
+            journal_dir: node.replayer.journal_dir.clone(),
+            replayer: node.replayer.clone(),
+            audit: crate::audit::AuditLog::open(dir).unwrap(),
+            access: Arc::new(crate::access::Access::allow_all()),
+            auth: Arc::new(crate::auth::Auth::open(&cfg).unwrap()),
+            access_file: Default::default(),
+            cluster_gov: Some(gov),
+        }
+    }
+
+    async fn answer(r: Response) -> (StatusCode, serde_json::Value) {
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    async fn gov_messages(c: &Cluster) -> u64 {
+        c.js.get_stream(c.names.gov_stream.as_str()).await.unwrap().info().await.unwrap().state.messages
+    }
+
+    #[tokio::test]
+    async fn in_a_cluster_a_change_not_published_answers_503_and_the_same_request_again_publishes_it_once() {
+        let Some(nats) = NatsServer::start() else { return };
+        let cluster = Cluster::connect(&nats.config("a")).await.unwrap();
+        let (node, dir) = (Node::with_record(), tempfile::tempdir().unwrap());
+        let api = api(&node, GovHandle::new(cluster.clone()), dir.path());
+        let add_body = || {
+            let body = json!({ "nhs_number": NHS, "reason": "asked at clinic", "recorded_by": "officer1" });
+            axum::body::Bytes::from(body.to_string())
+        };
+        let remove_body = || axum::body::Bytes::from(json!({ "recorded_by": "o2", "reason": "consent" }).to_string());
+
+        // The governance stream is gone: nothing can be published.
+        cluster.js.delete_stream(cluster.names.gov_stream.as_str()).await.unwrap();
+        let (status, body) = answer(add(State(api.clone()), add_body()).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("recorded on this node but not yet on the other nodes"));
+        assert_eq!(body["recorded_here"], true);
+        assert!(node.record_shown().is_empty(), "it stands here");
+
+        let cluster = Cluster::connect(&nats.config("a")).await.unwrap(); // the stream is back
+        for _ in 0..2 {
+            let (status, body) = answer(add(State(api.clone()), add_body()).await).await;
+            assert_eq!((status, &body["added"]), (StatusCode::OK, &json!(true)), "{body}");
+        }
+        assert_eq!(node.store().objection_log().unwrap().len(), 1, "not recorded twice here");
+        assert_eq!(gov_messages(&cluster).await, 1, "nor in the stream");
+
+        // A withdrawal the same way: 503, then the retry publishes it.
+        cluster.js.delete_stream(cluster.names.gov_stream.as_str()).await.unwrap();
+        let (status, _) = answer(remove(State(api.clone()), Path(NHS.into()), remove_body()).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!node.record_shown().is_empty(), "withdrawn and restored here");
+        let cluster = Cluster::connect(&nats.config("a")).await.unwrap();
+        let (status, body) = answer(remove(State(api.clone()), Path(NHS.into()), remove_body()).await).await;
+        assert_eq!((status, &body["removed"]), (StatusCode::OK, &json!(true)), "{body}");
+        let mut stream = cluster.js.get_stream(cluster.names.gov_stream.as_str()).await.unwrap();
+        let last_seq = stream.info().await.unwrap().state.last_sequence;
+        let last = stream.get_raw_message(last_seq).await.unwrap();
+        let event: ObjectionEvent = serde_json::from_slice(&last.payload).unwrap();
+        assert_eq!((event.objected, event.recorded_by.as_str(), event.nhs_number.as_str()), (false, "o2", NHS));
+        // Not a retry any more: nothing stands, so nothing to withdraw.
+        let other = axum::body::Bytes::from(json!({ "recorded_by": "o3", "reason": "again" }).to_string());
+        let (status, _) = answer(remove(State(api), Path(NHS.into()), other).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

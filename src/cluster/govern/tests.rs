@@ -12,18 +12,18 @@ use crate::mapping::MappingSet;
 use crate::pipeline::{journal_dir, Inbound, Mappings, Options, Pipeline};
 
 const ADT: &[u8] = include_bytes!("../../../fixtures/adt-a01.hl7");
-const NHS: &str = "9434765919";
+pub(crate) const NHS: &str = "9434765919";
 
 /// One node's engine: a pipeline over its own data directory that has
 /// journaled and filed the ADT fixture (patient [`NHS`]).
-struct Node {
-    pipeline: Pipeline,
-    replayer: Replayer,
+pub(crate) struct Node {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) replayer: Replayer,
     _dir: tempfile::TempDir,
 }
 
 impl Node {
-    fn with_record() -> Node {
+    pub(crate) fn with_record() -> Node {
         let dir = tempfile::tempdir().unwrap();
         let set = MappingSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
         let opts = Options {
@@ -51,15 +51,15 @@ impl Node {
         node
     }
 
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         self.pipeline.store()
     }
 
-    fn nhs() -> NhsNumber {
+    pub(crate) fn nhs() -> NhsNumber {
         NhsNumber::parse(NHS).unwrap()
     }
 
-    fn record_shown(&self) -> Vec<crate::record::Item> {
+    pub(crate) fn record_shown(&self) -> Vec<crate::record::Item> {
         self.store().record(&Node::nhs()).unwrap()
     }
 
@@ -224,7 +224,13 @@ async fn audit_lines_reach_the_stream_in_order_exactly_once_across_forwarder_res
     stop.cancel();
     fwd.await.unwrap();
 
-    // Restart having lost the position file: the stream says where it ends.
+    // Restart having lost the position file, after longer than the stream's
+    // duplicate window (shrunk here): the stream's last line says where to go on.
+    let mut stream = ca.js.get_stream(ca.names.audit_stream.as_str()).await.unwrap();
+    let mut cfg = stream.info().await.unwrap().config.clone();
+    cfg.duplicate_window = Duration::from_millis(100);
+    ca.js.update_stream(cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_file(crate::audit::dir(dir_a.path()).join("published")).unwrap();
     log_a.append(&audit_event("u5")).unwrap();
     let _fwd = audit::forwarder(ca.clone(), dir_a.path(), CancellationToken::new());
