@@ -210,8 +210,10 @@ async fn renew(mut r: Renewal) {
         let renewed = match outcome {
             Ok(Ok(new)) => Ok(new),
             Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => match retake(&r.kv, &r.node).await {
-                Some(new) => Ok(new),
-                None => Err(Some(format!("the lease is no longer at revision {rev}: another node holds it"))),
+                Retake::Ours(new) => Ok(new),
+                Retake::Theirs(by) => Err(Some(format!("the lease is no longer at revision {rev}: {by} holds it"))),
+                // The key cannot be read now (a leader election): try again.
+                Retake::Unknown => Err(None),
             },
             Ok(Err(e)) => {
                 tracing::debug!(node = %r.node, revision = rev, error = %e, "could not renew the lease; retrying");
@@ -254,22 +256,44 @@ async fn renew(mut r: Renewal) {
     }
 }
 
+/// What a renewal refused at our revision found.
+enum Retake {
+    /// Still ours, at this revision.
+    Ours(u64),
+    /// Another node (named) holds it.
+    Theirs(String),
+    /// The key could not be read or written: an outage, not an answer.
+    Unknown,
+}
+
 /// After a renewal refused at our revision: the key's revision if it still
 /// holds our name (only this node writes it), or a new one if it is free
-/// and we create it again; `None` when another node holds it.
-async fn retake(kv: &kv::Store, node: &str) -> Option<u64> {
-    match kv.entry(LEASE_KEY).await {
-        Ok(Some(e)) if e.operation == kv::Operation::Put => (e.value == node.as_bytes()).then_some(e.revision),
-        Ok(_) => {
-            let rev = kv.create(LEASE_KEY, node.to_string().into()).await.ok()?;
-            tracing::warn!(
-                node,
-                revision = rev,
-                "the lease expired while it could not be renewed and nobody took it: took it again"
-            );
-            Some(rev)
+/// and we create it again.
+async fn retake(kv: &kv::Store, node: &str) -> Retake {
+    let entry = match kv.entry(LEASE_KEY).await {
+        Ok(e) => e,
+        Err(_) => return Retake::Unknown,
+    };
+    match entry {
+        Some(e) if e.operation == kv::Operation::Put => {
+            if e.value == node.as_bytes() {
+                Retake::Ours(e.revision)
+            } else {
+                Retake::Theirs(String::from_utf8_lossy(&e.value).into_owned())
+            }
         }
-        Err(_) => None,
+        _ => match kv.create(LEASE_KEY, node.to_string().into()).await {
+            Ok(rev) => {
+                tracing::warn!(
+                    node,
+                    revision = rev,
+                    "the lease expired while it could not be renewed and nobody took it: took it again"
+                );
+                Retake::Ours(rev)
+            }
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Retake::Theirs("another node".into()),
+            Err(_) => Retake::Unknown,
+        },
     }
 }
 
