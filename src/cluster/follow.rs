@@ -34,7 +34,7 @@ use crate::journal::Entry;
 use crate::pipeline::{error_chain, FollowError, Pipeline};
 
 use super::{Cluster, ClusterError, ClusterState};
-use stream::{check_prefix, decode_batch, stream_last, Decoded, Undecodable};
+use stream::{check_prefix, decode_batch, hole_at, stream_last, Decoded, OutOfOrder};
 
 /// Entries handed to the pipeline thread at most at once (one fdatasync).
 const MAX_BATCH: usize = 512;
@@ -304,10 +304,14 @@ impl Ctx {
         let held = self.held();
         let decoded = match decode_batch(batch, held) {
             Ok(d) => d,
-            Err(Undecodable::Fatal(why)) => return Some(Ended::Fatal(why)),
-            Err(Undecodable::OutOfOrder(why)) => return Some(Ended::Retry(why)),
+            Err(OutOfOrder(why)) => {
+                return Some(match hole_at(&self.cluster, held + 1).await {
+                    Some(hole) => Ended::Fatal(hole),
+                    None => Ended::Retry(why),
+                })
+            }
         };
-        let Decoded { mut entries, through, stream_last } = decoded;
+        let Decoded { mut entries, through, stream_last, bad } = decoded;
         if through > held {
             let mut backoff = BACKOFF_MIN;
             loop {
@@ -337,6 +341,9 @@ impl Ctx {
             }
         }
         self.state.set_stream_last(stream_last);
+        if let Some(why) = bad {
+            return Some(Ended::Fatal(why));
+        }
         // AckPolicy::All: the last message acknowledges the whole batch.
         if let Some(last) = batch.last() {
             if let Err(e) = last.ack().await {

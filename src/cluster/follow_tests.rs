@@ -196,18 +196,49 @@ async fn after_catch_up_and_stop_a_retransmission_is_answered_as_a_duplicate() {
 #[tokio::test]
 async fn a_message_that_is_not_a_journal_entry_stops_following_with_an_error() {
     let Some(nats) = NatsServer::start() else { return };
-    let dst_dir = tempfile::tempdir().unwrap();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut src = open(src_dir.path());
+    one(&mut src, &adt("B1", "V1"));
     let cluster = connect(&nats, "b").await;
-    publish_raw(&cluster, 1, headers(1), b"not an entry".to_vec()).await;
+    publish(&cluster, &journal(src_dir.path())).await;
+    publish_raw(&cluster, 2, headers(2), b"not an entry".to_vec()).await;
+    one(&mut src, &adt("B3", "V3"));
+    let third = journal(src_dir.path()).pop().unwrap();
+    let third = Entry { seq: 3, ..third };
+    publish(&cluster, &[third]).await;
     let health = Health::default();
     let f = spawn(cluster.clone(), open(dst_dir.path()), health.clone(), ClusterState::default()).await.unwrap();
     let err = tokio::time::timeout(Duration::from_secs(20), f.catch_up()).await.expect("stops in time").unwrap_err();
-    assert!(err.to_string().contains("stream message 1 is not a journal entry"), "{err}");
-    assert_eq!(f.position(), 0, "nothing applied");
+    assert!(err.to_string().contains("stream message 2 is not a journal entry"), "{err}");
+    assert_eq!(f.position(), 1, "the entry before it is applied; it is not skipped to reach seq 3");
     assert!(health.is_failing(crate::health::Part::Pipeline), "health says so");
     let mut dst = f.stop().await.unwrap();
-    assert_eq!(dst.position(), 0);
+    assert_eq!(dst.position(), 1);
     dst.shutdown().unwrap();
+    drop(dst); // sled's lock
+
+    // A message deleted from the stream is a hole no follower passes.
+    cluster.js.get_stream(&cluster.names.stream).await.unwrap().delete_message(2).await.unwrap();
+    let f = follow(&cluster, open(dst_dir.path())).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), f.catch_up()).await.expect("stops in time").unwrap_err();
+    assert!(err.to_string().contains("holds no message at seq 2"), "{err}");
+    assert_eq!(f.stop().await.unwrap().position(), 1);
+    src.shutdown().unwrap();
+}
+
+/// An entry in a format this build does not read is named as such.
+#[tokio::test]
+async fn an_entry_in_a_newer_format_stops_following_and_says_to_upgrade() {
+    let Some(nats) = NatsServer::start() else { return };
+    let dst_dir = tempfile::tempdir().unwrap();
+    let cluster = connect(&nats, "b").await;
+    let mut newer = headers(1);
+    newer.insert(HDR_FORMAT, "3");
+    publish_raw(&cluster, 1, newer, b"a body from the future".to_vec()).await;
+    let f = follow(&cluster, open(dst_dir.path())).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), f.catch_up()).await.expect("stops in time").unwrap_err();
+    assert!(err.to_string().contains("format 3, which this build does not read; upgrade this node"), "{err}");
+    f.stop().await.unwrap().shutdown().unwrap();
 }
 
 /// A stream that no longer holds entries this node lacks (limits or a
