@@ -27,7 +27,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::Message;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::health::{Health, Part as HealthPart};
 use crate::journal::Entry;
@@ -51,6 +51,9 @@ pub struct Following {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     thread: std::thread::JoinHandle<Pipeline>,
+    /// Dropped without `stop`: the task ends and the thread with it (the
+    /// pipeline is then dropped, its journal durable as always).
+    _stop_on_drop: DropGuard,
 }
 
 /// What the task and the handle share.
@@ -175,7 +178,8 @@ pub async fn spawn(
     };
     tracing::info!(node = %cluster.cfg.node, from_seq = from + 1, stream_last = last, "following the journal stream");
     let task = tokio::spawn(ctx.run(consumer));
-    Ok(Following { cluster, state, shared, position, cancel, task, thread })
+    let _stop_on_drop = cancel.clone().drop_guard();
+    Ok(Following { cluster, state, shared, position, cancel, task, thread, _stop_on_drop })
 }
 
 /// One batch for the pipeline thread: entries to append, then seqs to pass
