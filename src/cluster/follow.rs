@@ -80,7 +80,9 @@ impl Following {
     }
 
     /// Waits until the local journal holds everything the stream held when
-    /// called; returns that last sequence. Following goes on.
+    /// called; returns that last sequence. Following goes on. Waits through
+    /// a NATS outage as long as it lasts: a caller with a deadline wraps it
+    /// in `tokio::time::timeout` (the follower stays usable).
     ///
     /// # Errors
     /// The stream's end cannot be read, or following stopped by itself.
