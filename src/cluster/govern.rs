@@ -322,13 +322,13 @@ struct Applier {
     store: Store,
     replayer: Replayer,
     progress: Progress,
-    state: ClusterState,
 }
 
 /// Starts applying the governance stream to this node's register (module
 /// doc) and returns the handle the HTTP API publishes through. The task runs
 /// until aborted (drop or `abort` the `JoinHandle`), setting the consumer up
-/// again after a NATS failure.
+/// again after a NATS failure. `_state` is taken for the fixed signature;
+/// NATS connectivity is the orchestration's to report.
 ///
 /// # Errors
 /// The consumer cannot be created (NATS unreachable, stream missing).
@@ -337,9 +337,9 @@ pub async fn spawn(
     store: Store,
     replayer: Replayer,
     progress: Progress,
-    state: ClusterState,
+    _state: ClusterState,
 ) -> Result<(GovHandle, JoinHandle<()>), ClusterError> {
-    let applier = Applier { cluster: cluster.clone(), store, replayer, progress, state };
+    let applier = Applier { cluster: cluster.clone(), store, replayer, progress };
     let first = applier.consumer().await?;
     let task = tokio::spawn(async move { applier.run(first).await });
     Ok((GovHandle::new(cluster), task))
@@ -407,13 +407,14 @@ impl Applier {
         while let Some(m) = messages.next().await {
             let m = match m {
                 Ok(m) => m,
-                // Missed heartbeats and the like: the stream of messages goes on.
-                Err(e) => {
+                // NATS unreachable for a while: the subscription resumes by itself.
+                Err(e) if e.kind() == pull::MessagesErrorKind::MissingHeartbeat => {
                     tracing::debug!(error = %e, "governance consumer");
                     continue;
                 }
+                // Consumer deleted, no responders…: set it up again.
+                Err(e) => return Err(ClusterError::Nats(e.to_string())),
             };
-            self.state.set_nats_connected(true);
             let ack = self.handle(&m.payload).await;
             m.ack_with(ack).await.map_err(|e| ClusterError::Nats(e.to_string()))?;
         }
