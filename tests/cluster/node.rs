@@ -155,6 +155,28 @@ impl Node {
         }
     }
 
+    /// As [`wait_http`](Self::wait_http), but an exit is an answer too:
+    /// true when `path` answered 200, false when the process exited.
+    pub fn wait_http_or_exit(&mut self, path: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let url = format!("{}{path}", self.http_url());
+        loop {
+            if get(&url, "").map(|(s, _)| s) == Some(200) {
+                return true;
+            }
+            if !self.is_running() {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} {path} not 200 within {limit:?}:\n{}",
+                self.spec.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A bearer token this node accepts (signed with its own data
     /// directory's key), for `role` (clinician, admin).
     pub fn token(&self, role: &str) -> String {

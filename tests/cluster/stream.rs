@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use recordhub::cluster::{HDR_GAP, HDR_SEQ};
 
-use super::nats::{runtime, NatsCluster};
+use super::nats::{runtime, NatsCluster, STREAM};
 
 /// One journal entry as the stream carries it.
 pub struct StreamEntry {
@@ -16,15 +16,24 @@ pub struct StreamEntry {
     pub ack_code: String,
 }
 
-/// Every non-filler entry of the journal stream, in order.
+/// Every non-filler entry of the journal stream, in order. Retries each
+/// request for up to 30 s: right after a NATS server is killed the stream
+/// may be electing a new leader.
 pub fn entries(nats: &NatsCluster) -> Vec<StreamEntry> {
     runtime().block_on(async {
-        let cluster = nats.connect().await.expect("the test connects to NATS");
-        let mut stream = cluster.js.get_stream(cluster.names.stream.as_str()).await.expect("the journal stream");
-        let last = stream.info().await.expect("stream info").state.last_sequence;
+        let addrs: Vec<async_nats::ServerAddr> = nats.urls().iter().map(|u| u.parse().expect("a NATS URL")).collect();
+        let connecting = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(addrs);
+        let client = tokio::time::timeout(std::time::Duration::from_secs(30), connecting)
+            .await
+            .expect("the test connects to NATS within 30 s")
+            .expect("the test connects to NATS");
+        let js = async_nats::jetstream::new(client);
+        // get_stream fetches the stream's info: its last sequence now.
+        let stream = retry("the journal stream", || js.get_stream(STREAM)).await;
+        let last = stream.cached_info().state.last_sequence;
         let mut out = Vec::new();
         for seq in 1..=last {
-            let m = stream.get_raw_message(seq).await.unwrap_or_else(|e| panic!("stream message {seq}: {e}"));
+            let m = retry(&format!("stream message {seq}"), || stream.get_raw_message(seq)).await;
             if m.headers.get(HDR_GAP).is_some() {
                 continue;
             }
@@ -38,6 +47,21 @@ pub fn entries(nats: &NatsCluster) -> Vec<StreamEntry> {
         }
         out
     })
+}
+
+/// `op` until it succeeds, for at most 30 s.
+async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut op: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() > deadline => panic!("reading {what} from NATS: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Control id → how many stream entries carry it.
