@@ -1,8 +1,11 @@
 //! The active node's lease: key [`super::LEASE_KEY`] in the lease bucket,
 //! whose entries expire after `lease_ttl`. The holder renews it at its
 //! revision (compare-and-swap) well inside the TTL; a standby creates it once
-//! it has expired. A renewal refused at our revision means another node holds
-//! it: [`Lease::lost`] is cancelled and the node stands down.
+//! it has expired. A renewal refused at our revision because another node
+//! holds the key cancels [`Lease::lost`] and the node stands down; so does a
+//! TTL without a renewal under `ack_after = "local"` (see [`renew`] for why
+//! not under `"replicated"`). A clean stop deletes the key at our revision
+//! ([`Lease::release`]) so a standby takes over at once.
 //!
 //! The lease alone does not make two actives impossible (a paused holder
 //! learns of its loss only when it next renews); the stream's
