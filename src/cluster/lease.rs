@@ -212,7 +212,7 @@ async fn renew(mut r: Renewal) {
         let outcome = tokio::time::timeout(bound, r.kv.update(LEASE_KEY, r.node.clone().into(), rev)).await;
         let renewed = match outcome {
             Ok(Ok(new)) => Ok(new),
-            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => match retake(&r.kv, &r.node).await {
+            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => match retake(&r.kv, &r.node, rev).await {
                 Retake::Ours(new) => Ok(new),
                 Retake::Theirs(by) => Err(Some(format!("the lease is no longer at revision {rev}: {by} holds it"))),
                 // The key cannot be read now (a leader election): try again.
@@ -269,15 +269,18 @@ enum Retake {
     Unknown,
 }
 
-/// After a renewal refused at our revision: the key's revision if it still
-/// holds our name (only this node writes it), or a new one if it is free
-/// and we create it again.
-async fn retake(kv: &kv::Store, node: &str) -> Retake {
+/// After a renewal refused at `rev`: the key's revision if it still holds
+/// our name (only this node writes it: a renewal that landed but whose ack
+/// was lost), or a new one if it is free and we create it again. A read at
+/// or below `rev` is stale (direct gets may be answered by a lagging
+/// replica during an election): an outage, not an answer.
+async fn retake(kv: &kv::Store, node: &str, rev: u64) -> Retake {
     let entry = match kv.entry(LEASE_KEY).await {
         Ok(e) => e,
         Err(_) => return Retake::Unknown,
     };
     match entry {
+        Some(e) if e.revision <= rev => Retake::Unknown,
         Some(e) if e.operation == kv::Operation::Put => {
             if e.value == node.as_bytes() {
                 Retake::Ours(e.revision)
@@ -286,15 +289,15 @@ async fn retake(kv: &kv::Store, node: &str) -> Retake {
             }
         }
         _ => match kv.create(LEASE_KEY, node.to_string().into()).await {
-            Ok(rev) => {
+            Ok(new) => {
                 tracing::warn!(
                     node,
-                    revision = rev,
+                    revision = new,
                     "the lease expired while it could not be renewed and nobody took it: took it again"
                 );
-                Retake::Ours(rev)
+                Retake::Ours(new)
             }
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Retake::Theirs("another node".into()),
+            // Someone wrote it since the read: the next round reads who.
             Err(_) => Retake::Unknown,
         },
     }
