@@ -44,6 +44,7 @@ fn record(c: &mut Criterion) {
         charset_fallbacks: 0,
         health: vec![("journal", true)],
         ready: vec![],
+        cluster: None,
     };
     // Correctness once before timing: the series exist.
     assert!(m.render(&scrape).contains("recordhub_naks_total{code=\"201\"}"));

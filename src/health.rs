@@ -50,6 +50,9 @@ struct Inner {
     /// The engine's counters ride along: every part that reports health
     /// also emits events (see `events.rs`).
     metrics: crate::metrics::Metrics,
+    /// A cluster node's place in the cluster and its `ready_max_lag`
+    /// (`None` on a single node: `/ready` and `/metrics` say nothing of it).
+    cluster: std::sync::OnceLock<(crate::cluster::ClusterState, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +151,18 @@ impl Health {
         self.0.listening.store(on, Ordering::Release);
     }
 
+    /// Makes this a cluster node's health: `/ready` follows its part
+    /// (following, active, stood down) and `/metrics` shows its gauges.
+    /// Set once, at start-up.
+    pub fn set_cluster(&self, state: crate::cluster::ClusterState, ready_max_lag: u64) {
+        let _ = self.0.cluster.set((state, ready_max_lag));
+    }
+
+    /// The cluster state, on a cluster node.
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterState> {
+        self.0.cluster.get().map(|(s, _)| s.clone())
+    }
+
     pub fn set_replay_done(&self) {
         self.0.replay_done.store(true, Ordering::Release);
     }
@@ -182,8 +197,42 @@ impl Health {
         let lag_ok = index_lag <= max_lag;
         let lag_reason = format!("index is {index_lag} journal entries behind (bound {max_lag})");
         checks.insert("index_lag", Check { ok: lag_ok, reason: (!lag_ok).then_some(lag_reason), since_ms: None });
+        if let Some((state, max)) = self.0.cluster.get() {
+            cluster_checks(&mut checks, state, *max);
+        }
         Report::from(checks)
     }
+}
+
+/// A cluster node is ready by its part: a follower (standby or reader) when
+/// it is connected to NATS and within `max` entries of the stream's end (it
+/// has no MLLP listener, by design); the active node when it listens (the
+/// `listening` check); a node that stood down never.
+fn cluster_checks(
+    checks: &mut std::collections::BTreeMap<&'static str, Check>,
+    state: &crate::cluster::ClusterState,
+    max: u64,
+) {
+    use crate::cluster::Part as Role;
+    let fail = |why: String| Check { ok: false, reason: Some(why), since_ms: None };
+    let check = match state.part() {
+        Role::Following => {
+            checks.remove("listening");
+            let lag = state.follow_lag();
+            if !state.nats_connected() {
+                fail("not connected to NATS: cannot follow the stream".into())
+            } else if lag > max {
+                fail(format!("following the stream: {lag} entries behind (bound {max})"))
+            } else {
+                Check { ok: true, reason: None, since_ms: None }
+            }
+        }
+        Role::Active => Check { ok: true, reason: None, since_ms: None },
+        Role::StoodDown => {
+            fail("stood down: another node holds the lease; restart this node to follow the stream".into())
+        }
+    };
+    checks.insert("cluster", check);
 }
 
 impl std::fmt::Debug for Health {
@@ -223,5 +272,33 @@ mod tests {
         assert!(!r.ok() && r.checks["index_lag"].reason.as_deref().unwrap().contains("11"));
         h.fail(Part::Pipeline, "panicked");
         assert!(!h.ready(0, 10).ok(), "unhealthy is not ready");
+        assert!(!h.ready(0, 10).checks.contains_key("cluster"), "a single node says nothing of a cluster");
+    }
+
+    #[test]
+    fn a_follower_is_ready_when_connected_and_near_the_end_of_the_stream() {
+        use crate::cluster::{ClusterState, Part as Role};
+        let h = Health::default();
+        h.set_replay_done();
+        let state = ClusterState::default();
+        h.set_cluster(state.clone(), 100);
+        let r = h.ready(0, 10);
+        assert!(!r.ok() && r.checks["cluster"].reason.as_deref().unwrap().contains("not connected to NATS"));
+        assert!(!r.checks.contains_key("listening"), "a follower has no MLLP listener by design");
+        state.set_nats_connected(true);
+        state.set_stream_last(150);
+        state.set_followed(49);
+        let r = h.ready(0, 10);
+        assert_eq!(r.checks["cluster"].reason.as_deref(), Some("following the stream: 101 entries behind (bound 100)"));
+        state.set_followed(50);
+        assert!(h.ready(0, 10).ok());
+        // Takes over: ready only once it listens.
+        state.set_part(Role::Active);
+        assert!(!h.ready(0, 10).ok());
+        h.set_listening(true);
+        assert!(h.ready(0, 10).ok());
+        state.set_part(Role::StoodDown);
+        let r = h.ready(0, 10);
+        assert!(!r.ok() && r.checks["cluster"].reason.as_deref().unwrap().starts_with("stood down"));
     }
 }

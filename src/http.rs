@@ -170,6 +170,7 @@ async fn metrics(State(api): State<Api>) -> Response {
             charset_fallbacks: crate::telemetry::charset_fallbacks(),
             health: checks(api.health.health()),
             ready: checks(api.health.ready(api.progress.lag(), MAX_INDEX_LAG)),
+            cluster: api.health.cluster(),
         };
         m.render(&scrape)
     })

@@ -365,6 +365,9 @@ impl Metrics {
         if prometheus_text::encode(&mut out, &self.0.registry).is_err() {
             let _ = writeln!(out, "# encoding stopped early");
         }
+        if let Some(state) = &now.cluster {
+            scrape::write_cluster(&mut out, state);
+        }
         out
     }
 }

@@ -7,20 +7,21 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::fault::Faults;
 use crate::health::Health;
-use crate::http::{self, Api};
+
 use crate::mllp::server::{self, ServerConfig};
-use crate::pipeline::{self, Mappings, Pipeline, Premapper};
-use crate::worker::{self, Ended, WorkerOptions};
+use crate::pipeline::{self, Mappings};
+use crate::worker::{self, WorkerOptions};
 
 mod cluster;
 mod files;
+mod parts;
 mod settings;
 mod signals;
 
 pub use files::{owner_only_umask, private_data_dir};
 pub use settings::{load_mappings, pipeline_options, server_config};
 
-use signals::{reload_on_sighup, shutdown_on_signal};
+use signals::shutdown_on_signal;
 
 /// Errors that stop the engine.
 #[derive(Debug, thiserror::Error)]
@@ -154,70 +155,13 @@ pub async fn start_with_faults(
     mappings: Mappings,
     faults: Faults,
 ) -> Result<Running, ServeError> {
-    if faults.any() {
-        tracing::warn!("fault injection is armed ({}): for tests only", crate::fault::ENV);
-    }
-    private_data_dir(&cfg.store.data_dir)
-        .map_err(|source| ServeError::DataDir { dir: cfg.store.data_dir.clone(), source })?;
-    let mut opts = pipeline_options(cfg, mappings.clone());
-    let audit_opts = crate::audit::Options::from_config(&cfg.audit, faults.clone());
-    opts.faults = faults;
-    // For the read API: restoring a record when its objection is withdrawn.
-    let replayer = pipeline::Replayer {
-        journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
-        mappings: mappings.clone(),
-        policy: opts.policy.clone(),
-    };
-    let premapper = Premapper::new(mappings.clone(), opts.policy.clone());
-    let health = opts.health.clone();
-    let opened = tokio::task::spawn_blocking(move || Pipeline::open(opts))
-        .await
-        .map_err(|e| ServeError::Thread(std::io::Error::other(e.to_string())))?;
-    let (pipeline, startup) = opened?;
-    if let Some(t) = &startup.recovery.truncated {
-        tracing::warn!(segment = %t.segment.display(), offset = t.offset, bytes_dropped = t.bytes_dropped, reason = %t.reason,
-            "journal had a torn tail (a write interrupted by a crash); truncated it: nothing acknowledged was lost");
-    }
-    for d in &startup.recovery.damage {
-        tracing::error!(segment = %d.segment.display(), offset = d.offset, len = d.len, seq_before = ?d.seq_before,
-            seq_after = ?d.seq_after, reason = %d.reason, quarantined = ?d.quarantined,
-            "journal damage: entries inside this range are lost unless the segment is restored from a backup; intact entries around it are kept");
-    }
-    tracing::info!(entries = startup.recovery.entries, last_seq = startup.recovery.last_seq, replayed = startup.replayed,
-        data_dir = %cfg.store.data_dir.display(), "journal opened");
-    // Before the listener: a broken access file or an unreachable IdP stops start-up.
-    let access = crate::access::Access::load(&cfg.access_file()).map_err(ServeError::Access)?;
-    let auth = crate::auth::Auth::open(cfg).map_err(ServeError::Auth)?;
-    let http_listener =
-        http::bind(cfg.http.listen).await.map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
-    let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
+    let opened = parts::open(cfg, &mappings, faults).await?;
     // Before any thread starts: a listener that cannot bind stops start-up cleanly.
     let server_cfg = server_config(cfg);
+    let api = parts::prepare_api(cfg, &opened, server_cfg.stats.clone(), None).await?;
     let extra = extra_listeners(cfg, &server_cfg).await?;
-    let http_tls = match &cfg.http.tls {
-        Some(files) => Some(crate::mllp::tls::acceptor(files).map_err(|e| ServeError::Tls(e.to_string()))?),
-        None => None,
-    };
-    health.set_replay_done();
-    health.metrics().set_enabled(cfg.http.metrics);
-    let api = Api {
-        store: pipeline.store().clone(),
-        progress: pipeline.progress(),
-        mappings: mappings.clone(),
-        mapping_dir: cfg.mapping.dir.clone(),
-        health: health.clone(),
-        mllp_stats: server_cfg.stats.clone(),
-        guard: std::sync::Arc::new(http::guard::Guard::new(&cfg.http.guard, http_addr, health.metrics().clone())),
-        journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
-        replayer,
-        audit: open_audit(cfg, audit_opts, pipeline.store())?,
-        access: std::sync::Arc::new(access),
-        auth: std::sync::Arc::new(auth),
-        access_file: cfg.access_file(),
-        cluster_gov: None,
-    };
-    let sighup_api = api.clone();
-    let retention_store = api.store.clone();
+    let http_addr = api.http_addr;
+    let parts::Opened { pipeline, health, premapper, .. } = opened;
     let cancel = CancellationToken::new();
     let (handle, thread) = worker::spawn(
         pipeline,
@@ -226,29 +170,11 @@ pub async fn start_with_faults(
             health: health.clone(),
             on_panic: cancel.clone(),
             premapper: Some(premapper),
+            replication: None,
         },
     )
     .map_err(ServeError::Thread)?;
-    let http_task = match http_tls {
-        Some(acceptor) => {
-            let https = crate::mllp::https::HttpsListener::new(http_listener, acceptor)
-                .map_err(|source| ServeError::Bind { addr: cfg.http.listen, source })?;
-            tokio::spawn(http::run(https, api, cancel.clone()))
-        }
-        None => tokio::spawn(http::run(http_listener, api, cancel.clone())),
-    };
-    // Awaited at shutdown: it holds the store (re-evaluation after a
-    // reload), whose file lock must be released when shutdown returns.
-    let sighup_task = tokio::spawn(reload_on_sighup(sighup_api, cancel.clone()));
-    // Also holds the store: awaited at shutdown like the SIGHUP task.
-    let retention = pipeline::retain::Retention {
-        store: retention_store,
-        journal_dir: pipeline::journal_dir(&cfg.store.data_dir),
-        retention: cfg.retention.clone(),
-        dedup: cfg.dedup.clone(),
-    };
-    let retention_task = tokio::spawn(retention.run(cancel.clone()));
-    tracing::info!(listen = %http_addr, "read API started");
+    let api_tasks = api.spawn(cfg, &cancel)?;
     let mllp_stats = server_cfg.stats.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "MLLP listener started");
@@ -270,23 +196,10 @@ pub async fn start_with_faults(
             let _ = t.await;
         }
         health.set_listening(false);
-        let _ = http_task.await;
-        let _ = sighup_task.await;
-        let _ = retention_task.await;
+        api_tasks.join().await;
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-        match joined {
-            Ok(Ok(Ended::Stopped(mut p))) => {
-                if let Err(e) = p.shutdown() {
-                    // Everything is in the journal; the next start replays it.
-                    tracing::warn!(error = %crate::pipeline::error_chain(&e),
-                        "the index could not be flushed at shutdown; the journal holds everything and the next start replays it");
-                }
-            }
-            Ok(Ok(Ended::Panicked(why))) => return Err(ServeError::PipelinePanicked(why)),
-            Ok(Err(_)) | Err(_) => return Err(ServeError::PipelinePanicked("the worker could not be joined".into())),
-        }
+        parts::flush(parts::join_worker(thread).await?).await;
         tracing::info!("stopped");
         Ok(())
     });

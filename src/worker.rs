@@ -19,6 +19,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::publish::Replication;
+use crate::cluster::AckAfter;
 use crate::events::MessageOutcome;
 use crate::health::{Health, Part};
 use crate::pipeline::{self, Frame, Inbound, Outcome, Pipeline, Premapped, Premapper};
@@ -101,6 +103,10 @@ pub struct WorkerOptions {
     pub on_panic: CancellationToken,
     /// Maps large frames ahead; `None` maps everything on the pipeline thread.
     pub premapper: Option<Premapper>,
+    /// The cluster publisher (an active cluster node): told of each commit,
+    /// and with `ack_after = "replicated"` the batch's AAs wait for the
+    /// stream's quorum ack (see `pipeline/replicated.rs`). `None`: one node.
+    pub replication: Option<Replication>,
 }
 
 /// How the worker thread ended.
@@ -115,7 +121,7 @@ pub enum Ended {
 /// pipeline back (for a clean shutdown flush). If it panics, `health` says so
 /// and `on_panic` is cancelled.
 pub fn spawn(mut pipeline: Pipeline, opts: WorkerOptions) -> std::io::Result<(Handle, JoinHandle<Ended>)> {
-    let WorkerOptions { max_batch, health, on_panic, premapper } = opts;
+    let WorkerOptions { max_batch, health, on_panic, premapper, replication } = opts;
     let (tx, mut rx) = mpsc::channel::<Queued>(max_batch.max(1) * 4);
     let max_batch = max_batch.max(1);
     let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || {
@@ -129,7 +135,7 @@ pub fn spawn(mut pipeline: Pipeline, opts: WorkerOptions) -> std::io::Result<(Ha
                         Err(_) => break,
                     }
                 }
-                run_batch(&mut pipeline, &mut jobs);
+                run_batch(&mut pipeline, &mut jobs, replication.as_ref());
             }
         }));
         match run {
@@ -150,7 +156,7 @@ pub fn spawn(mut pipeline: Pipeline, opts: WorkerOptions) -> std::io::Result<(Ha
     Ok((Handle { tx, premapper: premapper.map(Arc::new) }, thread))
 }
 
-fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
+fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>, replication: Option<&Replication>) {
     let inbound: Vec<Inbound<'_>> = jobs
         .iter()
         .map(|q| Inbound {
@@ -164,8 +170,11 @@ fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
             sender: q.job.sender.as_deref(),
         })
         .collect();
-    let outcomes = pipeline.process(&inbound);
+    let mut outcomes = pipeline.process(&inbound);
     drop(inbound);
+    if let Some(r) = replication {
+        replicate(pipeline, r, jobs, &mut outcomes);
+    }
     for (Queued { job, .. }, outcome) in jobs.drain(..).zip(outcomes) {
         log_outcome(pipeline, &job, &outcome);
         // The connection may be gone (peer closed); its ACK has nowhere to go
@@ -174,8 +183,147 @@ fn run_batch(pipeline: &mut Pipeline, jobs: &mut Vec<Queued>) {
     }
 }
 
+/// Tells the publisher of the commit; under `ack_after = "replicated"`
+/// waits for the stream to hold the batch's accepted entries, else turns
+/// their AA/CA into AR/CR 207. Duplicates count with their original's seq:
+/// a resend of an entry not yet replicated must not get AA either.
+fn replicate(pipeline: &Pipeline, r: &Replication, jobs: &[Queued], outcomes: &mut [Outcome]) {
+    r.note_committed(pipeline.committed_seq());
+    if r.ack_after() != AckAfter::Replicated {
+        return;
+    }
+    let Some(top) = outcomes.iter().filter(|o| o.code.is_accept()).filter_map(|o| o.seq).max() else {
+        return;
+    };
+    let timeout = r.publish_timeout();
+    let Err(e) = r.wait_published(top, timeout) else {
+        return;
+    };
+    for (q, o) in jobs.iter().zip(outcomes.iter_mut()) {
+        let raw = match &q.job.frame {
+            FrameBuf::Message(b) => &b[..],
+            FrameBuf::Oversize { head, .. } => &head[..],
+        };
+        pipeline.not_replicated(o, raw, &e.0, timeout);
+    }
+}
+
 /// The one INFO line per message and its counters (see `events.rs`).
 fn log_outcome(pipeline: &Pipeline, job: &Job, o: &Outcome) {
     let elapsed_us = pipeline::elapsed_us(job.started);
     MessageOutcome { outcome: o, peer: &job.peer, elapsed_us }.emit(pipeline.metrics());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ack::AckCode;
+    use crate::cluster::testing::NatsServer;
+    use crate::cluster::{Cluster, ClusterState};
+    use crate::pipeline::{Mappings, Options};
+
+    const ADT: &[u8] = include_bytes!("../fixtures/adt-a01.hl7");
+
+    fn options(dir: &Path) -> Options {
+        let set =
+            crate::mapping::MappingSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+        Options {
+            data_dir: dir.to_path_buf(),
+            journal_segment_bytes: 1 << 20,
+            index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            journal_damage: Default::default(),
+            application: "RECORDHUB".into(),
+            facility: "LCR".into(),
+            policy: crate::intake::Policy::default(),
+            mappings: Mappings::new(set),
+            health: Health::default(),
+            faults: crate::fault::Faults::none(),
+        }
+    }
+
+    /// The fixture in original acknowledgement mode (no MSH-15/16), v2.5.
+    fn original_mode(control_id: &str) -> Vec<u8> {
+        let text = String::from_utf8_lossy(ADT);
+        assert!(text.contains("|MSG00001|P|2.4|||AL|NE"), "the fixture's MSH");
+        text.replacen("|MSG00001|P|2.4|||AL|NE", &format!("|{control_id}|P|2.5"), 1).into_bytes()
+    }
+
+    async fn send(h: &Handle, raw: &[u8]) -> (Outcome, String) {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            frame: FrameBuf::Message(BytesMut::from(raw)),
+            peer: Arc::from("test"),
+            sender: None,
+            received_at_ms: 0,
+            started: Instant::now(),
+            reply,
+        };
+        assert!(h.submit(job).await.is_ok(), "the worker runs");
+        let o = rx.await.unwrap();
+        let ack = String::from_utf8_lossy(o.ack.as_deref().unwrap_or_default()).into_owned();
+        (o, ack)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_ack_after_replicated_no_quorum_answers_ar_207_and_the_resend_gets_aa_once_replicated() {
+        let Some(mut nats) = NatsServer::start() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let (pipeline, _) = Pipeline::open(options(dir.path())).unwrap();
+        let cluster = Cluster::connect(&nats.config("a")).await.unwrap();
+        let jdir = pipeline::journal_dir(dir.path());
+        let fenced = CancellationToken::new();
+        let r =
+            crate::cluster::publish::spawn(cluster, jdir, pipeline.committed_seq(), ClusterState::default(), fenced)
+                .await
+                .unwrap();
+        let opts = WorkerOptions {
+            max_batch: 8,
+            health: Health::default(),
+            on_panic: CancellationToken::new(),
+            premapper: None,
+            replication: Some(r.clone()),
+        };
+        let (handle, thread) = spawn(pipeline, opts).unwrap();
+
+        let (o, ack) = send(&handle, &original_mode("UP1")).await;
+        assert!(ack.contains("\rMSA|AA|UP1\r"), "{ack}");
+        assert_eq!(r.published(), o.seq.unwrap(), "AA only once the stream has it");
+
+        nats.stop();
+        let msg = original_mode("DOWN1");
+        let (o, ack) = send(&handle, &msg).await;
+        assert!(ack.contains("\rMSA|AR|DOWN1\r"), "{ack}");
+        assert!(ack.contains("|207^Application internal error^HL70357|"), "{ack}");
+        assert!(ack.contains("not replicated to the cluster's quorum within 2 s; resend"), "{ack}");
+        assert_eq!(o.code, AckCode::AR);
+        assert_eq!(o.verdict(), "rejected", "the log line says rejected");
+        assert_eq!(o.problem.as_ref().map(|(_, p)| p.code), Some(207));
+        let seq = o.seq.unwrap();
+        // Enhanced mode (the fixture as is: MSH-15 AL) gets CR.
+        let (o, ack) = send(&handle, ADT).await;
+        assert_eq!(o.code, AckCode::CR, "{ack}");
+        assert!(ack.contains("\rMSA|CR|MSG00001|"), "{ack}");
+
+        nats.restart();
+        // The sender resends until AA: a duplicate answered with the
+        // original's AA, and only once the original is in the stream.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (o, ack) = send(&handle, &msg).await;
+            if o.code == AckCode::AA {
+                assert!(o.duplicate && o.seq == Some(seq), "the original answers");
+                assert!(ack.contains("\rMSA|AA|DOWN1\r"), "{ack}");
+                assert!(r.published() >= seq);
+                break;
+            }
+            assert!(ack.contains("\rMSA|AR|DOWN1\r"), "{ack}");
+            assert!(Instant::now() < deadline, "never AA after the server came back");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(handle);
+        assert!(matches!(thread.join().unwrap(), Ended::Stopped(_)));
+    }
 }

@@ -146,6 +146,38 @@ impl Drop for Inner {
     }
 }
 
+/// A chain line's own links (`seq`, `prev`, `hash`; see `chain.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineLinks {
+    pub seq: u64,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// Checks one chain line (without its newline) against its own hash: for
+/// readers of the chain outside this module (the cluster's audit forwarder
+/// and `recordhub cluster audit`). `Err` says what is wrong with it.
+pub fn check_line(line: &[u8]) -> Result<LineLinks, String> {
+    match chain::check(line) {
+        Ok(l) => Ok(LineLinks { seq: l.seq, prev: l.prev, hash: l.hash }),
+        Err(chain::LineFault::Changed) => Err("changed: its bytes do not hash to its own hash".into()),
+        Err(chain::LineFault::Malformed(why)) => Err(why),
+    }
+}
+
+/// The SHA-256 (hex) of a line's bytes: names a line that is not sound.
+pub fn line_digest(line: &[u8]) -> String {
+    chain::sha256_hex(&[line])
+}
+
+/// The chain files in `dir` (an audit directory), in order: (number, path).
+///
+/// # Errors
+/// The directory could not be read.
+pub fn chain_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    chain::files(dir)
+}
+
 /// The directory under the data directory that holds the audit log.
 pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("audit")

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use audit::{audit, AuditArgs, AuditCliError};
 pub use check::check;
-pub use cluster::cluster_status;
+pub use cluster::{cluster_audit, cluster_status};
 pub use governance::governance_test;
 pub use health::{health, local_url};
 pub use journal::{journal, show as journal_show, ShowError};

@@ -1,7 +1,8 @@
 //! `recordhub objection add|remove|list|import`: the records officer's view
 //! of the objection register (`store/objection.rs`), against the data
 //! directory (`--data`, server stopped) or a running server's admin API
-//! (`--server`). Also the pieces the HTTP admin API shares: request
+//! (`--server`; in a cluster the node publishes the change to every node,
+//! while `--data` changes that directory only, with a warning). Also the pieces the HTTP admin API shares: request
 //! validation, the CSV import parser, and remove-then-restore.
 //!
 //! The CSV import is all or nothing: every row is checked first, each bad
@@ -151,6 +152,14 @@ pub fn objection(action: Action, target: Target) -> Result<serde_json::Value, Ob
 }
 
 fn local(action: Action, cfg: &crate::config::Config) -> Result<serde_json::Value, ObjectionError> {
+    let changes = matches!(action, Action::Add(_) | Action::Remove { .. } | Action::Import { .. });
+    if changes && cfg.cluster.is_some() {
+        // Nothing here publishes to the governance stream (cluster/govern.rs).
+        eprintln!(
+            "warning: the config has [cluster], but --data changes only this data directory's register: \
+             the other nodes will not get this change. Use --server URL (a running node) for the cluster."
+        );
+    }
     let mappings = crate::serve::load_mappings(cfg).map_err(|e| ObjectionError::Open(e.to_string()))?;
     let opts = crate::serve::pipeline_options(cfg, mappings.clone());
     let replayer = Replayer { journal_dir: journal_dir(&cfg.store.data_dir), mappings, policy: opts.policy.clone() };

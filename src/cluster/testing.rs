@@ -13,9 +13,10 @@ use super::{AckAfter, ClusterConfig, Role};
 
 /// A running `nats-server -js`, killed on drop.
 pub struct NatsServer {
-    child: Child,
+    child: Option<Child>,
+    bin: PathBuf,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The `nats-server` binary: `$NATS_SERVER`, else on PATH or in /usr/sbin.
@@ -42,20 +43,38 @@ impl NatsServer {
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Command::new(bin)
+        let mut server = NatsServer { child: None, bin, port: free_port(), dir };
+        server.restart();
+        Some(server)
+    }
+
+    /// Kills the server (as an outage would); [`NatsServer::restart`] brings
+    /// it back on the same port with the same store.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again (after [`NatsServer::stop`]) on the same port
+    /// and store directory; waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.port;
+        let child = Command::new(&self.bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(NatsServer { child, port, _dir: dir })
     }
 
     pub fn url(&self) -> String {
@@ -86,8 +105,7 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -90,6 +90,16 @@ pub enum JournalError {
         /// Every damaged range found, in journal order.
         damage: Vec<Damage>,
     },
+    /// [`Journal::append_at`] was given a seq the journal already holds or
+    /// has burned; nothing was appended. A follower skips such an entry (a
+    /// redelivery of one it already applied).
+    #[error("journal already holds seq {seq} (the next seq is {next_seq}); the entry was skipped")]
+    AlreadyHeld {
+        /// The seq asked for.
+        seq: u64,
+        /// The seq the journal would append next.
+        next_seq: u64,
+    },
     /// An entry would be larger than the format allows; it was not appended.
     /// Lower the MLLP maximum frame size below the limit.
     #[error("journal entry body of {bytes} bytes exceeds the limit of {max} bytes; lower the maximum frame size")]

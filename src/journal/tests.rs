@@ -545,3 +545,54 @@ fn a_tailing_reader_resumes_after_the_last_commit_and_misses_nothing() {
     let again: Vec<u64> = reader.iter_resuming(1, resume).map(|e| e.unwrap().seq).collect();
     assert_eq!(again, seqs(&all));
 }
+
+/// A follower copies another node's journal with the stream's seqs: an entry
+/// appended at a given seq reads back at that seq after a reopen, the journal
+/// continues after it, and an entry it already holds is refused (skipped).
+#[test]
+fn append_at_keeps_the_given_seqs_across_reopen_and_refuses_one_already_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(dir.path());
+    assert_eq!(j.append_at(1, &entry("C1", b"MSH|1")).unwrap(), 1);
+    assert_eq!(j.append_at(2, &entry("C2", b"MSH|2")).unwrap(), 2);
+    j.commit().unwrap();
+    let err = j.append_at(2, &entry("C2", b"MSH|2")).unwrap_err();
+    assert!(matches!(err, JournalError::AlreadyHeld { seq: 2, next_seq: 3 }), "{err}");
+    assert!(err.to_string().contains("already holds seq 2"), "{err}");
+    drop(j);
+    let (mut j, recovery) = open(dir.path());
+    assert!(recovery.damage.is_empty());
+    assert_eq!((j.committed_seq(), j.next_seq()), (2, 3));
+    assert!(matches!(j.append_at(1, &entry("C1", b"MSH|1")), Err(JournalError::AlreadyHeld { .. })));
+    assert_eq!(j.append(&entry("C3", b"MSH|3")).unwrap(), 3, "a takeover continues the sequence");
+    j.commit().unwrap();
+    let (entries, damage) = read_all(dir.path());
+    assert_eq!(seqs(&entries), [1, 2, 3]);
+    assert_eq!(entries[1].control_id, "C2");
+    assert!(damage.is_empty());
+}
+
+/// A seq the stream holds only as a gap filler (burned on the active node)
+/// stays a gap in the follower's journal: not damage, kept across reopen,
+/// also when the gap opens the journal or sits inside one commit.
+#[test]
+fn append_at_past_next_seq_leaves_a_gap_that_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(dir.path());
+    j.append_at(3, &entry("C3", b"MSH|3")).unwrap();
+    j.commit().unwrap();
+    j.append_at(4, &entry("C4", b"MSH|4")).unwrap();
+    j.append_at(7, &entry("C7", b"MSH|7")).unwrap();
+    j.commit().unwrap();
+    j.burn_through(9);
+    assert_eq!(j.next_seq(), 10, "a trailing burned seq is passed");
+    assert_eq!(j.append_at(11, &entry("C11", b"MSH|11")).unwrap(), 11);
+    j.commit().unwrap();
+    drop(j);
+    let (j, recovery) = open(dir.path());
+    assert!(recovery.damage.is_empty(), "gaps are not damage: {:?}", recovery.damage);
+    assert_eq!((j.committed_seq(), j.next_seq()), (11, 12));
+    let (entries, damage) = read_all(dir.path());
+    assert_eq!(seqs(&entries), [3, 4, 7, 11]);
+    assert!(damage.is_empty());
+}

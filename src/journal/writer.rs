@@ -141,6 +141,43 @@ impl Journal {
         Ok(self.next_seq - 1)
     }
 
+    /// Appends `e` with the given `seq` (a follower copying another node's
+    /// journal: the stream's sequence is the journal seq). Seqs between
+    /// `next_seq` and `seq` are burned, as a failed commit burns them (format
+    /// 2 allows gaps). Not durable until [`Journal::commit`] returns `Ok`.
+    ///
+    /// # Errors
+    /// [`JournalError::AlreadyHeld`] if `seq` is below `next_seq` (the caller
+    /// skips the entry); [`JournalError::TooLarge`] as for `append`. Either
+    /// way the journal is unchanged.
+    pub fn append_at(&mut self, seq: u64, e: &EntryRef<'_>) -> Result<u64, JournalError> {
+        if seq < self.next_seq {
+            return Err(JournalError::AlreadyHeld { seq, next_seq: self.next_seq });
+        }
+        entry::encode(seq, e, &mut self.buf)?;
+        self.pending_first.get_or_insert(seq);
+        self.next_seq = seq + 1;
+        Ok(seq)
+    }
+
+    /// Burns every seq up to `seq` without writing anything: the follower of a
+    /// stream whose last message stands for a burned seq ends where the stream
+    /// ends, so a takeover continues after it. A reopened journal forgets the
+    /// burn (it continues after its last entry), as after a failed commit.
+    pub fn burn_through(&mut self, seq: u64) {
+        self.next_seq = self.next_seq.max(seq + 1);
+    }
+
+    /// After a failed commit, lets a follower append the same entries again
+    /// at the same seqs: they are the stream's, not this node's to burn.
+    /// Nothing is pending then (the failed commit forgot it), and `next_seq`
+    /// never goes back to or below a committed seq.
+    pub fn rewind_after_failed_commit(&mut self, next_seq: u64) {
+        if self.pending_first.is_none() {
+            self.next_seq = next_seq.max(self.committed_seq + 1);
+        }
+    }
+
     /// Makes every entry appended since the last commit durable: one write and
     /// one `fdatasync`, after rotating to a new segment if the current one
     /// would grow past [`JournalOptions::segment_bytes`]; then writes the

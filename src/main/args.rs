@@ -209,6 +209,15 @@ pub(crate) enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The cluster's one audit log: every node's audit lines in stream
+    /// order, each with its node and its seq and hash in that node's chain.
+    Audit {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

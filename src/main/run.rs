@@ -21,6 +21,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = common.load(None, None)?;
             cli::cluster_status(&cfg, json)
         }
+        Command::Cluster { action: ClusterCommand::Audit { common, json } } => {
+            let cfg = common.load(None, None)?;
+            cli::cluster_audit(&cfg, json)
+        }
         Command::Send { to, timeout, tls, files } => {
             let rt =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;

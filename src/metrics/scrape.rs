@@ -19,6 +19,34 @@ pub struct Scrape {
     pub health: Vec<(&'static str, bool)>,
     /// `/ready` checks: name, ok.
     pub ready: Vec<(&'static str, bool)>,
+    /// A cluster node's state (`None` on a single node: no cluster gauges).
+    pub cluster: Option<crate::cluster::ClusterState>,
+}
+
+/// Appends the `recordhub_cluster_*` gauges (classic text format) for a
+/// cluster node. Written by hand rather than registered: they exist only on
+/// a cluster node, and each is one atomic read.
+pub(crate) fn write_cluster(out: &mut String, state: &crate::cluster::ClusterState) {
+    use crate::cluster::Part;
+    use std::fmt::Write as _;
+    let part = state.part();
+    let _ = writeln!(out, "# HELP recordhub_cluster_part This node's part in the cluster (1 for the current one).");
+    let _ = writeln!(out, "# TYPE recordhub_cluster_part gauge");
+    for (name, p) in [("following", Part::Following), ("active", Part::Active), ("stood_down", Part::StoodDown)] {
+        let _ = writeln!(out, "recordhub_cluster_part{{part=\"{name}\"}} {}", u8::from(part == p));
+    }
+    for (name, help, v) in [
+        ("publish_lag", "Entries committed here and not yet acknowledged by the stream.", state.publish_lag()),
+        ("follow_lag", "Entries in the stream not yet in this node's journal.", state.follow_lag()),
+        ("published_seq", "Highest journal seq the stream acknowledged from this node.", state.published()),
+        ("stream_last_seq", "The stream's last sequence as last seen.", state.stream_last()),
+        ("lease_revision", "The lease revision this node holds (0: none).", state.lease_revision()),
+        ("nats_connected", "1 when connected to NATS.", u64::from(state.nats_connected())),
+    ] {
+        let _ = writeln!(out, "# HELP recordhub_cluster_{name} {help}");
+        let _ = writeln!(out, "# TYPE recordhub_cluster_{name} gauge");
+        let _ = writeln!(out, "recordhub_cluster_{name} {v}");
+    }
 }
 
 /// The journal's footprint on disk.

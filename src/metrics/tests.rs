@@ -17,6 +17,7 @@ fn scrape() -> Scrape {
         charset_fallbacks: 0,
         health: vec![("journal", true)],
         ready: vec![],
+        cluster: None,
     }
 }
 
@@ -57,4 +58,31 @@ fn when_disabled_nothing_is_recorded() {
     let text = m.render(&scrape());
     assert!(!text.contains("recordhub_messages_total{"), "{text}");
     assert!(text.contains("recordhub_journal_commit_seconds_count 0\n"), "{text}");
+}
+
+#[test]
+fn cluster_gauges_appear_only_on_a_cluster_node() {
+    let m = Metrics::new();
+    let single = m.render(&scrape());
+    assert!(!single.contains("recordhub_cluster_"), "{single}");
+    let state = crate::cluster::ClusterState::default();
+    state.set_part(crate::cluster::Part::Active);
+    state.set_committed(12);
+    state.set_published(9);
+    state.set_lease_revision(7);
+    state.set_nats_connected(true);
+    let text = m.render(&Scrape { cluster: Some(state), ..scrape() });
+    for line in [
+        "recordhub_cluster_part{part=\"active\"} 1\n",
+        "recordhub_cluster_part{part=\"following\"} 0\n",
+        "recordhub_cluster_part{part=\"stood_down\"} 0\n",
+        "recordhub_cluster_publish_lag 3\n",
+        "recordhub_cluster_published_seq 9\n",
+        "recordhub_cluster_follow_lag 0\n",
+        "recordhub_cluster_stream_last_seq 0\n",
+        "recordhub_cluster_lease_revision 7\n",
+        "recordhub_cluster_nats_connected 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
 }

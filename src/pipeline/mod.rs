@@ -15,10 +15,12 @@
 //! that original's commit too. A failed commit turns the whole batch into
 //! AR 207: the sender retries, nothing acknowledged is lost.
 
+mod follow;
 mod mappings;
 mod premap;
 mod recent;
 mod replay;
+mod replicated;
 mod reprocess;
 pub mod retain;
 mod settle;
@@ -36,6 +38,9 @@ use crate::journal::{EntryRef, Journal, JournalOptions, Reason};
 use crate::store::dedup::Fingerprint;
 use crate::store::{DedupKey, DedupRecord, Store, StoreError};
 
+#[cfg(test)]
+pub(crate) use follow::testing;
+pub use follow::FollowError;
 pub use mappings::Mappings;
 pub use premap::{Premapped, Premapper, PREMAP_BYTES};
 pub use replay::Replayer;

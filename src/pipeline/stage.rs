@@ -235,6 +235,7 @@ PID|1||9434765919^^^NHS^NH\rOBR|1\r";
             charset_fallbacks: 0,
             health: vec![],
             ready: vec![],
+            cluster: None,
         };
         let text = p.metrics().render(&scrape);
         text.lines().find(|l| l.starts_with("recordhub_messages_ignored_total")).unwrap_or_default().to_string()
