@@ -27,14 +27,14 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::Message;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::health::{Health, Part as HealthPart};
 use crate::journal::Entry;
 use crate::pipeline::{error_chain, FollowError, Pipeline};
 
 use super::{Cluster, ClusterError, ClusterState};
-use stream::{check_prefix, decode_batch, stream_last, Decoded, Undecodable};
+use stream::{check_prefix, decode_batch, hole_at, stream_last, Decoded, OutOfOrder};
 
 /// Entries handed to the pipeline thread at most at once (one fdatasync).
 const MAX_BATCH: usize = 512;
@@ -51,6 +51,9 @@ pub struct Following {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     thread: std::thread::JoinHandle<Pipeline>,
+    /// Dropped without `stop`: the task ends and the thread with it (the
+    /// pipeline is then dropped, its journal durable as always).
+    _stop_on_drop: DropGuard,
 }
 
 /// What the task and the handle share.
@@ -77,7 +80,9 @@ impl Following {
     }
 
     /// Waits until the local journal holds everything the stream held when
-    /// called; returns that last sequence. Following goes on.
+    /// called; returns that last sequence. Following goes on. Waits through
+    /// a NATS outage as long as it lasts: a caller with a deadline wraps it
+    /// in `tokio::time::timeout` (the follower stays usable).
     ///
     /// # Errors
     /// The stream's end cannot be read, or following stopped by itself.
@@ -175,7 +180,8 @@ pub async fn spawn(
     };
     tracing::info!(node = %cluster.cfg.node, from_seq = from + 1, stream_last = last, "following the journal stream");
     let task = tokio::spawn(ctx.run(consumer));
-    Ok(Following { cluster, state, shared, position, cancel, task, thread })
+    let _stop_on_drop = cancel.clone().drop_guard();
+    Ok(Following { cluster, state, shared, position, cancel, task, thread, _stop_on_drop })
 }
 
 /// One batch for the pipeline thread: entries to append, then seqs to pass
@@ -304,10 +310,14 @@ impl Ctx {
         let held = self.held();
         let decoded = match decode_batch(batch, held) {
             Ok(d) => d,
-            Err(Undecodable::Fatal(why)) => return Some(Ended::Fatal(why)),
-            Err(Undecodable::OutOfOrder(why)) => return Some(Ended::Retry(why)),
+            Err(OutOfOrder(why)) => {
+                return Some(match hole_at(&self.cluster, held + 1).await {
+                    Some(hole) => Ended::Fatal(hole),
+                    None => Ended::Retry(why),
+                })
+            }
         };
-        let Decoded { mut entries, through, stream_last } = decoded;
+        let Decoded { mut entries, through, stream_last, bad } = decoded;
         if through > held {
             let mut backoff = BACKOFF_MIN;
             loop {
@@ -337,6 +347,9 @@ impl Ctx {
             }
         }
         self.state.set_stream_last(stream_last);
+        if let Some(why) = bad {
+            return Some(Ended::Fatal(why));
+        }
         // AckPolicy::All: the last message acknowledges the whole batch.
         if let Some(last) = batch.last() {
             if let Err(e) = last.ack().await {

@@ -8,7 +8,7 @@ use async_nats::jetstream::Message;
 use crate::journal::{wire, Entry};
 use crate::pipeline::{error_chain, Pipeline};
 
-use crate::cluster::{Cluster, ClusterError, HDR_GAP};
+use crate::cluster::{Cluster, ClusterError, HDR_FORMAT, HDR_GAP};
 
 /// A delivered batch, decoded: entries to append in order, the last seq it
 /// covers (gap fillers included) and the stream's last sequence as seen.
@@ -16,33 +16,46 @@ pub(super) struct Decoded {
     pub(super) entries: Vec<Entry>,
     pub(super) through: u64,
     pub(super) stream_last: u64,
+    /// Why the message after `through` cannot be applied: following stops.
+    pub(super) bad: Option<String>,
 }
 
-pub(super) enum Undecodable {
-    /// A message that is not a journal entry: never skipped silently.
-    Fatal(String),
-    /// A seq missing from the delivery: make the consumer again from the position.
-    OutOfOrder(String),
-}
+/// A seq missing from the delivery: make the consumer again from the position.
+pub(super) struct OutOfOrder(pub(super) String);
 
-pub(super) fn decode_batch(batch: &[Message], held: u64) -> Result<Decoded, Undecodable> {
-    let mut d = Decoded { entries: Vec::with_capacity(batch.len()), through: held, stream_last: 0 };
+pub(super) fn decode_batch(batch: &[Message], held: u64) -> Result<Decoded, OutOfOrder> {
+    let mut d = Decoded { entries: Vec::with_capacity(batch.len()), through: held, stream_last: 0, bad: None };
     for m in batch {
-        let info = m.info().map_err(|e| Undecodable::OutOfOrder(format!("message info: {e}")))?;
+        let info = m.info().map_err(|e| OutOfOrder(format!("message info: {e}")))?;
         let seq = info.stream_sequence;
         d.stream_last = d.stream_last.max(seq + info.pending);
         if seq <= d.through {
             continue; // a redelivery of an entry already held
         }
         if seq != d.through + 1 {
-            return Err(Undecodable::OutOfOrder(format!("stream seq {seq} delivered after {}", d.through)));
+            return Err(OutOfOrder(format!("stream seq {seq} delivered after {}", d.through)));
         }
-        d.through = seq;
-        if m.headers.as_ref().is_some_and(|h| h.get(HDR_GAP).is_some()) {
+        let header = |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+        if header(HDR_GAP).is_some() {
+            d.through = seq;
             continue; // stands for a seq burned on the active node
         }
-        let entry = decode_at(seq, &m.payload).map_err(Undecodable::Fatal)?;
-        d.entries.push(entry);
+        let format = header(HDR_FORMAT).filter(|f| *f != wire::FORMAT_VERSION.to_string());
+        let decoded = match format {
+            Some(f) => Err(format!(
+                "stream message {seq} is in journal entry format {f}, which this build does not read; upgrade this node"
+            )),
+            None => decode_at(seq, &m.payload),
+        };
+        match decoded {
+            Ok(entry) => d.entries.push(entry),
+            // What came before it is applied; it is never skipped.
+            Err(why) => {
+                d.bad = Some(why);
+                break;
+            }
+        }
+        d.through = seq;
     }
     Ok(d)
 }
@@ -117,5 +130,20 @@ fn differs(a: &Entry, b: &Entry) -> Option<&'static str> {
         Some("message bytes")
     } else {
         None
+    }
+}
+
+/// Why the stream cannot be followed past `seq` if it holds no message
+/// there although it goes on after it (a message deleted from the stream):
+/// a follower never passes a seq it lacks.
+pub(super) async fn hole_at(cluster: &Cluster, seq: u64) -> Option<String> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    let stream = cluster.js.get_stream(&cluster.names.stream).await.ok()?;
+    match stream.get_raw_message(seq).await {
+        Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Some(format!(
+            "the stream holds no message at seq {seq} but goes on after it (deleted from the stream?); this node \
+             cannot follow past it: copy the data directory of a node that holds seq {seq}, then start again"
+        )),
+        _ => None,
     }
 }

@@ -196,18 +196,49 @@ async fn after_catch_up_and_stop_a_retransmission_is_answered_as_a_duplicate() {
 #[tokio::test]
 async fn a_message_that_is_not_a_journal_entry_stops_following_with_an_error() {
     let Some(nats) = NatsServer::start() else { return };
-    let dst_dir = tempfile::tempdir().unwrap();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut src = open(src_dir.path());
+    one(&mut src, &adt("B1", "V1"));
     let cluster = connect(&nats, "b").await;
-    publish_raw(&cluster, 1, headers(1), b"not an entry".to_vec()).await;
+    publish(&cluster, &journal(src_dir.path())).await;
+    publish_raw(&cluster, 2, headers(2), b"not an entry".to_vec()).await;
+    one(&mut src, &adt("B3", "V3"));
+    let third = journal(src_dir.path()).pop().unwrap();
+    let third = Entry { seq: 3, ..third };
+    publish(&cluster, &[third]).await;
     let health = Health::default();
     let f = spawn(cluster.clone(), open(dst_dir.path()), health.clone(), ClusterState::default()).await.unwrap();
     let err = tokio::time::timeout(Duration::from_secs(20), f.catch_up()).await.expect("stops in time").unwrap_err();
-    assert!(err.to_string().contains("stream message 1 is not a journal entry"), "{err}");
-    assert_eq!(f.position(), 0, "nothing applied");
+    assert!(err.to_string().contains("stream message 2 is not a journal entry"), "{err}");
+    assert_eq!(f.position(), 1, "the entry before it is applied; it is not skipped to reach seq 3");
     assert!(health.is_failing(crate::health::Part::Pipeline), "health says so");
     let mut dst = f.stop().await.unwrap();
-    assert_eq!(dst.position(), 0);
+    assert_eq!(dst.position(), 1);
     dst.shutdown().unwrap();
+    drop(dst); // sled's lock
+
+    // A message deleted from the stream is a hole no follower passes.
+    cluster.js.get_stream(&cluster.names.stream).await.unwrap().delete_message(2).await.unwrap();
+    let f = follow(&cluster, open(dst_dir.path())).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), f.catch_up()).await.expect("stops in time").unwrap_err();
+    assert!(err.to_string().contains("holds no message at seq 2"), "{err}");
+    assert_eq!(f.stop().await.unwrap().position(), 1);
+    src.shutdown().unwrap();
+}
+
+/// An entry in a format this build does not read is named as such.
+#[tokio::test]
+async fn an_entry_in_a_newer_format_stops_following_and_says_to_upgrade() {
+    let Some(nats) = NatsServer::start() else { return };
+    let dst_dir = tempfile::tempdir().unwrap();
+    let cluster = connect(&nats, "b").await;
+    let mut newer = headers(1);
+    newer.insert(HDR_FORMAT, "3");
+    publish_raw(&cluster, 1, newer, b"a body from the future".to_vec()).await;
+    let f = follow(&cluster, open(dst_dir.path())).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), f.catch_up()).await.expect("stops in time").unwrap_err();
+    assert!(err.to_string().contains("format 3, which this build does not read; upgrade this node"), "{err}");
+    f.stop().await.unwrap().shutdown().unwrap();
 }
 
 /// A stream that no longer holds entries this node lacks (limits or a
@@ -225,4 +256,89 @@ async fn a_stream_that_no_longer_holds_what_the_follower_lacks_is_refused() {
     let Err(err) = follow(&cluster, open(dst_dir.path())).await else { panic!("followed a purged stream") };
     assert!(err.to_string().contains("no longer holds seqs 1 to 2"), "{err}");
     src.shutdown().unwrap();
+}
+
+/// A NATS outage pauses following (the node keeps its data and says it is
+/// disconnected) and following resumes by itself when NATS is back.
+#[tokio::test]
+async fn following_resumes_by_itself_after_a_nats_outage() {
+    let Some(bin) = crate::cluster::testing::nats_binary() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = || {
+        let child = std::process::Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut server = start();
+    let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut src = open(src_dir.path());
+    one(&mut src, &adt("O1", "V1"));
+    let cfg = crate::config::ClusterConfig {
+        servers: vec![format!("nats://127.0.0.1:{port}")],
+        node: "b".into(),
+        role: crate::config::Role::Reader,
+        stream: "RECORDHUB".into(),
+        replicas: 1,
+        ack_after: crate::config::AckAfter::Local,
+        publish_timeout: Duration::from_secs(2),
+        lease_ttl: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        ready_max_lag: 1000,
+        creds: None,
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
+    };
+    let cluster = Cluster::connect(&cfg).await.unwrap();
+    publish(&cluster, &journal(src_dir.path())).await;
+    let state = ClusterState::default();
+    let f = spawn(cluster.clone(), open(dst_dir.path()), Health::default(), state.clone()).await.unwrap();
+    assert_eq!(caught_up(&f).await, 1);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state.nats_connected() {
+        assert!(std::time::Instant::now() < deadline, "the outage is reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(f.position(), 1, "what it holds stays");
+
+    let mut server = start();
+    one(&mut src, &adt("O2", "V2"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let second = &journal(src_dir.path())[1];
+    loop {
+        let subject = cluster.names.journal_subject.clone();
+        let body = wire::encode(second).unwrap().into();
+        let sent = tokio::time::timeout(Duration::from_secs(2), async {
+            cluster
+                .js
+                .publish_with_headers(subject, headers(2), body)
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        });
+        match sent.await {
+            Ok(Ok(ack)) => break assert_eq!(ack.sequence, 2),
+            other => assert!(std::time::Instant::now() < deadline, "NATS back in time: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(caught_up(&f).await, 2, "resumed by itself");
+    assert!(state.nats_connected());
+    f.stop().await.unwrap().shutdown().unwrap();
+    src.shutdown().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -1,8 +1,11 @@
 //! The active node's lease: key [`super::LEASE_KEY`] in the lease bucket,
 //! whose entries expire after `lease_ttl`. The holder renews it at its
 //! revision (compare-and-swap) well inside the TTL; a standby creates it once
-//! it has expired. A renewal refused at our revision means another node holds
-//! it: [`Lease::lost`] is cancelled and the node stands down.
+//! it has expired. A renewal refused at our revision because another node
+//! holds the key cancels [`Lease::lost`] and the node stands down; so does a
+//! TTL without a renewal under `ack_after = "local"` (see [`renew`] for why
+//! not under `"replicated"`). A clean stop deletes the key at our revision
+//! ([`Lease::release`]) so a standby takes over at once.
 //!
 //! The lease alone does not make two actives impossible (a paused holder
 //! learns of its loss only when it next renews); the stream's
@@ -20,7 +23,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, ClusterError, ClusterState, Part, LEASE_KEY};
+use super::{AckAfter, Cluster, ClusterError, ClusterState, Part, LEASE_KEY};
 
 /// A held lease, renewed in the background until dropped or lost.
 pub struct Lease {
@@ -103,7 +106,8 @@ pub async fn acquire(
             Ok(rev) => {
                 tracing::info!(node = %node, revision = rev, "took the lease");
                 state.set_lease_revision(rev);
-                return Ok(Some(hold(kv, node, rev, sent, ttl, state.clone())));
+                let lapse_loses = cluster.cfg.ack_after == AckAfter::Local;
+                return Ok(Some(hold(kv, node, rev, sent, ttl, lapse_loses, state.clone())));
             }
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
                 let holder = holder_of(&kv).await;
@@ -139,7 +143,15 @@ async fn holder_of(kv: &kv::Store) -> String {
 }
 
 /// Starts renewing a lease taken at `rev` (the create was sent at `sent`).
-fn hold(kv: kv::Store, node: String, rev: u64, sent: Instant, ttl: Duration, state: ClusterState) -> Lease {
+fn hold(
+    kv: kv::Store,
+    node: String,
+    rev: u64,
+    sent: Instant,
+    ttl: Duration,
+    lapse_loses: bool,
+    state: ClusterState,
+) -> Lease {
     let lost = CancellationToken::new();
     let stop = CancellationToken::new();
     let current = Arc::new(AtomicU64::new(rev));
@@ -147,6 +159,7 @@ fn hold(kv: kv::Store, node: String, rev: u64, sent: Instant, ttl: Duration, sta
         kv: kv.clone(),
         node: node.clone(),
         ttl,
+        lapse_loses,
         last_ok: sent,
         current: current.clone(),
         lost: lost.clone(),
@@ -160,6 +173,9 @@ struct Renewal {
     kv: kv::Store,
     node: String,
     ttl: Duration,
+    /// Whether a lapse (no renewal for a TTL, NATS away or without quorum)
+    /// loses the lease: see [`renew`].
+    lapse_loses: bool,
     /// When the last successful write was *sent*: the key expires no
     /// earlier than `ttl` after it, so counting from the send is safe.
     last_ok: Instant,
@@ -170,8 +186,19 @@ struct Renewal {
 }
 
 /// Renews every `ttl / 3` until stopped or lost.
+///
+/// A renewal refused at our revision loses the lease, unless the key is
+/// still ours (a renewal that landed but whose ack was lost) or free (it
+/// expired during an outage and nobody took it: taken again). A lapse —
+/// no renewal for a TTL — loses it under `ack_after = "local"`, where this
+/// node would otherwise go on acknowledging entries another active node's
+/// stream would never hold. Under `"replicated"` a lapse is only a WARN:
+/// no AA can be given without the stream's quorum anyway (every message
+/// gets AR 207), and a node that took over meanwhile fences this one's
+/// publishes; the node keeps its listener so it resumes when NATS does.
 async fn renew(mut r: Renewal) {
     let every = r.ttl / 3;
+    let mut lapsed = false;
     loop {
         tokio::select! {
             () = r.stop.cancelled() => return,
@@ -181,38 +208,95 @@ async fn renew(mut r: Renewal) {
         let sent = Instant::now();
         // Bounded so a hung request cannot outlive the lease unnoticed.
         let left = (r.last_ok + r.ttl).saturating_duration_since(sent);
-        let outcome = tokio::time::timeout(left, r.kv.update(LEASE_KEY, r.node.clone().into(), rev)).await;
-        let why = match outcome {
-            Ok(Ok(new)) => {
+        let bound = if left.is_zero() { every } else { left };
+        let outcome = tokio::time::timeout(bound, r.kv.update(LEASE_KEY, r.node.clone().into(), rev)).await;
+        let renewed = match outcome {
+            Ok(Ok(new)) => Ok(new),
+            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => match retake(&r.kv, &r.node).await {
+                Retake::Ours(new) => Ok(new),
+                Retake::Theirs(by) => Err(Some(format!("the lease is no longer at revision {rev}: {by} holds it"))),
+                // The key cannot be read now (a leader election): try again.
+                Retake::Unknown => Err(None),
+            },
+            Ok(Err(e)) => {
+                tracing::debug!(node = %r.node, revision = rev, error = %e, "could not renew the lease; retrying");
+                Err(None)
+            }
+            Err(_) => Err(None),
+        };
+        let why = match renewed {
+            Ok(new) => {
                 r.current.store(new, Ordering::Release);
                 r.state.set_lease_revision(new);
                 r.last_ok = sent;
-                tracing::debug!(node = %r.node, revision = new, "renewed the lease");
+                if std::mem::take(&mut lapsed) {
+                    tracing::info!(node = %r.node, revision = new, "renewed the lease again");
+                }
                 continue;
             }
-            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                Some(format!("the lease is no longer at revision {rev}: another node holds it or it expired"))
+            Err(Some(why)) => why,
+            Err(None) if r.last_ok.elapsed() < r.ttl => continue,
+            Err(None) if r.lapse_loses => {
+                format!("not renewed for {:?} (the lease TTL): another node may hold it", r.ttl)
             }
-            Ok(Err(e)) => {
-                tracing::warn!(node = %r.node, revision = rev, error = %e, "could not renew the lease; retrying");
-                None
+            Err(None) => {
+                if !lapsed {
+                    lapsed = true;
+                    tracing::warn!(node = %r.node, revision = rev,
+                        "cannot renew the lease (NATS away or without quorum): messages are refused with AR 207 until it can; retrying");
+                }
+                continue;
             }
-            Err(_) => None,
         };
-        let why = why.or_else(|| {
-            (r.last_ok.elapsed() >= r.ttl)
-                .then(|| format!("not renewed for {:?} (the lease TTL): another node may hold it", r.ttl))
-        });
-        if let Some(why) = why {
-            if r.stop.is_cancelled() {
-                return;
-            }
-            tracing::error!(node = %r.node, revision = rev, reason = %why, "lost the lease: standing down");
-            r.state.set_part(Part::StoodDown);
-            r.state.set_lease_revision(0);
-            r.lost.cancel();
+        if r.stop.is_cancelled() {
             return;
         }
+        tracing::error!(node = %r.node, revision = rev, reason = %why, "lost the lease: standing down");
+        r.state.set_part(Part::StoodDown);
+        r.state.set_lease_revision(0);
+        r.lost.cancel();
+        return;
+    }
+}
+
+/// What a renewal refused at our revision found.
+enum Retake {
+    /// Still ours, at this revision.
+    Ours(u64),
+    /// Another node (named) holds it.
+    Theirs(String),
+    /// The key could not be read or written: an outage, not an answer.
+    Unknown,
+}
+
+/// After a renewal refused at our revision: the key's revision if it still
+/// holds our name (only this node writes it), or a new one if it is free
+/// and we create it again.
+async fn retake(kv: &kv::Store, node: &str) -> Retake {
+    let entry = match kv.entry(LEASE_KEY).await {
+        Ok(e) => e,
+        Err(_) => return Retake::Unknown,
+    };
+    match entry {
+        Some(e) if e.operation == kv::Operation::Put => {
+            if e.value == node.as_bytes() {
+                Retake::Ours(e.revision)
+            } else {
+                Retake::Theirs(String::from_utf8_lossy(&e.value).into_owned())
+            }
+        }
+        _ => match kv.create(LEASE_KEY, node.to_string().into()).await {
+            Ok(rev) => {
+                tracing::warn!(
+                    node,
+                    revision = rev,
+                    "the lease expired while it could not be renewed and nobody took it: took it again"
+                );
+                Retake::Ours(rev)
+            }
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Retake::Theirs("another node".into()),
+            Err(_) => Retake::Unknown,
+        },
     }
 }
 
@@ -273,6 +357,23 @@ mod tests {
         // Releasing a lost lease leaves the new holder's key alone.
         held.release().await;
         assert_eq!(holder(&a).await.as_deref(), Some("b"));
+    }
+
+    #[tokio::test]
+    async fn a_holder_keeps_a_key_that_expired_unclaimed_or_still_holds_its_name() {
+        let Some(nats) = NatsServer::start() else { return };
+        let (a, sa) = node(&nats, "a").await;
+        let held = acquire(&a, &sa, CancellationToken::new()).await.unwrap().unwrap();
+        let kv = a.js.get_key_value(&a.names.lease_bucket).await.unwrap();
+        // Freed behind its back (as by expiry during an outage): taken again.
+        kv.delete(LEASE_KEY).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(holder(&a).await.as_deref(), Some("a"));
+        // Its own name at a newer revision (a renewal whose ack was lost): kept.
+        kv.put(LEASE_KEY, "a".into()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!held.lost().is_cancelled());
+        assert_eq!(holder(&a).await.as_deref(), Some("a"));
     }
 
     #[tokio::test]

@@ -161,6 +161,9 @@ pub fn table(s: &Snapshot) -> String {
         ]);
     }
     let mut out = columns(&rows);
+    if s.nodes.is_empty() {
+        out.push_str("no node has reported (none started with this [cluster] yet)\n");
+    }
     match &s.lease {
         Some(l) => out.push_str(&format!("lease: held by {} at revision {} (* above)\n", l.holder, l.revision)),
         None => out.push_str("lease: held by no node (expired or never taken): no node is ingesting\n"),

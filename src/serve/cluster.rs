@@ -43,6 +43,22 @@ use super::{extra_listeners, server_config, ServeError};
 /// # Errors
 /// Start-up failures, NATS unreachable, the local journal diverging from the stream.
 pub async fn serve(cfg: Config, mappings: Mappings, faults: Faults) -> Result<(), ServeError> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    serve_until(cfg, mappings, faults, shutdown).await
+}
+
+/// [`serve`] until `shutdown` is cancelled (tests; `serve` cancels it on
+/// SIGTERM/ctrl-c).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_until(
+    cfg: Config,
+    mappings: Mappings,
+    faults: Faults,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let Some(ccfg) = cfg.cluster.clone() else {
         return Err(ClusterError::Setup { what: "[cluster]".into(), why: "missing from engine.toml".into() }.into());
     };
@@ -52,8 +68,6 @@ pub async fn serve(cfg: Config, mappings: Mappings, faults: Faults) -> Result<()
     let state = ClusterState::default();
     state.set_nats_connected(true);
     opened.health.set_cluster(state.clone(), ccfg.ready_max_lag);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(shutdown.clone()));
     // Objections recorded on any node apply here; this node's audit chain
     // goes to the cluster's audit stream.
     let (gov, gov_task) = govern::spawn(
@@ -307,6 +321,10 @@ impl Node {
                 }
                 self.state.set_nats_connected(connected);
             }
+            if self.state.part() == Part::Active {
+                // The active node is the stream's writer: its end is what it published.
+                self.state.set_stream_last(self.state.published());
+            }
             if let Err(e) = status::report(&self.cluster, &self.status()).await {
                 tracing::debug!(error = %e, "could not write this node's status");
             }
@@ -332,6 +350,10 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;
 
 /// Resolves when following has stopped by itself, with why.
 async fn failed(following: &follow::Following) -> String {

@@ -6,9 +6,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use tokio::task::JoinHandle;
+
 use super::*;
 use crate::cluster::testing::NatsServer;
+use crate::cluster::ClusterState;
 use crate::mapping::MappingSet;
+use crate::pipeline::Replayer;
 use crate::pipeline::{journal_dir, Inbound, Mappings, Options, Pipeline};
 
 const ADT: &[u8] = include_bytes!("../../../fixtures/adt-a01.hl7");

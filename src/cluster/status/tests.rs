@@ -32,7 +32,7 @@ stream: last seq 9
 ";
     assert_eq!(table, want);
     let none = super::table(&Snapshot::new(0, None, vec![], now));
-    assert!(none.contains("lease: held by no node"), "{none}");
+    assert!(none.contains("no node has reported") && none.contains("lease: held by no node"), "{none}");
 }
 
 #[test]
