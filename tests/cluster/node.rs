@@ -32,7 +32,8 @@ pub struct Node {
     pub http: SocketAddr,
     dir: tempfile::TempDir,
     child: Option<Child>,
-    log: Arc<Mutex<VecDeque<String>>>,
+    /// (WARN/ERROR lines, the last lines).
+    log: Arc<Mutex<(Vec<String>, VecDeque<String>)>>,
 }
 
 impl Node {
@@ -80,9 +81,16 @@ impl Node {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-                l.push_back(format!("[{name}] {line}"));
-                if l.len() > 60 {
-                    l.pop_front();
+                // WARN/ERROR lines other than per-message outcomes stay (up
+                // to 200): they say why a node stood down long before the end.
+                let notable = (line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\""))
+                    && !line.contains("\"message\":\"message\"");
+                if notable && l.0.len() < 200 {
+                    l.0.push(format!("[{name}] {line}"));
+                }
+                l.1.push_back(format!("[{name}] {line}"));
+                if l.1.len() > 60 {
+                    l.1.pop_front();
                 }
             }
         });
@@ -100,7 +108,8 @@ impl Node {
     /// The node's last log lines, for an assertion message.
     pub fn log(&self) -> String {
         let l = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        l.iter().cloned().collect::<Vec<_>>().join("\n")
+        let tail: Vec<String> = l.1.iter().cloned().collect();
+        format!("warnings and errors:\n{}\nlast lines:\n{}", l.0.join("\n"), tail.join("\n"))
     }
 
     pub fn is_running(&mut self) -> bool {
