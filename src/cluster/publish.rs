@@ -208,6 +208,13 @@ impl Publisher {
             let full = chunk.len() >= CHUNK_ENTRIES;
             for item in chunk {
                 // Seqs the journal skipped (a failed commit) get fillers.
+                if item.seq > next {
+                    tracing::info!(
+                        from = next,
+                        to = item.seq - 1,
+                        "journal seqs burned by a failed commit: publishing gap fillers"
+                    );
+                }
                 let fillers = (next..item.seq).map(|seq| Item { seq, body: Bytes::new(), partition: None });
                 for it in fillers.chain(std::iter::once(item)) {
                     if in_flight.len() >= MAX_IN_FLIGHT {
