@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 
 pub use damage::{Damage, DamagePolicy};
 pub use entry::{Entry, EntryRef, OwnedReason, Reason, MAX_BODY_LEN};
-pub use reader::{Entries, JournalReader};
+pub use reader::{Entries, JournalReader, Resume};
 pub use recovery::{Recovery, Truncation};
 pub use writer::{Journal, JournalOptions};
 

@@ -105,6 +105,18 @@ impl SegmentScan {
         })
     }
 
+    /// [`SegmentScan::open`], positioned at `offset`: a record boundary an
+    /// earlier scan of this segment reported (after a commit record), so a
+    /// tailing reader does not read the segment from its start again.
+    pub(super) fn open_at(path: &Path, first_seq: u64, offset: u64, next_min: u64) -> Result<SegmentScan, OpenError> {
+        let mut scan = SegmentScan::open(path, first_seq)?;
+        if scan.bad_header.is_none() && offset >= SEGMENT_HEADER_LEN && offset <= scan.file_len {
+            scan.buf_start = offset;
+            scan.next_min = next_min.max(first_seq);
+        }
+        Ok(scan)
+    }
+
     /// File offset of the next record.
     pub(super) fn offset(&self) -> u64 {
         self.buf_start + self.pos as u64
