@@ -261,8 +261,8 @@ async fn an_entry_that_landed_without_its_ack_reaching_us_is_not_published_twice
 }
 
 /// Not a test: how long a pass's journal read takes at the end of a full
-/// 64 MiB segment (`JournalReader::iter_from` scans the segment from its
-/// start). `cargo test --lib -- --ignored measure_tail_read --nocapture`
+/// 64 MiB segment, scanned from its start (`iter_from`) and resumed where
+/// the previous read stopped (`iter_resuming`, what the publisher does). `cargo test --lib -- --ignored measure_tail_read --nocapture`
 #[test]
 #[ignore]
 fn measure_tail_read_after_a_full_segment() {
@@ -293,7 +293,13 @@ fn measure_tail_read_after_a_full_segment() {
     j.commit().unwrap();
     let reader = JournalReader::open(dir.path()).unwrap();
     let t = Instant::now();
-    let n = reader.iter_from(29_991).count();
+    let mut it = reader.iter_from(29_991);
+    let n = it.by_ref().count();
     assert_eq!(n, 10);
-    eprintln!("read the last {n} entries of a ~60 MB segment in {:?}", t.elapsed());
+    eprintln!("scan: read the last {n} entries of a ~60 MB segment in {:?}", t.elapsed());
+    let resume = it.resume_point();
+    let t = Instant::now();
+    let n = reader.iter_resuming(30_001, resume).count();
+    assert_eq!(n, 0);
+    eprintln!("resumed: read what follows the same point in {:?}", t.elapsed());
 }
