@@ -15,6 +15,7 @@ use crate::worker::{self, WorkerOptions};
 mod cluster;
 mod files;
 mod parts;
+mod rejoin;
 mod settings;
 mod signals;
 

@@ -34,7 +34,7 @@ use crate::journal::Entry;
 use crate::pipeline::{error_chain, FollowError, Pipeline};
 
 use super::{Cluster, ClusterError, ClusterState};
-use stream::{check_prefix, decode_batch, hole_at, stream_last, Decoded, OutOfOrder};
+use stream::{decode_batch, hole_at, stream_last, Decoded, OutOfOrder};
 
 /// Entries handed to the pipeline thread at most at once (one fdatasync).
 const MAX_BATCH: usize = 512;
@@ -413,6 +413,16 @@ async fn consumer_from(cluster: &Cluster, start: u64) -> Result<PullConsumer, Cl
 
 #[path = "follow_stream.rs"]
 mod stream;
+
+/// Whether the local journal is a prefix of the stream (what [`spawn`]
+/// checks first): a node under `replicated` sets a diverged journal aside
+/// before it starts (`serve/rejoin.rs`).
+///
+/// # Errors
+/// [`ClusterError::Diverged`], or the stream cannot be read.
+pub async fn check_prefix(cluster: &Cluster, pipeline: &Pipeline) -> Result<(), ClusterError> {
+    stream::check_prefix(cluster, pipeline).await
+}
 #[cfg(test)]
 #[path = "follow_tests.rs"]
 mod tests;

@@ -62,9 +62,10 @@ pub async fn serve_until(
     let Some(ccfg) = cfg.cluster.clone() else {
         return Err(ClusterError::Setup { what: "[cluster]".into(), why: "missing from engine.toml".into() }.into());
     };
-    let opened = parts::open(&cfg, &mappings, faults).await?;
+    let opened = parts::open(&cfg, &mappings, faults.clone()).await?;
     let cluster = Cluster::connect(&ccfg).await?;
     tracing::info!(node = %ccfg.node, role = ccfg.role.as_str(), servers = %ccfg.servers.join(","), "connected to NATS");
+    let opened = super::rejoin::rejoin(&cfg, &mappings, faults, &cluster, opened).await?;
     let state = ClusterState::default();
     state.set_nats_connected(true);
     opened.health.set_cluster(state.clone(), ccfg.ready_max_lag);

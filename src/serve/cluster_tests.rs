@@ -109,3 +109,49 @@ async fn an_active_node_whose_lease_is_taken_stops_listening_and_exits_fenced() 
     }
     assert!(!listening(a.mllp.listen, Duration::from_millis(200)).await, "a stood-down node still listens");
 }
+
+/// A node whose journal holds what the stream does not (here: a stream that
+/// was lost and started again empty; in life, a crash with publishing
+/// behind or AR 207 entries of a quorum outage). Under `replicated` none of
+/// it was acknowledged AA, so the node sets journal and index aside and
+/// rejoins by itself; under `local` it may have been, so it refuses.
+#[tokio::test]
+async fn a_diverged_journal_is_set_aside_under_replicated_and_refused_under_local() {
+    let Some(first) = NatsServer::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("a");
+    let ttl = Duration::from_secs(2);
+    let a = config(&first, "a", &data, ttl);
+    let stop = CancellationToken::new();
+    let node = start(&a, &stop);
+    assert!(listening(a.mllp.listen, Duration::from_secs(20)).await, "the node did not take over");
+    assert_eq!(send(a.mllp.listen, "BEFORE").await, "AA");
+    stop.cancel();
+    node.await.unwrap().unwrap();
+    drop(first);
+
+    let Some(second) = NatsServer::start() else { return };
+    let mut local = config(&second, "a", &data, ttl);
+    if let Some(c) = local.cluster.as_mut() {
+        c.ack_after = crate::cluster::AckAfter::Local;
+    }
+    let refused = start(&local, &CancellationToken::new()).await.unwrap();
+    let text = refused.expect_err("under local a diverged journal is refused").to_string();
+    assert!(text.contains("diverges") && text.contains("aside"), "{text}");
+
+    let a = config(&second, "a", &data, ttl);
+    let stop = CancellationToken::new();
+    let node = start(&a, &stop);
+    assert!(listening(a.mllp.listen, Duration::from_secs(20)).await, "the node did not rejoin");
+    assert_eq!(send(a.mllp.listen, "AFTER").await, "AA");
+    assert_eq!(stream_last(&second).await, 1, "the node re-synced from the (empty) stream and continues at 1");
+    let aside: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("set-aside-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the old journal is kept for inspection");
+    assert!(aside[0].path().join("journal").is_dir());
+    stop.cancel();
+    node.await.unwrap().unwrap();
+}
