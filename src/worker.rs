@@ -223,25 +223,12 @@ mod tests {
     use crate::ack::AckCode;
     use crate::cluster::testing::NatsServer;
     use crate::cluster::{Cluster, ClusterState};
-    use crate::pipeline::{Mappings, Options};
+    use crate::pipeline::Options;
 
     const ADT: &[u8] = include_bytes!("../fixtures/adt-a01.hl7");
 
     fn options(dir: &Path) -> Options {
-        let set =
-            crate::mapping::MappingSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
-        Options {
-            data_dir: dir.to_path_buf(),
-            journal_segment_bytes: 1 << 20,
-            index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
-            journal_damage: Default::default(),
-            application: "RECORDHUB".into(),
-            facility: "LCR".into(),
-            policy: crate::intake::Policy::default(),
-            mappings: Mappings::new(set),
-            health: Health::default(),
-            faults: crate::fault::Faults::none(),
-        }
+        crate::pipeline::testing::options(dir, crate::fault::Faults::none())
     }
 
     /// The fixture in original acknowledgement mode (no MSH-15/16), v2.5.

@@ -196,7 +196,7 @@ impl Pipeline {
 mod tests {
     use std::path::Path;
 
-    use super::super::{Inbound, Mappings, Options, Pipeline};
+    use super::super::{Inbound, Pipeline};
     use crate::metrics::{JournalSize, Scrape};
 
     const A09: &[u8] = b"MSH|^~\\&|PAS|RJ1|RECORDHUB|LCR|20261121083000||ADT^A09^ADT_A09|IGN1|P|2.4\r\
@@ -207,20 +207,7 @@ PV1|1|I|XRAY^^^RJ1||||||||||||||||V000123456\r";
 PID|1||9434765919^^^NHS^NH\rOBR|1\r";
 
     fn open(dir: &Path) -> Pipeline {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let set = crate::mapping::MappingSet::load_dir(&root.join("mappings")).unwrap();
-        let opts = Options {
-            data_dir: dir.to_path_buf(),
-            journal_segment_bytes: 1 << 20,
-            index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
-            journal_damage: Default::default(),
-            application: "RECORDHUB".into(),
-            facility: "LCR".into(),
-            policy: crate::intake::Policy::default(),
-            mappings: Mappings::new(set),
-            health: crate::health::Health::default(),
-            faults: crate::fault::Faults::none(),
-        };
+        let opts = crate::pipeline::testing::options(dir, crate::fault::Faults::none());
         Pipeline::open(opts).unwrap().0
     }
 

@@ -2,7 +2,6 @@ use std::path::Path;
 
 use super::*;
 use crate::fault::Faults;
-use crate::mapping::MappingSet;
 
 const ADT: &[u8] = include_bytes!("../../fixtures/adt-a01.hl7");
 
@@ -10,21 +9,7 @@ fn open_with(dir: &Path, faults: Faults) -> Pipeline {
     Pipeline::open(options(dir, faults)).unwrap().0
 }
 
-fn options(dir: &Path, faults: Faults) -> Options {
-    let set = MappingSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
-    Options {
-        data_dir: dir.to_path_buf(),
-        journal_segment_bytes: 1 << 20,
-        index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
-        journal_damage: Default::default(),
-        application: "RECORDHUB".into(),
-        facility: "LCR".into(),
-        policy: crate::intake::Policy::default(),
-        mappings: Mappings::new(set),
-        health: crate::health::Health::default(),
-        faults,
-    }
-}
+use super::testing::options;
 
 fn open(dir: &Path) -> Pipeline {
     open_with(dir, Faults::none())

@@ -1,7 +1,6 @@
 //! Tests of the governance consumer and the audit forwarder against a real
 //! single `nats-server` (skipped, saying so, when it is not installed).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -11,9 +10,8 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::cluster::testing::NatsServer;
 use crate::cluster::ClusterState;
-use crate::mapping::MappingSet;
 use crate::pipeline::Replayer;
-use crate::pipeline::{journal_dir, Inbound, Mappings, Options, Pipeline};
+use crate::pipeline::{journal_dir, Inbound, Pipeline};
 
 const ADT: &[u8] = include_bytes!("../../../fixtures/adt-a01.hl7");
 pub(crate) const NHS: &str = "9434765919";
@@ -29,19 +27,7 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) fn with_record() -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let set = MappingSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
-        let opts = Options {
-            data_dir: dir.path().to_path_buf(),
-            journal_segment_bytes: 1 << 20,
-            index_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
-            journal_damage: Default::default(),
-            application: "RECORDHUB".into(),
-            facility: "LCR".into(),
-            policy: crate::intake::Policy::default(),
-            mappings: Mappings::new(set),
-            health: crate::health::Health::default(),
-            faults: crate::fault::Faults::none(),
-        };
+        let opts = crate::pipeline::testing::options(dir.path(), crate::fault::Faults::none());
         let replayer = Replayer {
             journal_dir: journal_dir(dir.path()),
             mappings: opts.mappings.clone(),
