@@ -25,7 +25,7 @@ use crate::record::{Item, LocalId, Mapped, Provenance};
 
 mod write;
 
-pub(super) use write::write_item;
+pub(super) use write::write_all;
 use write::{write_identifiers, write_items};
 
 /// How many merges a chain of `alias` entries may follow.

@@ -1,14 +1,14 @@
 //! The record index: canonical items keyed by NHS number, in sled.
 //!
-//! One key per item, never one growing document per patient, so indexing the
-//! 10,000th result for a patient costs what the first did (DESIGN.md, "The
-//! index"). Keys:
-//! - `items`: one key per item **version** (`keys.rs`) → the message's
-//!   version of the item, as MessagePack with named fields ([`ITEM_FORMAT`]):
-//!   half the bytes of JSON and no string escaping, which was a seventh of
-//!   the index writer's time. A read folds each item's versions into what
-//!   the record shows (`fold.rs`). Writing a version again writes the same
-//!   key, so a replayed message changes nothing.
+//! One key per message and patient, never one growing document per patient,
+//! so indexing the 10,000th result for a patient costs what the first did
+//! (DESIGN.md, "The index"). Keys:
+//! - `items`: one key per message and patient (`keys.rs`, `versions.rs`)
+//!   → that message's versions of its items, as MessagePack with named
+//!   fields ([`ITEM_FORMAT`]): half the bytes of JSON and no string
+//!   escaping, which was a seventh of the index writer's time. A read folds
+//!   each item's versions into what the record shows (`fold.rs`). Filing a
+//!   message again writes the same keys, so a replayed message changes nothing.
 //! - `xref`: `organisation \0 local id` → NHS number; `alias`: merged NHS
 //!   number → survivor; `parked`, `conflicts`: see `identity.rs`.
 //! - `unindexed`: journal seq → why the message could not be filed (no NHS
@@ -22,8 +22,8 @@ use crate::record::{Item, Mapped};
 
 /// Version of the item encoding and key layout, kept in `meta`; an index
 /// written in another is rebuilt from the journal at start-up. 3: one key per
-/// item version (`keys.rs`).
-pub const ITEM_FORMAT: u64 = 3;
+/// item version (`keys.rs`); 4: one key per message and patient (`versions.rs`).
+pub const ITEM_FORMAT: u64 = 4;
 
 pub(super) fn encode_item(item: &Item) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(item).map_err(|_| StoreError::Damaged { tree: "items" })
@@ -40,11 +40,7 @@ impl Store {
     /// # Errors
     /// sled could not write.
     pub fn index(&self, nhs: &NhsNumber, mapped: &Mapped) -> Result<(), StoreError> {
-        let t = self.t()?;
-        for (i, item) in mapped.items.iter().enumerate() {
-            super::identity::write_item(&t, nhs.as_str(), item, i)?;
-        }
-        Ok(())
+        super::identity::write_all(&*self.t()?, nhs.as_str(), mapped.items.clone())
     }
 
     /// The NHS number filed for a local identifier (organisation, id),

@@ -1,12 +1,16 @@
 //! Key layouts of the record trees, in one place.
 //!
-//! `items` holds one entry per **version** of an item:
+//! Every **version** of an item has a version key:
 //! `nhs \0 kind \0 facility \0 natural id \0` + a fixed [`SUFFIX`]-byte
-//! version suffix `rank · time · class · seq · index`. sled keeps keys
-//! sorted, so a patient's record is one prefix scan, each item's versions
-//! are adjacent, and they come out in the order that decides the current
+//! version suffix `rank · time · class · seq · index`. Sorted, each item's
+//! versions are adjacent and come out in the order that decides the current
 //! state (`fold.rs`). The natural id is scoped by the sending facility: a
 //! visit number is only unique within its trust.
+//!
+//! `items` stores a message's versions under one **message key**
+//! ([`message_key`], `versions.rs`) and identifier items under their
+//! version keys; both start `nhs \0`, so a patient's record is one prefix
+//! scan, and a read sorts the versions by the version keys they stand for.
 
 use crate::record::{Effect, Item, Version};
 
@@ -79,6 +83,53 @@ pub fn rekey(key: &[u8], from_nhs: &str, to_nhs: &str) -> Option<Vec<u8>> {
     Some(k)
 }
 
+/// The byte after `nhs \0` that marks a message key: a kind (a lower-case
+/// word) never starts with it.
+pub const MESSAGE: u8 = 1;
+
+/// `nhs \0 \x01 seq`: every chunk of what message `seq` filed under `nhs`.
+pub fn message_prefix(nhs: &str, seq: u64) -> Vec<u8> {
+    let mut k = patient_prefix(nhs);
+    k.push(MESSAGE);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `nhs \0 \x01 seq chunk`: one chunk of the versions message `seq` filed
+/// under `nhs` (`versions.rs`). Identifier items, which come from the
+/// cross-reference rather than one message, keep a version key each.
+pub fn message_key(nhs: &str, seq: u64, chunk: u32) -> Vec<u8> {
+    let mut k = message_prefix(nhs, seq);
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// What a key of `items` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A chunk of one message's versions (`versions.rs`).
+    Message { seq: u64 },
+    /// One version of one item (identifier items).
+    Version { seq: u64 },
+}
+
+/// Reads a key of `items`; `None` for a key of neither layout.
+pub fn parse(key: &[u8]) -> Option<Stored> {
+    let at = key.iter().position(|&b| b == SEP)?;
+    match key.get(at + 1)? {
+        &MESSAGE => {
+            let seq = key.get(at + 2..at + 10)?.try_into().ok().map(u64::from_be_bytes)?;
+            Some(Stored::Message { seq })
+        }
+        _ => {
+            // rank 1, time 8, class 1, seq 8, index 4
+            let n = key.len().checked_sub(12).filter(|&n| n > at)?;
+            let seq = key.get(n..n + 8)?.try_into().ok().map(u64::from_be_bytes)?;
+            Some(Stored::Version { seq })
+        }
+    }
+}
+
 /// `organisation \0 local id` (`xref`, and the start of `parked` keys).
 pub fn local_key(organisation: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(organisation.len() + id.len() + 2);
@@ -148,6 +199,12 @@ mod tests {
         for k in &keys {
             assert_eq!(split_version(k), Some(&b"943\0encounter\0RAL\0V1\0"[..]));
         }
+        assert_eq!(parse(&keys[2]), Some(Stored::Version { seq: 7 }));
+        assert_eq!(parse(&message_key("943", 4711, 2)), Some(Stored::Message { seq: 4711 }));
+        assert!(message_key("943", 4711, 2).starts_with(&message_prefix("943", 4711)));
+        assert!(message_key("943", 4711, 0).starts_with(&patient_prefix("943")));
+        assert_eq!(parse(b"short"), None);
+        assert_eq!(parse(b"943\0\x01short"), None);
         let moved = rekey(&keys[0], "943", "111").unwrap();
         assert_eq!(split_version(&moved), Some(&b"111\0encounter\0RAL\0V1\0"[..]));
     }

@@ -36,6 +36,7 @@ mod refile;
 mod sensitive;
 #[cfg(test)]
 mod testing;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

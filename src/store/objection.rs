@@ -132,9 +132,12 @@ fn log(t: &Trees, change: &ObjectionChange) -> Result<(), StoreError> {
 fn purge(t: &Trees, nhs: &str) -> Result<usize, StoreError> {
     let mut n = 0;
     for kv in t.items.scan_prefix(keys::patient_prefix(nhs)) {
-        let (k, _) = kv?;
+        let (k, v) = kv?;
+        n += match keys::parse(&k) {
+            Some(keys::Stored::Message { .. }) => super::versions::count(&v).unwrap_or(1),
+            _ => 1,
+        };
         t.items.remove(k)?;
-        n += 1;
     }
     // The identifier items went too: a restore must write them again.
     t.caches().clear();

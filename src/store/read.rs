@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::fold::{fold, Folded, VersionState};
 use super::index::decode_item;
-use super::{identity, keys, Store, StoreError};
+use super::{identity, keys, versions, Store, StoreError};
 use crate::hl7::nhs::NhsNumber;
 use crate::record::{Effect, Fields, Item, Kind, Provenance};
 
@@ -82,19 +82,29 @@ impl Store {
     fn each_item(&self, nhs: &NhsNumber, mut f: impl FnMut(Vec<Item>)) -> Result<(), StoreError> {
         let t = self.t()?;
         let nhs = identity::resolve_alias(&t, nhs.as_str())?;
-        let mut group: Vec<Item> = Vec::new();
-        let mut group_key: Vec<u8> = Vec::new();
+        let mut all: Vec<(Vec<u8>, Item)> = Vec::new();
         for kv in t.items.scan_prefix(keys::patient_prefix(&nhs)) {
             let (k, v) = kv?;
-            let item_key = keys::split_version(&k).ok_or(StoreError::Damaged { tree: "items" })?;
-            if item_key != group_key.as_slice() && !group.is_empty() {
-                f(std::mem::take(&mut group));
+            match keys::parse(&k).ok_or(StoreError::Damaged { tree: "items" })? {
+                keys::Stored::Message { .. } => all.extend(versions::decode(&nhs, &v)?),
+                keys::Stored::Version { .. } => all.push((k.to_vec(), decode_item(&v)?)),
             }
+        }
+        drop(t);
+        // Message keys sort by seq: put every version where its own key sorts.
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut group: Vec<Item> = Vec::new();
+        let mut group_key: Vec<u8> = Vec::new();
+        for (k, item) in all {
+            let item_key = keys::split_version(&k).ok_or(StoreError::Damaged { tree: "items" })?;
             if item_key != group_key.as_slice() {
+                if !group.is_empty() {
+                    f(std::mem::take(&mut group));
+                }
                 group_key.clear();
                 group_key.extend_from_slice(item_key);
             }
-            group.push(decode_item(&v)?);
+            group.push(item);
         }
         if !group.is_empty() {
             f(group);

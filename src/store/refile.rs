@@ -3,17 +3,17 @@
 //! finding which journal seqs a patient's record was filed from
 //! (`journal search --nhs / --local-id`).
 //!
-//! A version's key carries the seq of the message that filed it
-//! (`keys.rs`), so "what message `seq` put into the record" is a prefix
-//! scan of the patient's versions, reading only keys. Re-filing deletes
-//! that message's versions the current mappings no longer produce and
-//! writes the others; identity state (`xref`, `alias`, `parked`) and the
+//! A message's versions are stored under message keys that carry its seq
+//! (`keys.rs`), so "what message `seq` put into the record" is one prefix
+//! scan, and which seqs filed a record is a scan reading only keys.
+//! Re-filing deletes what the message filed and writes what the current
+//! mappings produce; identity state (`xref`, `alias`, `parked`) and the
 //! dedup table are left as they are: the message already linked its
 //! identifiers when it was first filed, and it is not received again.
 
 use std::collections::BTreeSet;
 
-use super::{identity, keys, objection, sensitive, Store, StoreError};
+use super::{identity, keys, objection, sensitive, versions, Store, StoreError};
 use crate::hl7::nhs::NhsNumber;
 use crate::record::{Item, Mapped};
 
@@ -29,10 +29,11 @@ pub enum Refiled {
     Filed { before: Vec<(Vec<u8>, Item)>, after: Vec<(Vec<u8>, Item)> },
 }
 
-/// The seq in a version key (`keys.rs`: rank 1, time 8, class 1, seq 8, index 4).
+/// The journal seq of the message that filed an `items` key (0 for identifier items).
 fn key_seq(key: &[u8]) -> Option<u64> {
-    let n = key.len().checked_sub(12)?;
-    key.get(n..n + 8)?.try_into().ok().map(u64::from_be_bytes)
+    match keys::parse(key)? {
+        keys::Stored::Message { seq } | keys::Stored::Version { seq } => Some(seq),
+    }
 }
 
 impl Store {
@@ -112,11 +113,11 @@ impl Store {
             return Ok(Refiled::Objected);
         }
         let mut before = Vec::new();
-        for kv in t.items.scan_prefix(keys::patient_prefix(&target)) {
+        let mut stored = Vec::new();
+        for kv in t.items.scan_prefix(keys::message_prefix(&target, seq)) {
             let (k, v) = kv?;
-            if key_seq(&k) == Some(seq) {
-                before.push((k.to_vec(), super::index::decode_item(&v)?));
-            }
+            before.extend(versions::decode(&target, &v)?);
+            stored.push(k);
         }
         let excluded: Vec<usize> = mapped.governed.excluded.iter().map(|(i, _)| *i).collect();
         let mut after = Vec::new();
@@ -127,10 +128,9 @@ impl Store {
             after.push((keys::version_key(&target, item, u32::try_from(i).unwrap_or(u32::MAX)), item.clone()));
         }
         if !dry_run {
-            for (k, _) in &before {
-                if !after.iter().any(|(a, _)| a == k) {
-                    t.items.remove(k)?;
-                }
+            // Written again whole: a chunk the mapping no longer fills goes.
+            for k in stored {
+                t.items.remove(k)?;
             }
             identity::write_for_restore(&t, &target, verified, mapped)?;
             // Filed now: no longer one of the messages operators are told were not.
@@ -194,10 +194,11 @@ mod tests {
     }
 
     #[test]
-    fn the_seq_is_read_back_from_a_version_key() {
+    fn the_seq_is_read_back_from_a_version_key_and_a_message_key() {
         let mut k = b"9434765919\0encounter\0RJ1\0V1\0".to_vec();
         keys::push_suffix(&mut k, &crate::record::Version::default(), 4711, 3);
         assert_eq!(key_seq(&k), Some(4711));
+        assert_eq!(key_seq(&keys::message_key("9434765919", 4712, 1)), Some(4712));
         assert_eq!(key_seq(b"short"), None);
     }
 }

@@ -19,6 +19,7 @@
 use std::sync::atomic::Ordering;
 
 use super::keys::{self, SEP};
+use super::versions;
 use super::{identity, StoreError, Trees};
 
 /// Registers scopes a message makes sensitive and deletes every version
@@ -43,11 +44,29 @@ pub(super) fn register(t: &Trees, scopes: &[(String, String)]) -> Result<(), Sto
         for nhs in patients {
             for kv in t.items.scan_prefix(keys::patient_prefix(&nhs)) {
                 let (k, v) = kv?;
-                if super::index::decode_item(&v)?.scopes.iter().any(|s| s == scope) {
-                    t.items.remove(k)?;
+                match keys::parse(&k) {
+                    Some(keys::Stored::Message { .. }) => drop_scope(t, &k, &v, scope)?,
+                    // Identifier items (version keys) are in no scope.
+                    _ => {}
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Rewrites one message key without its versions in `scope`.
+fn drop_scope(t: &Trees, key: &[u8], bytes: &[u8], scope: &str) -> Result<(), StoreError> {
+    let (provenance, items) = versions::decode_items(bytes)?;
+    let kept: Vec<(u32, &crate::record::Item)> =
+        items.iter().filter(|(_, i)| !i.scopes.iter().any(|s| s == scope)).map(|(n, i)| (*n, i)).collect();
+    if kept.len() == items.len() {
+        return Ok(());
+    }
+    if kept.is_empty() {
+        t.items.remove(key)?;
+    } else {
+        t.items.insert(key, versions::encode(&provenance, &kept)?)?;
     }
     Ok(())
 }

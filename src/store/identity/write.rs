@@ -6,12 +6,15 @@ use std::sync::Arc;
 use crate::record::{Fields, Item, Kind, Mapped, Provenance, Version};
 use crate::store::index::encode_item;
 use crate::store::keys::{self, SEP};
+use crate::store::versions;
 use crate::store::{StoreError, Trees};
 
-/// Writes one version per item under `nhs`, freeing each once written (a
+/// Writes the message's versions under `nhs` as message keys
+/// (`versions.rs`), a chunk at a time, freeing each chunk once written (a
 /// message of 340,000 items is never held twice). An item the govern stage
-/// `excluded` (by index), or in a sensitive scope, is not written, and a
-/// version of it filed under older rules is deleted (`sensitive.rs`).
+/// `excluded` (by index), or in a sensitive scope, is left out, so filing
+/// again under other rules drops a version filed under older ones
+/// (`sensitive.rs`): the chunk is rewritten whole.
 pub(super) fn write_items(
     t: &Trees,
     nhs: &str,
@@ -24,28 +27,53 @@ pub(super) fn write_items(
     if crate::store::objection::stands(t, nhs)? {
         return Ok(());
     }
-    for (i, item) in items.into_iter().enumerate() {
-        let key = keys::version_key(nhs, &item, u32::try_from(i).unwrap_or(u32::MAX));
-        if excluded.contains(&i) || crate::store::sensitive::sensitive(t, &item.scopes)?.is_some() {
+    let keep = |i: usize, item: &Item| -> Result<bool, StoreError> {
+        Ok(!excluded.contains(&i) && crate::store::sensitive::sensitive(t, &item.scopes)?.is_none())
+    };
+    write_versions(t, nhs, items, keep, after_each)
+}
+
+/// Writes `items` (one message's, in message order) under `nhs`, those
+/// `keep` says to, in chunks of [`versions::CHUNK_ITEMS`] by index; a
+/// chunk left with nothing to keep is deleted.
+fn write_versions(
+    t: &Trees,
+    nhs: &str,
+    items: Vec<Item>,
+    keep: impl Fn(usize, &Item) -> Result<bool, StoreError>,
+    after_each: &mut impl FnMut(),
+) -> Result<(), StoreError> {
+    let Some(provenance) = items.first().map(|i| i.provenance.clone()) else { return Ok(()) };
+    let mut rest = items.into_iter().enumerate().peekable();
+    let mut chunk_no = 0u32;
+    while rest.peek().is_some() {
+        let chunk: Vec<(usize, Item)> = rest.by_ref().take(versions::CHUNK_ITEMS).collect();
+        let mut kept: Vec<(u32, &Item)> = Vec::with_capacity(chunk.len());
+        for (i, item) in &chunk {
+            let index = u32::try_from(*i).unwrap_or(u32::MAX);
+            if keep(*i, item)? {
+                // Stored with its scopes: a scope that becomes sensitive later
+                // finds its versions by them (`sensitive.rs`).
+                crate::store::sensitive::note(t, &item.scopes, nhs)?;
+                crate::store::names::note(t, nhs, item, index)?;
+                kept.push((index, item));
+            }
+            after_each();
+        }
+        let key = keys::message_key(nhs, provenance.seq, chunk_no);
+        if kept.is_empty() {
             t.items.remove(key)?;
         } else {
-            // Stored with its scopes: a scope that becomes sensitive later
-            // finds its versions by them (`sensitive.rs`).
-            t.items.insert(&key, encode_item(&item)?)?;
-            crate::store::sensitive::note(t, &item.scopes, nhs)?;
-            crate::store::names::note(t, nhs, &item, u32::try_from(i).unwrap_or(u32::MAX))?;
+            t.items.insert(key, versions::encode(&provenance, &kept)?)?;
         }
-        drop(item);
-        after_each();
+        chunk_no += 1;
     }
     Ok(())
 }
 
-/// Writes `item` (the `index`th of its message) as a version under `nhs`.
-pub(in crate::store) fn write_item(t: &Trees, nhs: &str, item: &Item, index: usize) -> Result<(), StoreError> {
-    let index = u32::try_from(index).unwrap_or(u32::MAX);
-    t.items.insert(keys::version_key(nhs, item, index), encode_item(item)?)?;
-    crate::store::names::note(t, nhs, item, index)
+/// Writes a message's items under `nhs` as they are, with no rules.
+pub(in crate::store) fn write_all(t: &Trees, nhs: &str, items: Vec<Item>) -> Result<(), StoreError> {
+    write_versions(t, nhs, items, |_, _| Ok(true), &mut || {})
 }
 
 /// The patient's local identifiers as record items (kind `identifier`),
