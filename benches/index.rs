@@ -1,6 +1,6 @@
 //! The index: the cost of filing one more result for a patient who already
-//! has 10,000 items, against one who has none (DESIGN.md: one key per item
-//! version, so the two should cost the same), the same through the whole
+//! has 10,000 items, against one who has none (DESIGN.md: one key per
+//! message and patient, so the two should cost the same), the same through the whole
 //! filing path (identity rules, cross-reference, versions), one more version
 //! of an item that already has 1,000, and reading a record back (each
 //! item's versions folded).

@@ -45,6 +45,7 @@ impl Rules {
         }
         let msh = msg.header();
         let (app, facility) = (msh.field(3).component(1).text(), msh.field(4).component(1).text());
+        let mut code = String::new();
         for (i, r) in self.rules.iter().enumerate() {
             if !r.sending_app.is_empty() && !r.sending_app.iter().any(|a| *a == app) {
                 continue;
@@ -56,11 +57,14 @@ impl Rules {
                 None => out.push(Hit { rule: i, segment: None }),
                 Some(t) => {
                     for seg in segments(msg, &t.path) {
-                        if values(&seg, &t.path).any(|v| {
-                            let v = super::codes::normalise(&v);
-                            !v.is_empty()
-                                && (t.exact.contains(&v) || t.prefixes.iter().any(|p| v.starts_with(p.as_str())))
-                        }) {
+                        // Every rule tests every segment it names: no allocation per value.
+                        let listed = any_value(&seg, &t.path, |v| {
+                            super::codes::normalise_into(v, &mut code);
+                            !code.is_empty()
+                                && (t.exact.contains(code.as_str())
+                                    || t.prefixes.iter().any(|p| code.starts_with(p.as_str())))
+                        });
+                        if listed {
                             out.push(Hit { rule: i, segment: Some(seg.index()) });
                         }
                     }
@@ -283,6 +287,28 @@ fn values<'a>(seg: &Segment<'a>, p: &Path) -> impl Iterator<Item = String> + 'a 
         };
         v.text().into_owned()
     })
+}
+
+/// Whether `f` holds for one of the values at `p` in `seg` (as [`values`]
+/// gives them), without collecting them.
+fn any_value(seg: &Segment<'_>, p: &Path, mut f: impl FnMut(&str) -> bool) -> bool {
+    let field = seg.field(p.field as usize);
+    let (c, s) = (p.component as usize, p.subcomponent as usize);
+    let mut test = |r: crate::hl7::Value<'_>| {
+        let v = match (c, s) {
+            (0, _) => r,
+            (c, 0) => r.component(c),
+            (c, s) => r.component(c).subcomponent(s),
+        };
+        f(&v.text())
+    };
+    match &p.repetition {
+        Rep::First => field.repetitions().any(&mut test),
+        Rep::Index(n) => test(field.repetition(*n as usize)),
+        Rep::Where { component, value } => {
+            field.repetitions().find(|r| r.component(*component as usize).text() == value.as_str()).is_some_and(test)
+        }
+    }
 }
 
 /// The segments that go with `seg` when an `item` rule holds on it: an OBR

@@ -193,6 +193,40 @@ mod tests {
         ));
     }
 
+    /// A message of more items than one message key holds: filed in
+    /// chunks, read back whole, and re-filed smaller without leaving a
+    /// stale chunk behind; an objection counts every version it purges.
+    #[test]
+    fn a_message_larger_than_a_chunk_is_filed_read_and_refiled_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let n = versions::CHUNK_ITEMS * 2 + 3;
+        let visits: Vec<(String, String)> = (0..n).map(|i| (format!("V{i:04}"), format!("W{i}"))).collect();
+        let refs: Vec<(&str, &str)> = visits.iter().map(|(v, w)| (v.as_str(), w.as_str())).collect();
+        let mut b = IndexBatch::new();
+        b.file(1, message(1, &refs));
+        store.apply(b).unwrap();
+        let chunks = |store: &Store| store.t().unwrap().items.scan_prefix(keys::message_prefix(NHS, 1)).count();
+        assert_eq!(chunks(&store), 3);
+        let shown = wards(&store);
+        assert_eq!(shown.len(), n);
+        assert_eq!(shown[n - 1], format!("V{:04}=\"W{}\"", n - 1, n - 1));
+
+        store.refile_entry(1, message(1, &refs[..5]), false).unwrap();
+        assert_eq!(chunks(&store), 1, "the chunks the smaller message no longer fills are gone");
+        assert_eq!(wards(&store).len(), 5);
+
+        let nhs = NhsNumber::parse(NHS).unwrap();
+        let objection = crate::store::Objection {
+            reason: "test".into(),
+            recorded_by: "officer".into(),
+            source: "patient".into(),
+            recorded_at_ms: 0,
+        };
+        let removed = store.add_objection(&nhs, objection).unwrap();
+        assert_eq!(removed, 5, "each version counted, not each key");
+    }
+
     #[test]
     fn the_seq_is_read_back_from_a_version_key_and_a_message_key() {
         let mut k = b"9434765919\0encounter\0RJ1\0V1\0".to_vec();
