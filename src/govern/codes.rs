@@ -26,12 +26,6 @@ pub fn normalise(code: &str) -> String {
     code.chars().filter(|c| *c != '.' && !c.is_whitespace()).flat_map(char::to_uppercase).collect()
 }
 
-/// [`normalise`] into `out` (cleared first), reusing its allocation.
-pub fn normalise_into(code: &str, out: &mut String) {
-    out.clear();
-    out.extend(code.chars().filter(|c| *c != '.' && !c.is_whitespace()).flat_map(char::to_uppercase));
-}
-
 /// Every list in `dir` by file stem; a missing `dir` is no lists.
 pub fn load(dir: &Path, errors: &mut Vec<LoadError>) -> BTreeMap<String, CodeList> {
     let mut lists = BTreeMap::new();

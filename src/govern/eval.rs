@@ -45,7 +45,9 @@ impl Rules {
         }
         let msh = msg.header();
         let (app, facility) = (msh.field(3).component(1).text(), msh.field(4).component(1).text());
-        let mut code = String::new();
+        // Rules that test the same field (six test DG1-3.1) share one read of
+        // it: the values of each segment are read and normalised once.
+        let mut by_path: Vec<(&Path, Vec<usize>)> = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
             if !r.sending_app.is_empty() && !r.sending_app.iter().any(|a| *a == app) {
                 continue;
@@ -55,22 +57,32 @@ impl Rules {
             }
             match &r.test {
                 None => out.push(Hit { rule: i, segment: None }),
-                Some(t) => {
-                    for seg in segments(msg, &t.path) {
-                        // Every rule tests every segment it names: no allocation per value.
-                        let listed = any_value(&seg, &t.path, |v| {
-                            super::codes::normalise_into(v, &mut code);
-                            !code.is_empty()
-                                && (t.exact.contains(code.as_str())
-                                    || t.prefixes.iter().any(|p| code.starts_with(p.as_str())))
-                        });
-                        if listed {
-                            out.push(Hit { rule: i, segment: Some(seg.index()) });
-                        }
+                Some(t) => match by_path.iter_mut().find(|(p, _)| **p == t.path) {
+                    Some((_, rules)) => rules.push(i),
+                    None => by_path.push((&t.path, vec![i])),
+                },
+            }
+        }
+        let mut codes: Vec<String> = Vec::new();
+        for (path, rules) in by_path {
+            for seg in segments(msg, path) {
+                codes.clear();
+                each_value(&seg, path, |v| codes.push(super::codes::normalise(v)));
+                codes.retain(|c| !c.is_empty());
+                for &i in &rules {
+                    let Some(t) = &self.rules[i].test else { continue };
+                    let listed = codes
+                        .iter()
+                        .any(|c| t.exact.contains(c.as_str()) || t.prefixes.iter().any(|p| c.starts_with(p.as_str())));
+                    if listed {
+                        out.push(Hit { rule: i, segment: Some(seg.index()) });
                     }
                 }
             }
         }
+        // Rule by rule, each in message order: the order reports and the
+        // first message rule depend on.
+        out.sort_by_key(|h| (h.rule, h.segment));
         out
     }
 
@@ -289,24 +301,26 @@ fn values<'a>(seg: &Segment<'a>, p: &Path) -> impl Iterator<Item = String> + 'a 
     })
 }
 
-/// Whether `f` holds for one of the values at `p` in `seg` (as [`values`]
-/// gives them), without collecting them.
-fn any_value(seg: &Segment<'_>, p: &Path, mut f: impl FnMut(&str) -> bool) -> bool {
+/// Calls `f` with each value at `p` in `seg` (as [`values`] gives them),
+/// without collecting them.
+fn each_value(seg: &Segment<'_>, p: &Path, mut f: impl FnMut(&str)) {
     let field = seg.field(p.field as usize);
     let (c, s) = (p.component as usize, p.subcomponent as usize);
-    let mut test = |r: crate::hl7::Value<'_>| {
+    let mut visit = |r: crate::hl7::Value<'_>| {
         let v = match (c, s) {
             (0, _) => r,
             (c, 0) => r.component(c),
             (c, s) => r.component(c).subcomponent(s),
         };
-        f(&v.text())
+        f(&v.text());
     };
     match &p.repetition {
-        Rep::First => field.repetitions().any(&mut test),
-        Rep::Index(n) => test(field.repetition(*n as usize)),
+        Rep::First => field.repetitions().for_each(&mut visit),
+        Rep::Index(n) => visit(field.repetition(*n as usize)),
         Rep::Where { component, value } => {
-            field.repetitions().find(|r| r.component(*component as usize).text() == value.as_str()).is_some_and(test)
+            if let Some(r) = field.repetitions().find(|r| r.component(*component as usize).text() == value.as_str()) {
+                visit(r);
+            }
         }
     }
 }
