@@ -44,10 +44,9 @@ pub(super) fn register(t: &Trees, scopes: &[(String, String)]) -> Result<(), Sto
         for nhs in patients {
             for kv in t.items.scan_prefix(keys::patient_prefix(&nhs)) {
                 let (k, v) = kv?;
-                match keys::parse(&k) {
-                    Some(keys::Stored::Message { .. }) => drop_scope(t, &k, &v, scope)?,
-                    // Identifier items (version keys) are in no scope.
-                    _ => {}
+                // Identifier items (version keys) are in no scope.
+                if let Some(keys::Stored::Message { .. }) = keys::parse(&k) {
+                    drop_scope(t, &k, &v, scope)?;
                 }
             }
         }

@@ -88,8 +88,11 @@ pub fn encode(provenance: &Provenance, items: &[(u32, &Item)]) -> Result<Vec<u8>
     rmp_serde::to_vec_named(&MessageOut { provenance, items }).map_err(damaged)
 }
 
+/// A message key's provenance and its versions as `(index in message, item)`.
+pub type Decoded = (Arc<Provenance>, Vec<(u32, Item)>);
+
 /// One message key's versions as `(index in message, item)`.
-pub fn decode_items(bytes: &[u8]) -> Result<(Arc<Provenance>, Vec<(u32, Item)>), StoreError> {
+pub fn decode_items(bytes: &[u8]) -> Result<Decoded, StoreError> {
     let m: MessageIn = rmp_serde::from_slice(bytes).map_err(damaged)?;
     let items = m
         .items

@@ -19,12 +19,7 @@ fn file(store: &Store, m: Mapped) {
 }
 
 fn objection(by: &str) -> Objection {
-    Objection {
-        reason: "asked at clinic".into(),
-        recorded_by: by.into(),
-        source: "patient".into(),
-        recorded_at_ms: 7,
-    }
+    Objection { reason: "asked at clinic".into(), recorded_by: by.into(), source: "patient".into(), recorded_at_ms: 7 }
 }
 
 #[test]
