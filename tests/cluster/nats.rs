@@ -81,7 +81,10 @@ impl NatsCluster {
         for i in 0..3 {
             c.spawn(i);
         }
-        c.wait_for_jetstream(Duration::from_secs(60));
+        // A meta leader that has not yet heard from every peer answers "no
+        // suitable peers for placement"; on a loaded machine (a CI run beside
+        // a disk-bound benchmark) that took over a minute.
+        c.wait_for_jetstream(Duration::from_secs(180));
         Some(c)
     }
 
