@@ -251,7 +251,11 @@ fn scope(msg: &Message<'_>, p: &Path, within: Option<&Segment<'_>>, facility: &s
         Some(s) if s.name().as_bytes() == p.segment => *s,
         _ => segments(msg, p).next()?,
     };
-    let v = values(&seg, p).next()?;
+    let mut first = None;
+    each_value(&seg, p, |v| {
+        first.get_or_insert_with(|| v.to_string());
+    });
+    let v = first?;
     let v = v.trim();
     if v.is_empty() || v == "\"\"" {
         return None;
@@ -279,30 +283,8 @@ fn segments<'a, 'm>(msg: &'m Message<'a>, p: &'m Path) -> impl Iterator<Item = S
     })
 }
 
-/// The values at `p` in `seg`: every repetition when the path names none
-/// (a flag in the second repetition still counts).
-fn values<'a>(seg: &Segment<'a>, p: &Path) -> impl Iterator<Item = String> + 'a {
-    let field = seg.field(p.field as usize);
-    let reps: Vec<_> = match &p.repetition {
-        Rep::First => field.repetitions().collect(),
-        Rep::Index(n) => vec![field.repetition(*n as usize)],
-        Rep::Where { component, value } => {
-            field.repetitions().filter(|r| r.component(*component as usize).text() == value.as_str()).take(1).collect()
-        }
-    };
-    let (c, s) = (p.component as usize, p.subcomponent as usize);
-    reps.into_iter().map(move |r| {
-        let v = match (c, s) {
-            (0, _) => r,
-            (c, 0) => r.component(c),
-            (c, s) => r.component(c).subcomponent(s),
-        };
-        v.text().into_owned()
-    })
-}
-
-/// Calls `f` with each value at `p` in `seg` (as [`values`] gives them),
-/// without collecting them.
+/// Calls `f` with each value at `p` in `seg`: every repetition when the
+/// path names none (a flag in the second repetition still counts).
 fn each_value(seg: &Segment<'_>, p: &Path, mut f: impl FnMut(&str)) {
     let field = seg.field(p.field as usize);
     let (c, s) = (p.component as usize, p.subcomponent as usize);
