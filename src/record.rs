@@ -319,10 +319,7 @@ impl Mapped {
                 SeqAt::Id => item.id = value,
                 SeqAt::Field(name) => item.fields.insert(name, serde_json::Value::String(value)),
                 SeqAt::Row { list, row, field } => {
-                    let cell = item.fields.get_json_mut(list).and_then(|rows| rows.get_mut(*row));
-                    if let Some(serde_json::Value::Object(row)) = cell {
-                        row.insert(field.to_string(), serde_json::Value::String(value));
-                    }
+                    item.fields.set_in_row(list, *row, field, serde_json::Value::String(value))
                 }
             }
         }

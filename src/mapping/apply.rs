@@ -46,8 +46,10 @@ pub struct Run<'m, 'a> {
     seq_refs: Vec<SeqRef>,
     /// `{seq}` fields of the fields being built, located once the caller knows where.
     pending: Vec<(Arc<str>, Vec<String>)>,
-    /// The buffer items and rows are packed in, reused: each item gets an exact copy.
+    /// The buffer items are packed in, reused: each item gets an exact copy.
     scratch: Vec<u8>,
+    /// The same for list rows, which are built while their item is.
+    row_scratch: Vec<u8>,
     /// Which fields of the item being built have a value (for groups), by index.
     set: Vec<bool>,
     /// Names of the `append` fields the item being built carries.
@@ -64,7 +66,7 @@ impl<'m, 'a> Run<'m, 'a> {
         // Shared by every item of the message: one Arc clone, no copies.
         let prov = prov.clone();
         let (warnings, tables, layout) = (Vec::new(), Vec::with_capacity(TABLES), Layout::new(msg));
-        let (seq_refs, pending, scratch) = (Vec::new(), Vec::new(), Vec::with_capacity(256));
+        let (seq_refs, pending, scratch, row_scratch) = (Vec::new(), Vec::new(), Vec::with_capacity(256), Vec::new());
         let (set, appended) = (Vec::new(), Vec::new());
         Run {
             msg,
@@ -78,6 +80,7 @@ impl<'m, 'a> Run<'m, 'a> {
             seq_refs,
             pending,
             scratch,
+            row_scratch,
             set,
             appended,
             message_time: None,
@@ -168,17 +171,19 @@ impl<'m, 'a> Run<'m, 'a> {
                 if list.drop.is_some() && self.holds(list.drop.as_ref(), list_scope) {
                     continue;
                 }
-                let mut row = Row::new(&list.names);
+                let mut row = FieldsBuilder::with_buffer(&list.names, std::mem::take(&mut self.row_scratch));
                 self.fields(&list.fields, &mut row, list_scope, false)?;
                 for (field, pieces) in std::mem::take(&mut self.pending) {
                     let at = SeqAt::Row { list: list.name.clone(), row: rows.len(), field };
                     self.seq_refs.push(SeqRef { item: out.len(), at, pieces });
                 }
-                rows.push(row.into_json());
+                let (row, buf) = row.finish_keep();
+                self.row_scratch = buf;
+                rows.push(row);
             }
             match list.shadows {
-                true => fields.insert(&list.name, Json::Array(rows)),
-                false => fields.push_at(list.index, Json::Array(rows)),
+                true => fields.insert_rows(&list.name, rows),
+                false => fields.push_rows_at(list.index, rows),
             }
         }
         let (fields, buf) = fields.finish_keep();
@@ -298,11 +303,12 @@ impl Out for FieldsBuilder {
     }
 }
 
-/// A list row: a JSON object inside its item's fields, built as one directly.
+/// An `append` entry: a JSON object inside its item's fields (folding
+/// appends it to the list of earlier entries), built as one directly.
 struct Row<'p> {
     names: &'p Names,
     /// Collected, then built into the object at once: inserting one by one
-    /// into serde_json's sorted map was a fifth of mapping an ORU.
+    /// into serde_json's sorted map cost a fifth of mapping an ORU's rows.
     entries: Vec<(String, Json)>,
 }
 
