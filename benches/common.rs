@@ -59,15 +59,26 @@ pub fn nhs_numbers(count: usize) -> Vec<String> {
     out
 }
 
-/// `msg` with every occurrence of `from` (the fixture's NHS number) replaced by `to`.
+/// `msg` as patient `to` would send it: every occurrence of `from` (the
+/// fixture's NHS number) replaced by `to`, and the fixture's hospital number
+/// (`~RJ1-` and digits, in PID-3) by `RJ1-` and `to`. 100,000 patients are
+/// then 100,000 hospital numbers, as in a feed: one hospital number on many
+/// NHS numbers would be a conflict on every message, which the engine flags.
 pub fn for_patient(msg: &[u8], from: &str, to: &str) -> Vec<u8> {
     let (from, to) = (from.as_bytes(), to.as_bytes());
-    let mut out = Vec::with_capacity(msg.len());
+    let mut out = Vec::with_capacity(msg.len() + 8);
     let mut i = 0;
     while i < msg.len() {
         if msg[i..].starts_with(from) {
             out.extend_from_slice(to);
             i += from.len();
+        } else if msg[i..].starts_with(b"~RJ1-") {
+            out.extend_from_slice(b"~RJ1-");
+            out.extend_from_slice(to);
+            i += 5;
+            while msg.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
         } else {
             out.push(msg[i]);
             i += 1;

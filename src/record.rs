@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 mod fields;
-pub use fields::{FieldRef, Fields, FieldsBuilder, Names};
+pub use fields::{FieldRef, Fields, FieldsBuilder, Names, Stored, StoredIn};
 
 /// What a record item is about (the leaflet categories of the shared care record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

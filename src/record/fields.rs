@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 mod builder;
+mod stored;
 pub use builder::FieldsBuilder;
+pub use stored::{Stored, StoredIn};
 
 /// The names an item's values may have, in the mapping file's order.
 pub type Names = Arc<[Arc<str>]>;

@@ -5,8 +5,7 @@
 //! (DESIGN.md, "The index"). Keys:
 //! - `items`: one key per message and patient (`keys.rs`, `versions.rs`)
 //!   → that message's versions of its items, as MessagePack with named
-//!   fields ([`ITEM_FORMAT`]): half the bytes of JSON and no string
-//!   escaping, which was a seventh of the index writer's time. A read folds
+//!   fields and each item's values in their packed form ([`ITEM_FORMAT`]). A read folds
 //!   each item's versions into what the record shows (`fold.rs`). Filing a
 //!   message again writes the same keys, so a replayed message changes nothing.
 //! - `xref`: `organisation \0 local id` → NHS number; `alias`: merged NHS
@@ -22,8 +21,9 @@ use crate::record::{Item, Mapped};
 
 /// Version of the item encoding and key layout, kept in `meta`; an index
 /// written in another is rebuilt from the journal at start-up. 3: one key per
-/// item version (`keys.rs`); 4: one key per message and patient (`versions.rs`).
-pub const ITEM_FORMAT: u64 = 4;
+/// item version (`keys.rs`); 4: one key per message and patient (`versions.rs`);
+/// 5: fields stored packed, names once per item and list (`record/fields/stored.rs`).
+pub const ITEM_FORMAT: u64 = 5;
 
 pub(super) fn encode_item(item: &Item) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(item).map_err(|_| StoreError::Damaged { tree: "items" })

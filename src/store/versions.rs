@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{keys, StoreError};
-use crate::record::{Fields, Item, Kind, Provenance, Version};
+use crate::record::{Fields, Item, Kind, Provenance, Stored, StoredIn, Version};
 
 /// Items per message key.
 pub const CHUNK_ITEMS: usize = 256;
@@ -35,7 +35,7 @@ struct ItemOut<'a> {
     index: u32,
     kind: Kind,
     id: &'a str,
-    fields: &'a Fields,
+    fields: Stored<'a>,
     #[serde(skip_serializing_if = "plain")]
     version: &'a Version,
     #[serde(skip_serializing_if = "no_scopes")]
@@ -61,7 +61,7 @@ struct ItemIn {
     index: u32,
     kind: Kind,
     id: String,
-    fields: Fields,
+    fields: StoredIn,
     #[serde(default)]
     version: Version,
     #[serde(default)]
@@ -80,7 +80,7 @@ pub fn encode(provenance: &Provenance, items: &[(u32, &Item)]) -> Result<Vec<u8>
             index,
             kind: i.kind,
             id: &i.id,
-            fields: &i.fields,
+            fields: Stored(&i.fields),
             version: &i.version,
             scopes: &i.scopes,
         })
@@ -101,14 +101,14 @@ pub fn decode_items(bytes: &[u8]) -> Result<Decoded, StoreError> {
             let item = Item {
                 kind: i.kind,
                 id: i.id,
-                fields: i.fields,
+                fields: Fields::from_stored(i.fields).ok_or(StoreError::Damaged { tree: "items" })?,
                 provenance: m.provenance.clone(),
                 version: i.version,
                 scopes: i.scopes,
             };
-            (i.index, item)
+            Ok((i.index, item))
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     Ok((m.provenance, items))
 }
 
