@@ -307,8 +307,8 @@ impl Out for FieldsBuilder {
 /// appends it to the list of earlier entries), built as one directly.
 struct Row<'p> {
     names: &'p Names,
-    /// Collected, then built into the object at once: inserting one by one
-    /// into serde_json's sorted map cost a fifth of mapping an ORU's rows.
+    /// Collected, then built into the object at once: cheaper than inserting
+    /// one by one into serde_json's sorted map.
     entries: Vec<(String, Json)>,
 }
 
