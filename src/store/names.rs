@@ -100,12 +100,14 @@ pub(super) fn note(t: &Trees, nhs: &str, item: &Item, index: u32) -> Result<(), 
     let mut order = Vec::with_capacity(keys::SUFFIX);
     keys::push_suffix(&mut order, &item.version, item.provenance.seq, index);
     let rkey = reverse_key(nhs, facility);
+    let mut same_key = false;
     if let Some(old) = t.names.get(&rkey)? {
         let (old_order, old_forward) = old.split_at(old.len().min(keys::SUFFIX));
         if old_order > order.as_slice() {
             return Ok(()); // a newer version already named this patient
         }
-        if old_forward != forward.as_slice() {
+        same_key = old_forward == forward.as_slice();
+        if !same_key {
             t.names.remove(old_forward)?;
         }
     }
@@ -117,7 +119,12 @@ pub(super) fn note(t: &Trees, nhs: &str, item: &Item, index: u32) -> Result<(), 
         organisation: facility.clone(),
     };
     let v = serde_json::to_vec(&hit).map_err(|_| StoreError::Damaged { tree: "names" })?;
-    t.names.insert(&forward, v)?;
+    // A feed resends the same demographics with every message: a read is
+    // cheaper than rewriting the same value (sled copies a leaf per insert).
+    // The reverse key is still written: it carries the newest order.
+    if !same_key || t.names.get(&forward)?.is_none_or(|old| old != v.as_slice()) {
+        t.names.insert(&forward, v)?;
+    }
     let mut r = order;
     r.extend_from_slice(&forward);
     t.names.insert(rkey, r)?;
@@ -206,7 +213,56 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
     use super::*;
+    use crate::record::{Fields, Provenance};
+
+    fn patient(seq: u64, given: &str) -> Item {
+        let fields: Fields =
+            [("family_name", json!("Walsh")), ("given_name", json!(given)), ("birth_date", json!("1982-03-14"))]
+                .into_iter()
+                .collect();
+        let provenance = Arc::new(Provenance {
+            sending_app: "PAS".into(),
+            sending_facility: "RJ1".into(),
+            control_id: format!("C{seq}"),
+            message_type: "ADT^A08".into(),
+            event_time: None,
+            seq,
+        });
+        Item {
+            kind: Kind::Patient,
+            id: "RJ1".into(),
+            fields,
+            provenance,
+            version: Default::default(),
+            scopes: Vec::new(),
+        }
+    }
+
+    /// The same name and birth date resent (as a feed does with every
+    /// message) leave the entry as it is; a new given name under the same
+    /// family name and date replaces what the search shows.
+    #[test]
+    fn a_resent_name_keeps_its_entry_and_a_changed_given_name_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = store.t().unwrap();
+        let given = |store: &Store| -> Vec<String> {
+            store.find_by_name("walsh", "1982-03-14").unwrap().into_iter().map(|h| h.given_name).collect()
+        };
+        note(&t, "9434765919", &patient(1, "Siobhan"), 0).unwrap();
+        note(&t, "9434765919", &patient(2, "Siobhan"), 0).unwrap();
+        assert_eq!(given(&store), ["Siobhan"]);
+        note(&t, "9434765919", &patient(3, "Mary"), 0).unwrap();
+        assert_eq!(given(&store), ["Mary"]);
+        // Older than what is stored: ignored.
+        note(&t, "9434765919", &patient(2, "Siobhan"), 0).unwrap();
+        assert_eq!(given(&store), ["Mary"]);
+    }
 
     #[test]
     fn family_names_fold_to_letters_and_digits_in_upper_case() {
