@@ -255,11 +255,6 @@ impl Fields {
     }
 
     /// As a JSON object.
-    pub fn into_json(self) -> Json {
-        self.to_json()
-    }
-
-    /// As a JSON object.
     pub fn to_json(&self) -> Json {
         Json::Object(self.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect())
     }

@@ -162,7 +162,7 @@ mod tests {
     }
 
     fn shown(f: &Folded) -> Json {
-        f.current.clone().map_or(Json::Null, |i| i.fields.into_json())
+        f.current.as_ref().map_or(Json::Null, |i| i.fields.to_json())
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! What is read back is checked whole ([`Fields::from_stored`]): a damaged
 //! value is an error, never a record cut short.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -26,14 +27,10 @@ struct Out<'a> {
 
 #[derive(Serialize)]
 enum OtherOut<'a> {
-    J(&'a Json),
+    /// JSON; also rows that do not share one names table (one changed since).
+    J(Cow<'a, Json>),
     /// Rows sharing one names table (as a mapping builds them).
-    R {
-        n: &'a [Arc<str>],
-        r: Vec<RowOut<'a>>,
-    },
-    /// Rows that do not (one changed since): as JSON.
-    Jo(Json),
+    R { n: &'a [Arc<str>], r: Vec<RowOut<'a>> },
 }
 
 /// A row's bytes and the values it holds aside (a tuple: no names per row).
@@ -52,13 +49,13 @@ fn others(other: &[Other]) -> Vec<OtherOut<'_>> {
     other
         .iter()
         .map(|o| match o {
-            Other::Json(v) => OtherOut::J(v),
+            Other::Json(v) => OtherOut::J(Cow::Borrowed(v)),
             Other::Rows(rows) => match rows.first() {
                 Some(first) if rows.iter().all(|r| Arc::ptr_eq(&r.names, &first.names)) => OtherOut::R {
                     n: &first.names,
                     r: rows.iter().map(|r| RowOut(Bytes(&r.buf), others(&r.other))).collect(),
                 },
-                _ => OtherOut::Jo(Json::Array(rows.iter().map(Fields::to_json).collect())),
+                _ => OtherOut::J(Cow::Owned(Json::Array(rows.iter().map(Fields::to_json).collect()))),
             },
         })
         .collect()
@@ -84,7 +81,6 @@ pub struct StoredIn {
 enum OtherIn {
     J(Json),
     R { n: Vec<Arc<str>>, r: Vec<RowIn> },
-    Jo(Json),
 }
 
 #[derive(Deserialize)]
@@ -131,7 +127,7 @@ fn others_in(other: Vec<OtherIn>) -> Option<Vec<Other>> {
     other
         .into_iter()
         .map(|o| match o {
-            OtherIn::J(v) | OtherIn::Jo(v) => Some(Other::Json(v)),
+            OtherIn::J(v) => Some(Other::Json(v)),
             OtherIn::R { n, r } => {
                 let names: Names = n.into();
                 let rows = r.into_iter().map(|RowIn(b, o)| checked(names.clone(), b.0, others_in(o)?));

@@ -31,7 +31,7 @@ fn every_kind_of_value_round_trips_and_long_names_fit() {
     assert_eq!(back, f);
     assert_eq!(f.get(&long), Some(FieldRef::Str(&text)));
     assert_eq!(f.get("null"), Some(FieldRef::Null));
-    assert_eq!(f.clone().into_json(), serde_json::to_value(&f).unwrap());
+    assert_eq!(f.to_json(), serde_json::to_value(&f).unwrap());
     let mut g = f.clone();
     g.get_json_mut("rows").unwrap()[0]["a"] = json!("c");
     assert_eq!(g.get("rows").unwrap().to_json(), json!([{"a": "c"}]));
