@@ -1,6 +1,8 @@
 //! Mapping only: a parsed message through the shipped mappings; and ORUs of 1k, 4k
 //! and 16k OBR/OBX groups, whose time per group must stay flat (issue 8, hole 10:
-//! mapping was quadratic in the group count).
+//! mapping was quadratic in the group count). `govern/*`: the govern stage with
+//! the shipped exclusion rules on an already mapped message (a copy of it:
+//! `govern/*_copy_only` is that copy alone, to subtract).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use recordhub::hl7::Message;
@@ -40,6 +42,28 @@ fn bench(c: &mut Criterion) {
         assert!(!mapped.items.is_empty(), "{name} produces items");
         g.throughput(Throughput::Elements(1));
         g.bench_function(name, |b| b.iter(|| set.apply(std::hint::black_box(&msg), &prov).map(|m| m.items.len())));
+    }
+    g.finish();
+
+    let rules = recordhub::govern::Rules::load_dir(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/mappings/governance"
+    )))
+    .expect("shipped rules load");
+    let parse = recordhub::hl7::ParseOptions::default();
+    let mut g = c.benchmark_group("govern");
+    for (name, input) in [("adt", common::ADT), ("oru_30obx", common::ORU)] {
+        let msg = Message::parse(input).expect("fixture parses");
+        let mapped = set.apply(&msg, &prov).expect("fixture maps");
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(format!("{name}_copy_only"), |b| b.iter(|| std::hint::black_box(mapped.clone()).items.len()));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut m = mapped.clone();
+                recordhub::govern::govern(&rules, &set, &parse, std::hint::black_box(&msg), &prov, &mut m);
+                m.items.len()
+            })
+        });
     }
     g.finish();
 

@@ -109,8 +109,9 @@ pub struct Item {
     /// `order|facility|OBR-3`), set by the govern stage (`src/govern/`): an
     /// item in a scope an exclusion rule made sensitive is never filed, even
     /// when the rule's message arrives later. Taken off before the item is stored.
+    /// Shared: every item of a message gets the same visit scope.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Arc<str>>,
 }
 
 /// One message's version of an item: where it sorts among the item's

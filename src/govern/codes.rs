@@ -23,7 +23,21 @@ pub struct CodeList {
 /// Codes compare without dots, spaces and case: ICD-10 `B20.1` is sent as
 /// `B201` by some systems, `Z65.1` as `z651`.
 pub fn normalise(code: &str) -> String {
-    code.chars().filter(|c| *c != '.' && !c.is_whitespace()).flat_map(char::to_uppercase).collect()
+    let mut out = String::new();
+    normalise_into(code, &mut out);
+    out
+}
+
+/// [`normalise`] into `out` (cleared first): the govern stage reuses one
+/// buffer for every value of a message.
+pub fn normalise_into(code: &str, out: &mut String) {
+    out.clear();
+    let keep = |c: &char| *c != '.' && !c.is_whitespace();
+    if code.is_ascii() {
+        out.extend(code.chars().filter(keep).map(|c| c.to_ascii_uppercase()));
+    } else {
+        out.extend(code.chars().filter(keep).flat_map(char::to_uppercase));
+    }
 }
 
 /// Every list in `dir` by file stem; a missing `dir` is no lists.
@@ -101,6 +115,16 @@ fn parse_txt(src: &str) -> CodeList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_normalise_the_same_with_or_without_non_ascii_letters() {
+        assert_eq!(normalise(" z65.1\t"), "Z651");
+        assert_eq!(normalise("b\u{a0}20.7"), "B207", "a no-break space is whitespace too");
+        assert_eq!(normalise("stra\u{df}e.1"), "STRASSE1", "non-ASCII letters upper-case as Unicode says");
+        let mut buf = String::from("left over");
+        normalise_into("f64.0", &mut buf);
+        assert_eq!(buf, "F640", "the buffer is cleared first");
+    }
 
     #[test]
     fn a_text_list_reads_codes_comments_and_its_header() {

@@ -1,7 +1,7 @@
 //! Rule file → compiled [`Rule`]s: paths parsed once, code lists resolved,
 //! every problem reported as `file:line:col` (the mapping compiler's errors).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -74,7 +74,7 @@ impl Compiler<'_> {
         let test = match &r.field {
             Some(f) => {
                 let path = self.path(f)?;
-                let mut exact: HashSet<String> = r.in_values.iter().flatten().map(|v| normalise(v)).collect();
+                let mut exact: Vec<String> = r.in_values.iter().flatten().map(|v| normalise(v)).collect();
                 let mut prefixes: Vec<String> = r.prefix.iter().flatten().map(|v| normalise(v)).collect();
                 if let Some(l) = &r.in_list {
                     exact.extend(self.list(l));
@@ -90,7 +90,7 @@ impl Compiler<'_> {
                     return None;
                 }
                 prefixes.retain(|p| !p.is_empty());
-                Some(Test { path, exact, prefixes })
+                Some(Test::new(path, exact, prefixes))
             }
             None => {
                 let stray = [r.in_values.is_some(), r.prefix.is_some(), r.in_list.is_some(), r.prefix_list.is_some()];

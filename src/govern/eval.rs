@@ -10,6 +10,7 @@
 //! the whole message is excluded (fail closed).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{Action, Rules};
 use crate::hl7::{Message, Segment};
@@ -45,39 +46,47 @@ impl Rules {
         }
         let msh = msg.header();
         let (app, facility) = (msh.field(3).component(1).text(), msh.field(4).component(1).text());
-        // Rules that test the same field (six test DG1-3.1) share one read of
-        // it: the values of each segment are read and normalised once.
-        let mut by_path: Vec<(&Path, Vec<usize>)> = Vec::new();
+        let applies = |r: &super::Rule| {
+            (r.sending_app.is_empty() || r.sending_app.iter().any(|a| *a == app))
+                && (r.sending_facility.is_empty() || r.sending_facility.iter().any(|f| *f == facility))
+        };
         for (i, r) in self.rules.iter().enumerate() {
-            if !r.sending_app.is_empty() && !r.sending_app.iter().any(|a| *a == app) {
-                continue;
-            }
-            if !r.sending_facility.is_empty() && !r.sending_facility.iter().any(|f| *f == facility) {
-                continue;
-            }
-            match &r.test {
-                None => out.push(Hit { rule: i, segment: None }),
-                Some(t) => match by_path.iter_mut().find(|(p, _)| **p == t.path) {
-                    Some((_, rules)) => rules.push(i),
-                    None => by_path.push((&t.path, vec![i])),
-                },
+            if r.test.is_none() && applies(r) {
+                out.push(Hit { rule: i, segment: None });
             }
         }
-        let mut codes: Vec<String> = Vec::new();
-        for (path, rules) in by_path {
-            for seg in segments(msg, path) {
-                codes.clear();
-                each_value(&seg, path, |v| codes.push(super::codes::normalise(v)));
-                codes.retain(|c| !c.is_empty());
-                for &i in &rules {
-                    let Some(t) = &self.rules[i].test else { continue };
-                    let listed = codes
-                        .iter()
-                        .any(|c| t.exact.contains(c.as_str()) || t.prefixes.iter().any(|p| c.starts_with(p.as_str())));
-                    if listed {
-                        out.push(Hit { rule: i, segment: Some(seg.index()) });
-                    }
+        // One pass over the segments; each value normalised once into one
+        // buffer, then compared with every rule of its group (this runs on
+        // the pipeline thread for every message).
+        let mut seen = vec![0u16; self.groups.len()];
+        let mut code = String::new();
+        for seg in msg.segments() {
+            for (g, group) in self.groups.iter().enumerate() {
+                let p = &group.path;
+                if seg.raw().get(..3) != Some(&p.segment[..]) {
+                    continue;
                 }
+                seen[g] = seen[g].saturating_add(1);
+                if p.occurrence.is_some_and(|o| o != seen[g]) {
+                    continue;
+                }
+                let start = out.len();
+                each_value(&seg, p, |v| {
+                    super::codes::normalise_into(v, &mut code);
+                    if code.is_empty() {
+                        return;
+                    }
+                    for &i in &group.rules {
+                        let r = &self.rules[i];
+                        let Some(t) = &r.test else { continue };
+                        if out[start..].iter().any(|h: &Hit| h.rule == i) || !applies(r) {
+                            continue;
+                        }
+                        if t.lists(&code) {
+                            out.push(Hit { rule: i, segment: Some(seg.index()) });
+                        }
+                    }
+                });
             }
         }
         // Rule by rule, each in message order: the order reports and the
@@ -109,7 +118,7 @@ impl Rules {
             return report;
         }
         let facility = msg.header().field(4).component(1).text();
-        let visits: Vec<String> = self.cascade.visit.iter().filter_map(|p| scope(msg, p, None, &facility)).collect();
+        let visits: Vec<Arc<str>> = self.cascade.visit.iter().filter_map(|p| scope(msg, p, None, &facility)).collect();
         let orders = self.order_groups(msg, &facility);
         let hits = self.hits(msg);
         let mut removed: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
@@ -139,7 +148,7 @@ impl Rules {
             g.message = Some(id.clone());
             g.excluded = (0..mapped.items.len()).map(|i| (i, id.clone())).collect();
             for s in visits.iter().chain(orders.iter().flat_map(|(_, s)| s)) {
-                g.sensitive_scopes.push((s.clone(), id.clone()));
+                g.sensitive_scopes.push((s.to_string(), id.clone()));
             }
         } else if !removed.is_empty() {
             self.exclude_groups(msg, mapped, &removed, &orders, remap);
@@ -161,7 +170,7 @@ impl Rules {
     }
 
     /// Each OBR's range in the message and its order scopes.
-    fn order_groups(&self, msg: &Message<'_>, facility: &str) -> Vec<(std::ops::Range<usize>, Vec<String>)> {
+    fn order_groups(&self, msg: &Message<'_>, facility: &str) -> Vec<(std::ops::Range<usize>, Vec<Arc<str>>)> {
         let mut out = Vec::new();
         if self.cascade.order.is_empty() {
             return out;
@@ -178,7 +187,7 @@ impl Rules {
         msg: &Message<'_>,
         mapped: &mut Mapped,
         removed: &[(std::ops::Range<usize>, usize)],
-        orders: &[(std::ops::Range<usize>, Vec<String>)],
+        orders: &[(std::ops::Range<usize>, Vec<Arc<str>>)],
         remap: &dyn Fn(&[u8]) -> Option<Mapped>,
     ) {
         let first = self.rules[removed[0].1].id.to_string();
@@ -191,7 +200,7 @@ impl Rules {
         let g = &mut mapped.governed;
         for (range, rule) in removed {
             for (_, scopes) in orders.iter().filter(|(r, _)| r == range) {
-                g.sensitive_scopes.extend(scopes.iter().map(|s| (s.clone(), self.rules[*rule].id.to_string())));
+                g.sensitive_scopes.extend(scopes.iter().map(|s| (s.to_string(), self.rules[*rule].id.to_string())));
             }
         }
         let Some(reduced) = remap(&bytes) else {
@@ -218,7 +227,7 @@ impl Rules {
 /// gets that order's, and with a single order in the message every result
 /// and document gets it. Linear in items and orders (an ORU of 20,000
 /// orders is governed on the pipeline thread).
-fn assign_scopes(mapped: &mut Mapped, visits: &[String], orders: &[(std::ops::Range<usize>, Vec<String>)]) {
+fn assign_scopes(mapped: &mut Mapped, visits: &[Arc<str>], orders: &[(std::ops::Range<usize>, Vec<Arc<str>>)]) {
     let mut by_number: HashMap<&str, Vec<usize>> = HashMap::new();
     for (k, (_, scopes)) in orders.iter().enumerate() {
         for s in scopes {
@@ -246,7 +255,7 @@ fn assign_scopes(mapped: &mut Mapped, visits: &[String], orders: &[(std::ops::Ra
 /// assigning authority so that the PAS's and the laboratory's messages
 /// about one visit meet even when their MSH-4 differ: PV1-19 (CX) its
 /// component 4, OBR/ORC-2 and -3 (EI) their component 2, else MSH-4.
-fn scope(msg: &Message<'_>, p: &Path, within: Option<&Segment<'_>>, facility: &str) -> Option<String> {
+fn scope(msg: &Message<'_>, p: &Path, within: Option<&Segment<'_>>, facility: &str) -> Option<Arc<str>> {
     let seg = match within {
         Some(s) if s.name().as_bytes() == p.segment => *s,
         _ => segments(msg, p).next()?,
@@ -268,7 +277,7 @@ fn scope(msg: &Message<'_>, p: &Path, within: Option<&Segment<'_>>, facility: &s
     let field = seg.field(p.field as usize);
     let named = (authority > 0).then(|| field.repetition(1).component(authority).text().trim().to_string());
     let authority = named.filter(|a| !a.is_empty()).unwrap_or_else(|| facility.to_string());
-    Some(format!("{p}|{authority}|{v}"))
+    Some(format!("{p}|{authority}|{v}").into())
 }
 
 /// The segments a path names: its occurrence, or every segment of that name.

@@ -38,10 +38,21 @@ pub const DIR: &str = "governance";
 #[derive(Debug, Default)]
 pub struct Rules {
     rules: Vec<Rule>,
+    /// The rules that test a field, grouped by the field (six test DG1-3.1),
+    /// in first-rule order: the values of each segment are read and
+    /// normalised once per group, not once per rule.
+    groups: Vec<Group>,
     cascade: Cascade,
     /// Identifies the rule files' content: the index remembers the set it
     /// was built with and is re-evaluated at start-up when it changed.
     fingerprint: u64,
+}
+
+/// Rules that test the same path (indexes into `Rules::rules`).
+#[derive(Debug)]
+struct Group {
+    path: Path,
+    rules: Vec<usize>,
 }
 
 /// One compiled `[[rule]]`.
@@ -59,8 +70,24 @@ pub struct Rule {
 #[derive(Debug)]
 pub struct Test {
     pub path: Path,
-    pub exact: std::collections::HashSet<String>,
+    /// Sorted, without repeats: a binary search per value (code lists are
+    /// short, and this is compared with every coded value of every message).
+    exact: Box<[String]>,
     pub prefixes: Vec<String>,
+}
+
+impl Test {
+    pub fn new(path: Path, mut exact: Vec<String>, prefixes: Vec<String>) -> Test {
+        exact.sort_unstable();
+        exact.dedup();
+        Test { path, exact: exact.into(), prefixes }
+    }
+
+    /// Whether a normalised `code` is listed, exactly or by a prefix.
+    pub fn lists(&self, code: &str) -> bool {
+        self.exact.binary_search_by(|e| e.as_str().cmp(code)).is_ok()
+            || self.prefixes.iter().any(|p| code.starts_with(p.as_str()))
+    }
 }
 
 /// What a rule that holds does.
@@ -185,8 +212,21 @@ impl Rules {
             return Err(LoadErrors(errors));
         }
         let fingerprint = if rules.is_empty() { 0 } else { u64::from(crc32c::crc32c(hash.as_bytes())) | 1 << 32 };
-        Ok(Rules { rules, cascade: cascade.map(|(c, _)| c).unwrap_or_default(), fingerprint })
+        let groups = group_by_path(&rules);
+        Ok(Rules { rules, groups, cascade: cascade.map(|(c, _)| c).unwrap_or_default(), fingerprint })
     }
+}
+
+fn group_by_path(rules: &[Rule]) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let Some(t) = &r.test else { continue };
+        match groups.iter_mut().find(|g| g.path == t.path) {
+            Some(g) => g.rules.push(i),
+            None => groups.push(Group { path: t.path.clone(), rules: vec![i] }),
+        }
+    }
+    groups
 }
 
 fn io_error(file: &FsPath, e: &std::io::Error) -> LoadError {

@@ -103,7 +103,10 @@ fn an_item_rule_marks_only_the_matching_diagnosis_and_keeps_every_items_place() 
         m.governed.message.is_none() && m.governed.sensitive_scopes.is_empty(),
         "a diagnosis makes no visit sensitive"
     );
-    assert!(m.items.iter().all(|i| i.scopes == ["PV1-19.1|RJ1|V000777003"]), "every item is in the message's visit");
+    assert!(
+        m.items.iter().all(|i| i.scopes.iter().map(|s| &**s).eq(["PV1-19.1|RJ1|V000777003"])),
+        "every item is in the message's visit"
+    );
 }
 
 #[test]
@@ -124,7 +127,10 @@ fn an_order_rule_excludes_that_order_and_each_result_carries_only_its_own_order(
     let scopes: Vec<_> = m.governed.sensitive_scopes.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(scopes, ["OBR-3.1|WINPATH|LHIV0001", "OBR-2.1|ICE|ORD2"], "named by the order's assigning authority");
     let fbc = m.items.iter().find(|i| i.id == "LFBC0001^FBC").unwrap();
-    assert_eq!(fbc.scopes, ["PV1-19.1|RJ1|V000777001", "OBR-3.1|WINPATH|LFBC0001", "OBR-2.1|ICE|ORD1"]);
+    assert_eq!(
+        fbc.scopes.iter().map(|s| &**s).collect::<Vec<_>>(),
+        ["PV1-19.1|RJ1|V000777001", "OBR-3.1|WINPATH|LFBC0001", "OBR-2.1|ICE|ORD1"]
+    );
 }
 
 #[test]
@@ -140,4 +146,45 @@ fn drop_fields_removes_the_named_fields_and_keeps_the_items() {
     let enc = m.items.iter().find(|i| i.kind == crate::record::Kind::Encounter).unwrap();
     assert!(enc.fields.get("ward").is_none() && enc.fields.get("bed").is_some(), "{:?}", enc.fields);
     assert!(m.governed.is_empty());
+}
+
+/// The one-pass matcher (rules grouped by field): an occurrence path holds
+/// on that occurrence only, a sender filter is honoured per rule, two values
+/// of one segment that both match give one hit, and two rules on the same
+/// field each hold where their own list says.
+#[test]
+fn rules_sharing_a_field_hold_per_rule_per_occurrence_and_per_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |id: &str, field: &str, values: &str, app: &str| {
+        let app = if app.is_empty() { String::new() } else { format!("sending_app = [\"{app}\"]\n") };
+        format!("[[rule]]\nid = \"{id}\"\ncategory = \"hiv\"\nfield = \"{field}\"\nin = [{values}]\n{app}exclude = \"item\"\n")
+    };
+    let src = [
+        rule("any-dg1", "DG1-3.1", "\"B20\", \"B21\"", ""),
+        rule("second-dg1", "DG1(2)-3.1", "\"B20\"", ""),
+        rule("lab-only", "DG1-3.1", "\"B21\"", "LAB"),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("r.toml"), src).unwrap();
+    let rules = Rules::load_dir(dir.path()).unwrap();
+    let msg = |app: &str| {
+        format!(
+            "MSH|^~\\&|{app}|RJ1|RH|LCR|20261121||ADT^A08|C1|P|2.4\rPID|1||9434765919^^^NHS^NH\r\
+             DG1|1||B20^x^I10~b.20^y^I10\rDG1|2||J45^x^I10\rDG1|3||B21^x^I10\r"
+        )
+    };
+    let hits = |app: &str| {
+        let m = msg(app);
+        let m = Message::parse(m.as_bytes()).unwrap();
+        rules.hits(&m).iter().map(|h| (rules.rules()[h.rule].id.to_string(), h.segment)).collect::<Vec<_>>()
+    };
+    let s = |i: usize| Some(i);
+    // DG1(1) is segment 2, DG1(2) segment 3, DG1(3) segment 4.
+    assert_eq!(hits("PAS"), [("any-dg1".to_string(), s(2)), ("any-dg1".to_string(), s(4))]);
+    assert_eq!(
+        hits("LAB"),
+        [("any-dg1".to_string(), s(2)), ("any-dg1".to_string(), s(4)), ("lab-only".to_string(), s(4))]
+    );
+    let second = "MSH|^~\\&|PAS|RJ1|RH|LCR|20261121||ADT^A08|C1|P|2.4\rDG1|1||J45\rDG1|2||B20\r";
+    assert_eq!(hit_ids(&rules, second), ["any-dg1", "second-dg1"]);
 }

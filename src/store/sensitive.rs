@@ -58,7 +58,7 @@ pub(super) fn register(t: &Trees, scopes: &[(String, String)]) -> Result<(), Sto
 fn drop_scope(t: &Trees, key: &[u8], bytes: &[u8], scope: &str) -> Result<(), StoreError> {
     let (provenance, items) = versions::decode_items(bytes)?;
     let kept: Vec<(u32, &crate::record::Item)> =
-        items.iter().filter(|(_, i)| !i.scopes.iter().any(|s| s == scope)).map(|(n, i)| (*n, i)).collect();
+        items.iter().filter(|(_, i)| !i.scopes.iter().any(|s| &**s == scope)).map(|(n, i)| (*n, i)).collect();
     if kept.len() == items.len() {
         return Ok(());
     }
@@ -71,7 +71,7 @@ fn drop_scope(t: &Trees, key: &[u8], bytes: &[u8], scope: &str) -> Result<(), St
 }
 
 /// The rule that made one of `scopes` sensitive, if one did.
-pub(super) fn sensitive(t: &Trees, scopes: &[String]) -> Result<Option<String>, StoreError> {
+pub(super) fn sensitive(t: &Trees, scopes: &[std::sync::Arc<str>]) -> Result<Option<String>, StoreError> {
     if !t.any_sensitive.load(Ordering::Relaxed) {
         return Ok(None);
     }
@@ -85,7 +85,7 @@ pub(super) fn sensitive(t: &Trees, scopes: &[String]) -> Result<Option<String>, 
 
 /// Remembers that patient `nhs` has items in `scopes` (once: the index
 /// writer remembers what it noted).
-pub(super) fn note(t: &Trees, scopes: &[String], nhs: &str) -> Result<(), StoreError> {
+pub(super) fn note(t: &Trees, scopes: &[std::sync::Arc<str>], nhs: &str) -> Result<(), StoreError> {
     for s in scopes {
         let mut k = prefix(s);
         k.extend_from_slice(nhs.as_bytes());

@@ -39,14 +39,14 @@ struct ItemOut<'a> {
     #[serde(skip_serializing_if = "plain")]
     version: &'a Version,
     #[serde(skip_serializing_if = "no_scopes")]
-    scopes: &'a [String],
+    scopes: &'a [Arc<str>],
 }
 
 fn plain(v: &&Version) -> bool {
     v.is_plain()
 }
 
-fn no_scopes(s: &&[String]) -> bool {
+fn no_scopes(s: &&[Arc<str>]) -> bool {
     s.is_empty()
 }
 
@@ -65,7 +65,7 @@ struct ItemIn {
     #[serde(default)]
     version: Version,
     #[serde(default)]
-    scopes: Vec<String>,
+    scopes: Vec<Arc<str>>,
 }
 
 fn damaged<E>(_: E) -> StoreError {
