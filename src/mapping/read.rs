@@ -117,7 +117,10 @@ impl<'a> Run<'_, 'a> {
         if !any {
             return None;
         }
-        Some((out.trim().to_string(), seq_pieces(&seqs, &out)))
+        let pieces = seq_pieces(&seqs, &out);
+        // Most renderings need no trim: keep the buffer rather than copy it.
+        let text = if out.trim().len() == out.len() { out } else { out.trim().to_string() };
+        Some((text, pieces))
     }
 
     /// The first path with a non-empty value.
