@@ -58,7 +58,7 @@ impl Rules {
         // One pass over the segments; each value normalised once into one
         // buffer, then compared with every rule of its group (this runs on
         // the pipeline thread for every message).
-        let mut seen = vec![0u16; self.groups.len()];
+        let mut seen = vec![0usize; self.groups.len()];
         let mut code = String::new();
         for seg in msg.segments() {
             for (g, group) in self.groups.iter().enumerate() {
@@ -66,8 +66,8 @@ impl Rules {
                 if seg.raw().get(..3) != Some(&p.segment[..]) {
                     continue;
                 }
-                seen[g] = seen[g].saturating_add(1);
-                if p.occurrence.is_some_and(|o| o != seen[g]) {
+                seen[g] += 1;
+                if p.occurrence.is_some_and(|o| usize::from(o) != seen[g]) {
                     continue;
                 }
                 let start = out.len();
