@@ -310,6 +310,17 @@ impl Pipeline {
         self.indexer.finish();
         self.store.flush()
     }
+
+    /// [`Self::shutdown`], then closes the index and waits (at most
+    /// `limit`) until sled has let go of its file lock: after this, the
+    /// index can be opened again (by `recordhub record`, or a new engine).
+    /// False in `.1` if the lock was still held at the limit.
+    pub fn close(mut self, limit: std::time::Duration) -> (Result<(), StoreError>, bool) {
+        let flushed = self.shutdown();
+        let dir = index_dir(&self.opts.data_dir);
+        drop(self);
+        (flushed, crate::store::wait_released(&dir, limit))
+    }
 }
 
 /// The journal entry for a staged frame: the verdict and why, journaled

@@ -184,12 +184,17 @@ pub(super) async fn join_worker(thread: std::thread::JoinHandle<Ended>) -> Resul
     }
 }
 
-/// Flushes the index at shutdown (on the blocking pool: sled flushes).
-pub(super) async fn flush(mut p: Pipeline) {
-    let flushed = tokio::task::spawn_blocking(move || p.shutdown()).await;
-    if let Ok(Err(e)) = flushed {
+/// Flushes and closes the index at shutdown (on the blocking pool: sled
+/// flushes), and waits until it can be opened again.
+pub(super) async fn flush(p: Pipeline) {
+    let closed = tokio::task::spawn_blocking(move || p.close(std::time::Duration::from_secs(10))).await;
+    let Ok((flushed, released)) = closed else { return };
+    if let Err(e) = flushed {
         // Everything is in the journal; the next start replays it.
         tracing::warn!(error = %crate::pipeline::error_chain(&e),
             "the index could not be flushed at shutdown; the journal holds everything and the next start replays it");
+    }
+    if !released {
+        tracing::warn!("the index's file lock was still held 10 s after shutdown; another process may have it open");
     }
 }

@@ -29,6 +29,7 @@ mod fold;
 mod identity;
 pub mod index;
 mod keys;
+mod lock;
 mod names;
 mod objection;
 mod read;
@@ -37,6 +38,8 @@ mod sensitive;
 #[cfg(test)]
 mod testing;
 mod versions;
+
+pub use lock::wait_released;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -238,6 +241,16 @@ impl Store {
         let trees = Trees::open(dir, cache_bytes)?;
         let trees = Arc::new(RwLock::new(Some(Arc::new(trees))));
         Ok(Store { dir: dir.to_path_buf(), trees, faults, cache_bytes })
+    }
+
+    /// Drops this handle and waits (at most `limit`) until sled has let go
+    /// of the index's file lock, so that another process can open it at
+    /// once. False if it is still held then (another handle of this store,
+    /// or another process).
+    pub fn close(self, limit: Duration) -> bool {
+        let dir = self.dir.clone();
+        drop(self);
+        wait_released(&dir, limit)
     }
 
     /// The open trees, for one operation. Never kept beyond it, so that

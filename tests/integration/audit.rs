@@ -40,7 +40,10 @@ async fn admitted(dir: &Path) {
 
 /// Reads [`NHS`] through the one read path, as `who` with `purpose`.
 fn read_as(dir: &Path, audit: &AuditLog, who: &Principal, purpose: &Purpose, client: &str) -> Viewed {
-    let store = recordhub::store::Store::open(&recordhub::pipeline::index_dir(dir)).unwrap();
+    // The previous read's sled may still hold its lock for a moment after the drop.
+    let index = recordhub::pipeline::index_dir(dir);
+    assert!(recordhub::store::wait_released(&index, std::time::Duration::from_secs(10)));
+    let store = recordhub::store::Store::open(&index).unwrap();
     let ctx = ReadCtx { store, audit: audit.clone(), access: Arc::new(recordhub::access::Access::allow_all()) };
     let nhs = NhsNumber::parse(NHS).unwrap();
     let req = ReadRequest { nhs: &nhs, who, purpose, client, via: "http", view: View::Record };
@@ -288,6 +291,11 @@ async fn the_index_audit_tree_from_before_the_chain_is_copied_in_at_first_start(
         db.open_tree("audit").unwrap().insert(1u64.to_be_bytes(), serde_json::to_vec(&old).unwrap()).unwrap();
         db.flush().unwrap();
     }
+    let released = recordhub::store::wait_released(
+        &recordhub::pipeline::index_dir(dir.path()),
+        std::time::Duration::from_secs(10),
+    );
+    assert!(released, "sled let go of the index");
     let e = Engine::start(config(dir.path())).await;
     e.stop().await;
     let e = Engine::start(config(dir.path())).await;

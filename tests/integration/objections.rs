@@ -78,9 +78,15 @@ fn ack_shape(ack: &str, control_id: &str) -> String {
     normalise(ack).replace(control_id, "<ctl>")
 }
 
+/// The index, once the last handle's sled has let go of it (a handle this
+/// test dropped a moment ago may still hold the lock).
 fn store(dir: &Path) -> recordhub::store::Store {
-    recordhub::store::Store::open(&recordhub::pipeline::index_dir(dir)).unwrap()
+    let index = recordhub::pipeline::index_dir(dir);
+    assert!(recordhub::store::wait_released(&index, LOCK_WAIT), "the index stays locked");
+    recordhub::store::Store::open(&index).unwrap()
 }
+
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn nhs(n: &str) -> recordhub::hl7::nhs::NhsNumber {
     recordhub::hl7::nhs::NhsNumber::parse(n).unwrap()
@@ -224,8 +230,10 @@ async fn an_import_is_all_or_nothing_and_the_register_survives_restart_and_reind
     assert_eq!(out.status.code(), Some(1));
     let expected = format!("{}:3: nhs_number '1234567890' is not a valid NHS number", bad.display());
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
-    assert!(store(&data).objections().unwrap().is_empty(), "nothing of the file applied");
-    drop(store(&data));
+    let s = store(&data);
+    assert!(s.objections().unwrap().is_empty(), "nothing of the file applied");
+    // Released before the CLI below opens the index in its own process.
+    assert!(s.close(LOCK_WAIT));
 
     std::fs::write(&bad, format!("source,nhs_number,recorded_at\nconnect-care,{NHS},2019-03-04\n")).unwrap();
     let out = recordhub(&["objection", "import", bad.to_str().unwrap(), "--recorded-by", "officer.c", "--data", &d]);
@@ -243,6 +251,7 @@ async fn an_import_is_all_or_nothing_and_the_register_survives_restart_and_reind
         let o = s.objection(&nhs(NHS)).unwrap().expect("still registered");
         assert_eq!((o.source.as_str(), o.recorded_by.as_str()), ("connect-care", "officer.c"));
         assert_eq!(o.recorded_at_ms, 1_551_657_600_000, "recorded_at kept from the old system");
+        assert!(s.close(LOCK_WAIT));
     }
 
     let rm =

@@ -153,6 +153,8 @@ async fn a_renamed_patient_is_found_under_the_new_name_and_not_the_old_one() {
         assert_eq!(store.find_local("RJ1-123456", Some("RJ1")).unwrap().len(), 1);
         assert!(store.find_local("RJ1-123456", Some("RAL")).unwrap().is_empty(), "{when}: another trust's number");
         assert!(store.find_local("RJ1-1234", None).unwrap().is_empty(), "{when}: no prefix match");
+        // Released before `reindex` opens it in its own process.
+        assert!(store.close(std::time::Duration::from_secs(10)), "{when}: the index is released");
     };
     check("live");
     let out =
