@@ -200,7 +200,7 @@ pub async fn start_with_faults(
         api_tasks.join().await;
         // Every connection has finished and the last handle is gone, so the
         // worker drains its queue and hands the pipeline back.
-        parts::flush(parts::join_worker(thread).await?).await;
+        parts::close(parts::join_worker(thread).await?).await;
         tracing::info!("stopped");
         Ok(())
     });

@@ -105,7 +105,7 @@ pub async fn serve_until(
     let _ = audit_task.await;
     api_tasks.join().await;
     let pipeline = result?;
-    parts::flush(pipeline).await;
+    parts::close(pipeline).await;
     tracing::info!("stopped");
     Ok(())
 }

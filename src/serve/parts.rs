@@ -184,17 +184,33 @@ pub(super) async fn join_worker(thread: std::thread::JoinHandle<Ended>) -> Resul
     }
 }
 
-/// Flushes and closes the index at shutdown (on the blocking pool: sled
-/// flushes), and waits until it can be opened again.
-pub(super) async fn flush(p: Pipeline) {
+/// Flushes the index at shutdown (on the blocking pool: sled flushes), when
+/// other parts of this process may still hold the store (a node standing
+/// down while its read API runs): the process exits next.
+pub(super) async fn flush(mut p: Pipeline) {
+    let flushed = tokio::task::spawn_blocking(move || p.shutdown()).await;
+    if let Ok(Err(e)) = flushed {
+        warn_unflushed(&e);
+    }
+}
+
+/// [`flush`], then waits until sled has let go of the index's file lock, for
+/// when nothing else in this process holds the store any more: the engine
+/// has stopped (a CLI command or a new engine opens the index next), or the
+/// data directory is about to be set aside.
+pub(super) async fn close(p: Pipeline) {
     let closed = tokio::task::spawn_blocking(move || p.close(std::time::Duration::from_secs(10))).await;
     let Ok((flushed, released)) = closed else { return };
     if let Err(e) = flushed {
-        // Everything is in the journal; the next start replays it.
-        tracing::warn!(error = %crate::pipeline::error_chain(&e),
-            "the index could not be flushed at shutdown; the journal holds everything and the next start replays it");
+        warn_unflushed(&e);
     }
     if !released {
         tracing::warn!("the index's file lock was still held 10 s after shutdown; another process may have it open");
     }
+}
+
+fn warn_unflushed(e: &crate::store::StoreError) {
+    // Everything is in the journal; the next start replays it.
+    tracing::warn!(error = %crate::pipeline::error_chain(e),
+        "the index could not be flushed at shutdown; the journal holds everything and the next start replays it");
 }

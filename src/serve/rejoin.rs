@@ -43,7 +43,8 @@ pub(super) async fn rejoin(
         _ => return Ok(opened),
     };
     let Opened { pipeline, .. } = opened;
-    parts::flush(pipeline).await;
+    // Closed for good before its directory is moved aside.
+    parts::close(pipeline).await;
     let aside = set_aside(&cfg.store.data_dir)
         .map_err(|source| ServeError::DataDir { dir: cfg.store.data_dir.clone(), source })?;
     tracing::warn!(seq, why = %why, set_aside = %aside.display(),
